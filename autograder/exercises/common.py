@@ -1,0 +1,85 @@
+"""Building blocks for exercise graders: calls for the worker and checks for their results."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from autograder.compare import Mismatch, check_tensor, close
+
+
+def randn(gen: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float32) -> Tensor:
+    return (torch.randn(*shape, generator=gen) * scale).to(dtype)
+
+
+def module_call(symbol: str, args=(), kwargs=None, state=None, inputs=(), dtype=None,
+                grad_output=None, return_init=False) -> dict:
+    """Build ``symbol(*args, **kwargs)``, load ``state``, cast to ``dtype``, run ``forward``."""
+    return {
+        "kind": "module", "symbol": symbol, "args": list(args), "kwargs": kwargs or {},
+        "state": state, "inputs": list(inputs), "dtype": dtype,
+        "grad": grad_output is not None, "grad_output": grad_output, "return_init": return_init,
+    }
+
+
+def run_reference(module: nn.Module, inputs: list[Tensor], grad_output: Tensor | None = None):
+    """Run the reference the way the worker runs the learner's module: output and grads."""
+    inputs = [t.clone().requires_grad_(grad_output is not None) for t in inputs]
+    out = module(*inputs)
+    first = out[0] if isinstance(out, tuple) else out
+    grads: dict = {}
+    if grad_output is not None:
+        first.backward(grad_output.to(first.dtype))
+        grads["inputs"] = [t.grad for t in inputs]
+        grads["params"] = {n: p.grad for n, p in module.named_parameters()}
+    detach = lambda t: t.detach() if isinstance(t, Tensor) else t
+    out = tuple(detach(o) for o in out) if isinstance(out, tuple) else detach(out)
+    return out, grads
+
+
+def expect(actual, expected: Tensor, what: str = "output", mistakes=None, **tol) -> None:
+    """Like ``check_tensor``, but name a known mistake when the learner's value matches one."""
+    try:
+        check_tensor(actual, expected, what, **tol)
+    except Mismatch:
+        for message, wrong in (mistakes or {}).items():
+            if (isinstance(actual, Tensor) and actual.shape == wrong.shape
+                    and torch.isfinite(actual).all() and close(actual, wrong.to(actual.dtype))):
+                raise Mismatch(message) from None
+        raise
+
+
+def expect_state(result: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+    got = {k: tuple(v) for k, v in result["state_shapes"].items()}
+    missing = sorted(set(shapes) - set(got))
+    extra = sorted(set(got) - set(shapes))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra)}")
+        hint = " (the contract has no biases here: bias=False)" if any(
+            k.endswith("bias") for k in extra) else ""
+        raise Mismatch(f"state dict keys differ: {'; '.join(parts)}{hint}")
+    for key, shape in shapes.items():
+        if got[key] != tuple(shape):
+            raise Mismatch(f"`{key}` has shape {got[key]}, expected {tuple(shape)}")
+
+
+def expect_grads(result: dict, grads: dict, mistakes=None) -> None:
+    if result.get("no_graph"):
+        raise Mismatch("your output is not connected to autograd (did you use .detach(), "
+                       ".item(), numpy or torch.no_grad()?), so nothing can be trained")
+    for i, expected in enumerate(grads.get("inputs", [])):
+        expect(result["input_grads"][i], expected, "gradient with respect to the input")
+    for name, expected in grads.get("params", {}).items():
+        got = result.get("param_grads", {}).get(name)
+        if got is None:
+            raise Mismatch(f"`{name}` received no gradient: is it used in forward?")
+        expect(got, expected, f"gradient of `{name}`")
+
+
+def expect_inputs_untouched(result: dict) -> None:
+    if any(result.get("inputs_changed", [])):
+        raise Mismatch("your forward changed its input in place; work on a new tensor instead")

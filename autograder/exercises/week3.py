@@ -1,0 +1,183 @@
+"""Week 3 graders: RMSNorm and SwiGLU."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from autograder.compare import Mismatch
+from autograder.exercises.common import (
+    expect,
+    expect_grads,
+    expect_inputs_untouched,
+    expect_state,
+    module_call,
+    randn,
+    run_reference,
+)
+from autograder.grading import Case, Exercise
+from solutions import RMSNorm, SwiGLU
+
+# ---------------------------------------------------------------- RMSNorm
+
+
+def _rmsnorm_mistakes(x: Tensor, weight: Tensor, eps: float) -> dict[str, Tensor]:
+    """What common wrong RMSNorms return for ``x``, with the message each one earns."""
+    x = x.double()
+    w = weight.double()
+    ms = x.pow(2).mean(-1, keepdim=True)
+    return {
+        "your norm subtracts the mean: that is LayerNorm, not RMSNorm":
+            F.layer_norm(x, x.shape[-1:], eps=eps) * w,
+        "eps must go inside the square root: x / sqrt(mean(x^2) + eps)":
+            x / (ms.sqrt() + eps) * w,
+        "you divide by the L2 norm; the RMS is the L2 norm divided by sqrt(dim)":
+            x / (x.norm(dim=-1, keepdim=True) + eps) * w,
+        "the weight is never applied: multiply the normalized x by self.weight":
+            x * torch.rsqrt(ms + eps),
+        "the mean of squares must be taken over the last dimension only":
+            x * torch.rsqrt(x.pow(2).mean() + eps) * w,
+        "normalize by the root of the mean square, not by the mean square itself":
+            x / (ms + eps) * w,
+        "use the eps given to the constructor, not a constant":
+            x * torch.rsqrt(ms + 1e-6) * w,
+    }
+
+
+def _rmsnorm_case(gen, name, shape, dtype=torch.float32, eps=None, scale=1.0, grad=False,
+                  zero=False, points=1.0) -> Case:
+    dim = shape[-1]
+    x = torch.zeros(shape) if zero else randn(gen, *shape, scale=scale)
+    weight = 1 + 0.5 * randn(gen, dim)
+    kwargs = {} if eps is None else {"eps": eps}
+    ref = RMSNorm(dim, **kwargs)
+    ref.load_state_dict({"weight": weight})
+    ref.to(dtype)
+    x = x.to(dtype)
+    grad_output = randn(gen, *shape, dtype=dtype) if grad else None
+    expected, grads = run_reference(ref, [x], grad_output)
+    mistakes = _rmsnorm_mistakes(x, weight, ref.eps)
+
+    def check(result: dict) -> None:
+        expect(result["output"], expected, mistakes=mistakes)
+        if grad:
+            expect_grads(result, grads)
+        expect_inputs_untouched(result)
+
+    call = module_call("RMSNorm", (dim,), kwargs, {"weight": weight}, [x],
+                       dtype=str(dtype).removeprefix("torch."), grad_output=grad_output)
+    return Case(name, call, check, points)
+
+
+def _rmsnorm_init_case(gen) -> Case:
+    dim = 24
+
+    def check(result: dict) -> None:
+        expect_state(result, {"weight": (dim,)})
+        if not torch.equal(result["state_init"]["weight"], torch.ones(dim)):
+            raise Mismatch("`weight` should start as ones, so a new RMSNorm only normalizes")
+
+    return Case("parameters: `weight` of shape (dim,), initialised to ones",
+                module_call("RMSNorm", (dim,), return_init=True), check)
+
+
+def rmsnorm_cases(gen: torch.Generator) -> list[Case]:
+    return [
+        _rmsnorm_init_case(gen),
+        _rmsnorm_case(gen, "float32, (batch, seq, dim)", (2, 5, 16), points=2),
+        _rmsnorm_case(gen, "any number of leading dims: (2, 3, 4, 32)", (2, 3, 4, 32)),
+        _rmsnorm_case(gen, "eps is used, inside the root (eps=0.5, small inputs)", (3, 64),
+                      eps=0.5, scale=0.1),
+        _rmsnorm_case(gen, "gradients match (input and weight)", (2, 7, 32), grad=True,
+                      points=2),
+        _rmsnorm_case(gen, "bfloat16 in, bfloat16 out", (4, 8, 64), dtype=torch.bfloat16),
+        _rmsnorm_case(gen, "float16 with large values: compute in float32, no overflow",
+                      (2, 4, 64), dtype=torch.float16, scale=400.0),
+        _rmsnorm_case(gen, "all-zero input gives zeros, not NaN", (2, 3, 16), zero=True),
+    ]
+
+
+# ---------------------------------------------------------------- SwiGLU
+
+
+def _swiglu_weights(gen, dim: int, hidden: int) -> dict[str, Tensor]:
+    return {
+        "gate_proj.weight": randn(gen, hidden, dim, scale=dim**-0.5),
+        "up_proj.weight": randn(gen, hidden, dim, scale=dim**-0.5),
+        "down_proj.weight": randn(gen, dim, hidden, scale=hidden**-0.5),
+    }
+
+
+def _swiglu_mistakes(x: Tensor, w: dict[str, Tensor]) -> dict[str, Tensor]:
+    x = x.double()
+    gate = x @ w["gate_proj.weight"].double().T
+    up = x @ w["up_proj.weight"].double().T
+    down = lambda h: h @ w["down_proj.weight"].double().T
+    return {
+        "you used GELU; SwiGLU gates with SiLU (x * sigmoid(x))": down(F.gelu(gate) * up),
+        "you used ReLU; SwiGLU gates with SiLU (x * sigmoid(x))": down(F.relu(gate) * up),
+        "you used a sigmoid gate (that is GLU); SwiGLU uses SiLU(gate) = gate * sigmoid(gate)":
+            down(torch.sigmoid(gate) * up),
+        "gate and up are swapped: SiLU goes on gate_proj(x), not on up_proj(x)":
+            down(gate * F.silu(up)),
+        "SiLU must be applied to gate_proj(x) alone, before multiplying by up_proj(x)":
+            down(F.silu(gate * up)),
+        "the up projection is missing: multiply SiLU(gate_proj(x)) by up_proj(x)":
+            down(F.silu(gate)),
+        "the gate is missing: SwiGLU is down(SiLU(gate) * up), not down(SiLU(up))":
+            down(F.silu(up)),
+    }
+
+
+def _swiglu_case(gen, name, shape, hidden, dtype=torch.float32, grad=False, zero=False,
+                 points=1.0) -> Case:
+    dim = shape[-1]
+    weights = _swiglu_weights(gen, dim, hidden)
+    x = torch.zeros(shape) if zero else randn(gen, *shape)
+    ref = SwiGLU(dim, hidden)
+    ref.load_state_dict(weights)
+    ref.to(dtype)
+    x = x.to(dtype)
+    grad_output = randn(gen, *shape, dtype=dtype) if grad else None
+    expected, grads = run_reference(ref, [x], grad_output)
+    mistakes = _swiglu_mistakes(x, weights)
+
+    def check(result: dict) -> None:
+        expect(result["output"], expected, mistakes=mistakes)
+        if grad:
+            expect_grads(result, grads)
+        expect_inputs_untouched(result)
+
+    call = module_call("SwiGLU", (dim, hidden), None, weights, [x],
+                       dtype=str(dtype).removeprefix("torch."), grad_output=grad_output)
+    return Case(name, call, check, points)
+
+
+def _swiglu_state_case(gen) -> Case:
+    dim, hidden = 12, 20
+
+    def check(result: dict) -> None:
+        expect_state(result, {"gate_proj.weight": (hidden, dim), "up_proj.weight": (hidden, dim),
+                              "down_proj.weight": (dim, hidden)})
+
+    return Case("parameters: gate_proj, up_proj, down_proj, no biases",
+                module_call("SwiGLU", (dim, hidden)), check)
+
+
+def swiglu_cases(gen: torch.Generator) -> list[Case]:
+    return [
+        _swiglu_state_case(gen),
+        _swiglu_case(gen, "float32, (batch, seq, dim)", (2, 5, 16), 40, points=3),
+        _swiglu_case(gen, "2-D input (tokens, dim), hidden < dim", (6, 32), 8),
+        _swiglu_case(gen, "gradients match (input and all three projections)", (2, 4, 16), 24,
+                     grad=True, points=2),
+        _swiglu_case(gen, "bfloat16 in, bfloat16 out", (2, 6, 32), 48, dtype=torch.bfloat16),
+        _swiglu_case(gen, "all-zero input gives zeros", (1, 3, 8), 16, zero=True),
+    ]
+
+
+EXERCISES = [
+    Exercise("rmsnorm", 3, "RMSNorm", "RMSNorm", rmsnorm_cases),
+    Exercise("swiglu", 3, "SwiGLU", "SwiGLU feed-forward", swiglu_cases),
+]

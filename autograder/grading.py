@@ -1,0 +1,162 @@
+"""Grade a submission exercise by exercise: learner code in a worker, verdicts here."""
+
+from __future__ import annotations
+
+import ast
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from autograder.compare import Mismatch, unwrap
+from autograder.sandbox import DEFAULT_TIMEOUT_S, run_job
+from autograder.submission import Submission
+
+
+@dataclass
+class Case:
+    """One graded call: what the worker runs, and how its result is judged here."""
+
+    name: str
+    call: dict  # plain data for the worker (see worker._run_call)
+    check: Callable[[dict], None]  # raises Mismatch with a message for the learner
+    points: float = 1.0
+
+
+@dataclass
+class Exercise:
+    name: str  # e.g. "rmsnorm": the pytest marker and the nbgrader grade_id "test_rmsnorm"
+    week: int
+    symbol: str  # the name the learner defines, e.g. "RMSNorm"
+    title: str
+    build: Callable[[torch.Generator], list[Case]]
+    points: float = 10.0
+    forbidden: dict[str, str] = field(default_factory=dict)  # attribute name -> why not
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+@dataclass
+class CaseResult:
+    name: str
+    passed: bool
+    points: float
+    max_points: float
+    message: str = ""
+
+
+@dataclass
+class ExerciseResult:
+    exercise: Exercise
+    cases: list[CaseResult]
+    notes: list[str] = field(default_factory=list)  # about the submission as a whole
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return round(sum(c.points for c in self.cases), 2)
+
+    @property
+    def max_score(self) -> float:
+        return self.exercise.points
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        return [c for c in self.cases if not c.passed]
+
+
+def _forbidden_uses(sub: Submission, forbidden: dict[str, str]) -> list[str]:
+    found = []
+    for chunk in sub.chunks:
+        try:
+            tree = ast.parse(chunk["source"])
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            name = None
+            if isinstance(node, ast.Attribute):
+                name = node.attr
+            elif isinstance(node, ast.Name):
+                name = node.id
+            elif isinstance(node, ast.alias):
+                name = node.name.split(".")[-1]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                name = node.value  # getattr(F, "scaled_dot_product_attention")
+            if name in forbidden:
+                found.append(f"{chunk['label']} uses `{name}`: {forbidden[name]}")
+    return sorted(set(found))
+
+
+def _zero(exercise: Exercise, cases: list[Case], message: str) -> list[CaseResult]:
+    scale = exercise.points / sum(c.points for c in cases)
+    return [CaseResult(c.name, False, 0.0, c.points * scale, message) for c in cases]
+
+
+def _judge(case: Case, result, outcome, index: int) -> str | None:
+    """None if the case passed, else the message for the learner."""
+    if result is None:
+        if outcome.stopped_at == index:
+            return f"your code {outcome.stopped} while running this case"
+        return f"not run: the worker {outcome.stopped or 'stopped'} before this case"
+    if not isinstance(result, dict) or "ok" not in result:
+        return "the worker returned something unreadable"
+    if not result["ok"]:
+        if "missing" in result:
+            return f"no definition of `{result['missing']}` found in your submission"
+        err = result.get("error", {})
+        if err.get("type") == "NotImplementedError":
+            return "not implemented yet (your code raises NotImplementedError)"
+        return f"raised {err.get('type', 'an error')}: {err.get('message', '')}".strip()
+    try:
+        case.check({k: unwrap(v) for k, v in result.items()})
+    except Mismatch as exc:
+        return str(exc)
+    except Exception as exc:  # malformed data from a tampered worker is a failure, not a crash
+        return f"the result could not be checked ({type(exc).__name__}: {exc})"
+    return None
+
+
+def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None) -> ExerciseResult:
+    start = time.monotonic()
+    gen = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(62))
+    cases = exercise.build(gen)
+    scale = exercise.points / sum(c.points for c in cases)
+
+    if exercise.symbol not in sub.defined:
+        message = f"no definition of `{exercise.symbol}` found in your submission"
+        return ExerciseResult(exercise, _zero(exercise, cases, message), seconds=0.0)
+    banned = _forbidden_uses(sub, exercise.forbidden)
+    if banned:
+        return ExerciseResult(exercise, _zero(exercise, cases, banned[0]), notes=banned)
+
+    outcome = run_job(sub.chunks, [c.call for c in cases], timeout_s=exercise.timeout_s)
+    results = []
+    for i, (case, result) in enumerate(zip(cases, outcome.results, strict=True)):
+        message = _judge(case, result, outcome, i)
+        points = case.points * scale
+        results.append(CaseResult(case.name, message is None, points if message is None else 0.0,
+                                  points, message or ""))
+    notes = [f"{e['where']} raised {e['type']}: {e['message']}" for e in outcome.load_errors]
+    if outcome.stopped and outcome.stopped_at is None:
+        notes.append(f"your code {outcome.stopped} while loading")
+    return ExerciseResult(exercise, results, notes=notes, seconds=time.monotonic() - start)
+
+
+def grade_submission(
+    subs: list[Submission],
+    exercises: list[Exercise],
+    seed: int | None = None,
+    parallel: int = 2,
+) -> list[ExerciseResult]:
+    """Grade each exercise against the file of the submission that defines it."""
+
+    def one(exercise: Exercise) -> ExerciseResult:
+        owner = next((s for s in subs if exercise.symbol in s.defined), None)
+        owner = owner or next((s for s in subs if exercise.week in s.weeks), None)
+        owner = owner or (subs[0] if subs else Submission(path=None))  # type: ignore[arg-type]
+        return grade_exercise(exercise, owner, seed)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(one, exercises))

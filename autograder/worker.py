@@ -1,0 +1,141 @@
+"""The worker: runs a learner's code in a separate, limited process.
+
+Started by ``autograder.sandbox`` as ``python -I -S worker.py WORKDIR SITE_DIR...``: no
+current directory, no ``PYTHONPATH`` and no ``.pth`` files on ``sys.path``, so neither the
+reference solutions nor the graders can be imported from here. It reads ``job.pt`` (the
+learner's code and the calls to make, all plain data), executes the code, makes each call and
+saves each result as ``result_<i>.pt`` as soon as it has it. It judges nothing: every verdict
+is made by the grading process from these results.
+
+Only the standard library and torch may be imported at module level.
+"""
+
+import os
+import sys
+import traceback
+import types
+
+MAX_TEXT = 2000
+
+
+def _short_error(exc: BaseException) -> dict:
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    # keep the frames of the learner's code, not ours
+    text = "".join(line for line in tb if "autograder" not in line or "File" not in line)
+    return {"type": type(exc).__name__, "message": str(exc)[:MAX_TEXT], "traceback": text[-MAX_TEXT:]}
+
+
+def _reset_torch_state(torch) -> None:
+    """Undo global switches a learner's code may have flipped at import time."""
+    torch.set_default_dtype(torch.float32)
+    torch.set_grad_enabled(True)
+    torch.set_default_device(None)
+    torch.autograd.set_detect_anomaly(False)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def _plain(torch, value):
+    """Turn a learner's return value into plain data that ``torch.load(weights_only=True)`` reads."""
+    if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            return {"__unsupported__": "a tensor on the meta device"}
+        return value.detach().as_subclass(torch.Tensor).to("cpu").clone()
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return {"__sequence__": type(value).__name__, "items": [_plain(torch, v) for v in value]}
+    if isinstance(value, dict):
+        return {"__dict__": {str(k): _plain(torch, v) for k, v in value.items()}}
+    return {"__unsupported__": type(value).__name__}
+
+
+def _run_call(torch, namespace: dict, call: dict) -> dict:
+    symbol = call["symbol"]
+    if symbol not in namespace:
+        return {"ok": False, "missing": symbol}
+    target = namespace[symbol]
+    inputs = [t.clone() for t in call.get("inputs", [])]
+    originals = [t.clone() for t in inputs]
+    result: dict = {"ok": True}
+
+    if call["kind"] == "function":
+        for t in inputs:
+            t.requires_grad_(call.get("grad", False) and t.is_floating_point())
+        out = target(*inputs, *call.get("args", []), **call.get("kwargs", {}))
+        result["output"] = _plain(torch, out)
+        module = None
+    else:  # a module: build it, load the given weights, run forward
+        module = target(*call.get("args", []), **call.get("kwargs", {}))
+        state = module.state_dict()
+        result["state_shapes"] = {k: list(v.shape) for k, v in state.items()}
+        if call.get("return_init"):
+            result["state_init"] = {k: _plain(torch, v) for k, v in state.items()}
+        if call.get("state") is not None:
+            module.load_state_dict(call["state"], strict=True)
+        if call.get("dtype") is not None:
+            module.to(getattr(torch, call["dtype"]))
+        for t in inputs:
+            t.requires_grad_(call.get("grad", False) and t.is_floating_point())
+        if not inputs:  # a construction-only call
+            return result
+        out = module(*inputs)
+        result["output"] = _plain(torch, out)
+
+    grad_output = call.get("grad_output")
+    if grad_output is not None:
+        first = out[0] if isinstance(out, (tuple, list)) else out
+        if not isinstance(first, torch.Tensor) or not first.requires_grad:
+            result["no_graph"] = True
+        else:
+            first.backward(grad_output.to(first.dtype))
+            result["input_grads"] = [_plain(torch, t.grad) for t in inputs]
+            if module is not None:
+                result["param_grads"] = {
+                    n: _plain(torch, p.grad) for n, p in module.named_parameters()
+                }
+    result["inputs_changed"] = [
+        bool(not torch.equal(a.detach(), b)) if a.shape == b.shape else True
+        for a, b in zip(inputs, originals, strict=True)
+    ]
+    return result
+
+
+def main(workdir: str) -> None:
+    os.chdir(workdir)
+    import torch
+
+    torch.set_num_threads(1)
+    job = torch.load("job.pt", weights_only=True)
+
+    module = types.ModuleType("submission")
+    module.__file__ = os.path.join(workdir, "submission.py")
+    sys.modules["submission"] = module
+    namespace = module.__dict__
+    load_errors = []
+    for chunk in job["chunks"]:
+        try:
+            code = compile(chunk["source"], chunk["label"], "exec")
+            exec(code, namespace)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt included
+            load_errors.append({"where": chunk["label"], **_short_error(exc)})
+    torch.save(load_errors, "load_errors.tmp")
+    os.replace("load_errors.tmp", "load_errors.pt")
+
+    for i, call in enumerate(job["calls"]):
+        with open("progress", "w") as f:
+            f.write(str(i))
+        _reset_torch_state(torch)
+        try:
+            result = _run_call(torch, namespace, call)
+        except BaseException as exc:
+            result = {"ok": False, "error": _short_error(exc)}
+        torch.save(result, f"result_{i}.tmp")
+        os.replace(f"result_{i}.tmp", f"result_{i}.pt")
+
+
+if __name__ == "__main__":
+    # Python 3.10 still puts this script's folder first on sys.path, even with -I
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here] + sys.argv[2:]
+    main(sys.argv[1])

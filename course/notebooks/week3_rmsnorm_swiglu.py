@@ -1,0 +1,213 @@
+# %% [markdown]
+# # Week 3: RMSNorm and SwiGLU
+#
+# GPT-2 normalizes with LayerNorm and uses a GELU feed-forward block. LLaMA, Mistral and
+# Mixtral replaced both: **RMSNorm** keeps only the rescaling half of LayerNorm, and
+# **SwiGLU** gates the feed-forward block with a second projection. In this notebook you
+# build both, check them, and then *measure* whether RMSNorm is really faster than LayerNorm.
+#
+# Read the [week 3 lesson](../../../site/weeks/week3/lesson.md) first (it is also on the
+# course site, Week 3 → Lesson). The exact conventions the graders enforce are listed in each
+# exercise; they follow the Hugging Face `transformers` Llama implementation, so your modules
+# can later load real Llama weights by name.
+#
+# **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
+# `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
+# the common mistakes; hidden tests with other shapes, dtypes and gradients grade the
+# submission. You can run the same grader yourself from a terminal:
+#
+# ```bash
+# python -m autograder grade course/release/week3/rmsnorm_swiglu.ipynb
+# ```
+
+# %% role="locked"
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+torch.manual_seed(0)
+print(f"torch {torch.__version__}")
+
+# %% [markdown]
+# ## Exercise 1: RMSNorm
+#
+# For a vector $x \in \mathbb{R}^d$ (the last dimension of the input),
+#
+# $$\mathrm{RMSNorm}(x) = \frac{x}{\sqrt{\frac{1}{d}\sum_{i=1}^{d} x_i^2 + \epsilon}} \odot w$$
+#
+# with a learned weight $w$ that starts as ones. Unlike LayerNorm there is no mean
+# subtraction and no bias.
+#
+# The conventions (as in `transformers`' `LlamaRMSNorm`):
+#
+# - `RMSNorm(dim, eps=1e-6)` has one parameter, `weight`, of shape `(dim,)`, initialised to ones;
+# - the input can have any number of leading dimensions: `(..., dim)`;
+# - compute the normalization in **float32** (`x.float()`), cast the result back to the
+#   input's dtype, and only then multiply by `weight`. In float16, squaring a value above 256
+#   overflows: computing in float32 avoids it;
+# - `eps` goes **inside** the square root.
+#
+# Hint: `torch.rsqrt` computes $1/\sqrt{\cdot}$; `mean(dim=-1, keepdim=True)` keeps the shape
+# broadcastable.
+
+# %% role="answer" exercise="rmsnorm" solution="solutions.normalization:RMSNorm"
+
+# %% [markdown]
+# Run the checks. A failed check tells you what to look at.
+
+# %% role="test" exercise="rmsnorm" points=10
+norm = RMSNorm(8)
+params = dict(norm.named_parameters())
+assert set(params) == {"weight"}, f"RMSNorm needs exactly one parameter, `weight`; got {set(params)}"
+assert torch.equal(params["weight"].detach(), torch.ones(8)), "`weight` should start as ones"
+
+x = torch.randn(2, 3, 8)
+y = norm(x)
+assert y.shape == x.shape, f"output shape {tuple(y.shape)} should equal input shape {tuple(x.shape)}"
+rms = y.pow(2).mean(-1).sqrt()
+assert torch.allclose(rms, torch.ones_like(rms), atol=1e-4), (
+    "with weight = 1 every output vector should have RMS 1; did you divide by the RMS?")
+ratio = y / x
+assert torch.allclose(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-4), (
+    "RMSNorm only rescales each vector, so y / x is the same along the last dimension; "
+    "did you subtract the mean (that is LayerNorm)?")
+
+# a hand-computed example: x = (3, 4) has mean square 12.5
+small = RMSNorm(2, eps=0.0)(torch.tensor([[3.0, 4.0]]))
+assert torch.allclose(small, torch.tensor([[3.0, 4.0]]) / 12.5**0.5), f"got {small}"
+big_eps = RMSNorm(2, eps=12.5)(torch.tensor([[3.0, 4.0]]))
+assert torch.allclose(big_eps, torch.tensor([[3.0, 4.0]]) / 25**0.5), (
+    "eps belongs inside the square root, and the eps argument must be used")
+
+half = RMSNorm(8).to(torch.float16)(torch.full((1, 8), 300.0, dtype=torch.float16))
+assert half.dtype == torch.float16, "the output must keep the input's dtype"
+assert torch.isfinite(half).all(), "float16 overflowed: compute the mean of squares in float32"
+print("RMSNorm: visible checks passed")
+
+# %% [markdown]
+# ## Exercise 2: SwiGLU
+#
+# The feed-forward block of LLaMA-style models has three projections, none with a bias:
+#
+# $$\mathrm{SwiGLU}(x) = W_\text{down}\,\big(\mathrm{SiLU}(W_\text{gate}\,x) \odot W_\text{up}\,x\big),
+# \qquad \mathrm{SiLU}(z) = z\,\sigma(z)$$
+#
+# - `SwiGLU(dim, hidden_dim)` with submodules `gate_proj` and `up_proj`
+#   (`nn.Linear(dim, hidden_dim, bias=False)`) and `down_proj`
+#   (`nn.Linear(hidden_dim, dim, bias=False)`);
+# - input `(..., dim)`, output `(..., dim)`.
+#
+# `F.silu` is allowed (it is just $z\,\sigma(z)$).
+
+# %% role="answer" exercise="swiglu" solution="solutions.feedforward:SwiGLU"
+
+# %% role="test" exercise="swiglu" points=10
+mlp = SwiGLU(16, 40)
+shapes = {name: tuple(p.shape) for name, p in mlp.named_parameters()}
+expected = {"gate_proj.weight": (40, 16), "up_proj.weight": (40, 16), "down_proj.weight": (16, 40)}
+assert shapes == expected, f"parameters should be {expected} (no biases); got {shapes}"
+
+x = torch.randn(2, 5, 16)
+y = mlp(x)
+assert y.shape == x.shape, f"output shape {tuple(y.shape)} should equal input shape {tuple(x.shape)}"
+with torch.no_grad():
+    by_hand = mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+assert torch.allclose(y, by_hand, atol=1e-6), (
+    "output differs from down_proj(silu(gate_proj(x)) * up_proj(x)); check which projection "
+    "goes through SiLU and that it is SiLU, not GELU or a plain sigmoid")
+y.sum().backward()
+assert all(p.grad is not None for p in mlp.parameters()), "every projection should get a gradient"
+print("SwiGLU: visible checks passed")
+
+# %% [markdown]
+# ## The activations side by side
+#
+# SwiGLU's gate uses SiLU. The plot compares it with ReLU and GELU: SiLU and GELU are smooth
+# and let a little negative signal through, where ReLU cuts it to zero.
+
+# %% role="locked"
+z = torch.linspace(-4, 4, 200)
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, fn in [("ReLU", F.relu), ("GELU", F.gelu), ("SiLU", F.silu)]:
+    ax.plot(z, fn(z), label=name)
+ax.axhline(0, color="grey", lw=0.5)
+ax.set_xlabel("z")
+ax.set_ylabel("activation(z)")
+ax.legend()
+ax.set_title("ReLU, GELU and SiLU")
+plt.show()
+
+# %% [markdown]
+# ## Measured: is RMSNorm faster than LayerNorm?
+#
+# The usual claim is that RMSNorm is cheaper because it skips the mean and the bias. Here we
+# measure instead of trusting it, on this machine, comparing like with like:
+#
+# - **written out**: your `RMSNorm` against a LayerNorm written with the same plain tensor
+#   operations, both with a learned weight;
+# - **built in**: PyTorch's fused `F.layer_norm` against `F.rms_norm`.
+#
+# Timings depend on the hardware and the PyTorch build; the point is the method. Forward
+# passes only, median of several runs.
+
+# %% role="locked"
+class LayerNormByHand(nn.Module):
+    """LayerNorm written with the same operations as a hand-written RMSNorm."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        centered = x32 - x32.mean(dim=-1, keepdim=True)
+        inv_std = torch.rsqrt(centered.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return self.weight * (centered * inv_std).to(x.dtype) + self.bias
+
+
+def median_ms(fn, x: Tensor, repeats: int = 15) -> float:
+    with torch.no_grad():
+        fn(x)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - start)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
+dim = 1024
+x = torch.randn(16, 256, dim)
+weight, bias = torch.ones(dim), torch.zeros(dim)
+rows = [
+    ("written out", "RMSNorm (yours)", median_ms(RMSNorm(dim), x)),
+    ("written out", "LayerNorm by hand", median_ms(LayerNormByHand(dim), x)),
+    ("built in", "F.rms_norm", median_ms(lambda t: F.rms_norm(t, (dim,), weight, 1e-6), x)),
+    ("built in", "F.layer_norm", median_ms(lambda t: F.layer_norm(t, (dim,), weight, bias), x)),
+]
+print(f"input {tuple(x.shape)}, float32, {torch.get_num_threads()} threads")
+print(f"{'kind':<12} {'layer':<18} {'ms':>8}")
+for kind, layer, ms in rows:
+    print(f"{kind:<12} {layer:<18} {ms:8.2f}")
+for kind in ("written out", "built in"):
+    rms_ms, ln_ms = (ms for k, _, ms in rows if k == kind)
+    print(f"{kind}: RMSNorm takes {rms_ms / ln_ms:.2f}x the time of LayerNorm")
+
+# %% [markdown]
+# Written out, RMSNorm skips a reduction and a subtraction over the whole tensor, and it
+# usually shows. Built in, both are single fused kernels bound by memory traffic, so the gap
+# can shrink or vanish. Whatever your numbers say, that is the honest answer for your machine.
+#
+# ## What you built
+#
+# - `RMSNorm`: LayerNorm without re-centering, computed in float32 for stability.
+# - `SwiGLU`: a gated feed-forward block with three bias-free projections.
+#
+# Both reappear in week 5 (inside attention blocks), week 6 (each expert of a mixture is a
+# SwiGLU) and week 7, where you assemble them into your own GPT. Next: take the
+# [week 3 quiz](../../../site/weeks/week3/quiz.md).
