@@ -16,7 +16,7 @@ CODE_SUFFIXES = (".ipynb", ".py")
 
 
 def submission_files(path: Path) -> list[Path]:
-    """The files of one submission: the file itself, or the notebooks and .py files under a folder."""
+    """One submission's files: the file itself, or the notebooks and .py files in a folder."""
     if path.is_file():
         return [path]
     if path.is_dir():

@@ -1,9 +1,39 @@
 """Reference solutions: the answer key of the course, one module per topic.
 
-Every name of the exercise contract (see the course spec) is importable from here.
+Every name of the exercise contract is importable from here: ``from solutions import RMSNorm``.
 """
 
+from solutions.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from solutions.efficient_attention import (
+    Attention,
+    kv_cache_bytes,
+    repeat_kv,
+    sliding_window_attention,
+    sliding_window_mask,
+)
 from solutions.feedforward import SwiGLU
+from solutions.moe import MoE, dense_moe_forward, load_balancing_loss
 from solutions.normalization import RMSNorm
+from solutions.positions import (
+    alibi_bias,
+    alibi_slopes,
+    apply_rope,
+    interleaved_to_halves,
+    rope_interleaved,
+    sinusoidal_positions,
+)
 
-__all__ = ["RMSNorm", "SwiGLU"]
+__all__ = [
+    # week 1
+    "causal_mask", "scaled_dot_product_attention", "MultiHeadAttention",
+    # week 3
+    "RMSNorm", "SwiGLU",
+    # week 4
+    "apply_rope", "alibi_bias", "alibi_slopes", "rope_interleaved", "interleaved_to_halves",
+    "sinusoidal_positions",
+    # week 5
+    "repeat_kv", "sliding_window_mask", "sliding_window_attention", "Attention",
+    "kv_cache_bytes",
+    # week 6
+    "MoE", "load_balancing_loss", "dense_moe_forward",
+]

@@ -80,6 +80,10 @@ def expect_grads(result: dict, grads: dict, mistakes=None) -> None:
         expect(got, expected, f"gradient of `{name}`")
 
 
-def expect_inputs_untouched(result: dict) -> None:
-    if any(result.get("inputs_changed", [])):
+def expect_inputs_untouched(result: dict, inputs: list[Tensor]) -> None:
+    after = result.get("inputs_after", [])
+    if len(after) != len(inputs) or any(
+        type(a) is not Tensor or a.shape != b.shape or not torch.equal(a, b)
+        for a, b in zip(after, inputs, strict=True)
+    ):
         raise Mismatch("your forward changed its input in place; work on a new tensor instead")

@@ -24,6 +24,7 @@ from solutions import RMSNorm, SwiGLU
 
 def _rmsnorm_mistakes(x: Tensor, weight: Tensor, eps: float) -> dict[str, Tensor]:
     """What common wrong RMSNorms return for ``x``, with the message each one earns."""
+    in_dtype = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.to(x.dtype)
     x = x.double()
     w = weight.double()
     ms = x.pow(2).mean(-1, keepdim=True)
@@ -42,6 +43,8 @@ def _rmsnorm_mistakes(x: Tensor, weight: Tensor, eps: float) -> dict[str, Tensor
             x / (ms + eps) * w,
         "use the eps given to the constructor, not a constant":
             x * torch.rsqrt(ms + 1e-6) * w,
+        "compute the mean of squares in float32: in float16, x**2 overflows above 256":
+            in_dtype,
     }
 
 
@@ -63,7 +66,7 @@ def _rmsnorm_case(gen, name, shape, dtype=torch.float32, eps=None, scale=1.0, gr
         expect(result["output"], expected, mistakes=mistakes)
         if grad:
             expect_grads(result, grads)
-        expect_inputs_untouched(result)
+        expect_inputs_untouched(result, [x])
 
     call = module_call("RMSNorm", (dim,), kwargs, {"weight": weight}, [x],
                        dtype=str(dtype).removeprefix("torch."), grad_output=grad_output)
@@ -147,7 +150,7 @@ def _swiglu_case(gen, name, shape, hidden, dtype=torch.float32, grad=False, zero
         expect(result["output"], expected, mistakes=mistakes)
         if grad:
             expect_grads(result, grads)
-        expect_inputs_untouched(result)
+        expect_inputs_untouched(result, [x])
 
     call = module_call("SwiGLU", (dim, hidden), None, weights, [x],
                        dtype=str(dtype).removeprefix("torch."), grad_output=grad_output)

@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine:
+#   make lab    create .venv, install the course, open it in JupyterLab
+#   make test   create .venv, install the course and the test tools, run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first, pinned: on the course machines this is a CPU build already on disk, and on a
+# laptop it is the ordinary PyPI build. The package itself asks only for torch>=2.4.
+TORCH ?= torch==2.13.0
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: lab test notebooks site serve-site
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.lab: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[test]'
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
+	touch $@ $(VENV)/.lab
+
+lab: $(VENV)/.lab
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/course/release
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest
+
+# for contributors: rebuild the notebooks from course/notebooks/*.py, or preview the site
+notebooks: $(VENV)/.lab
+	$(BIN)/python course/build.py
+
+serve-site: $(VENV)/.test
+	$(BIN)/mkdocs serve

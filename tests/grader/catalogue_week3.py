@@ -1,0 +1,172 @@
+"""Week 3 submissions for the grader's own tests: known-wrong ones and correct variants.
+
+Each wrong submission is a realistic mistake. The test suite grades each one and asserts it
+loses points and, where the grader knows the mistake, that its message names it.
+"""
+
+HEADER = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+"""
+
+RMSNORM_REFERENCE_INIT = """
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+"""
+
+
+def rmsnorm(forward: str, init: str = RMSNORM_REFERENCE_INIT) -> str:
+    return f"{HEADER}\nclass RMSNorm(nn.Module):{init}\n    def forward(self, x):\n{forward}\n"
+
+
+def swiglu(forward: str, bias: bool = False, down_in: str = "hidden_dim",
+           down_out: str = "dim") -> str:
+    return f"""{HEADER}
+class SwiGLU(nn.Module):
+    def __init__(self, dim, hidden_dim):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden_dim, bias={bias})
+        self.up_proj = nn.Linear(dim, hidden_dim, bias={bias})
+        self.down_proj = nn.Linear({down_in}, {down_out}, bias={bias})
+
+    def forward(self, x):
+{forward}
+"""
+
+
+# (exercise, code, a phrase the feedback must contain, or None)
+WRONG = {
+    "rmsnorm_layernorm": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        x32 = x32 - x32.mean(-1, keepdim=True)
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)"""), "that is LayerNorm"),
+    "rmsnorm_eps_outside_root": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 / (x32.pow(2).mean(-1, keepdim=True).sqrt() + self.eps)
+        return self.weight * y.to(x.dtype)"""), "inside the square root"),
+    "rmsnorm_wrong_axis": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean() + self.eps)
+        return self.weight * y.to(x.dtype)"""), "last dimension"),
+    "rmsnorm_no_weight": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)"""),
+        "weight is never applied"),
+    "rmsnorm_l2_norm": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        return self.weight * (x32 / (x32.norm(dim=-1, keepdim=True) + self.eps)).to(x.dtype)"""),
+        "L2 norm"),
+    "rmsnorm_mean_square_not_root": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        return self.weight * (x32 / (x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)"""),
+        "root of the mean square"),
+    "rmsnorm_ignores_eps_argument": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return self.weight * y.to(x.dtype)"""), "eps given to the constructor"),
+    "rmsnorm_no_float32_upcast": ("rmsnorm", rmsnorm("""
+        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)"""),
+        "in float32"),
+    "rmsnorm_forgets_cast_back": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        return self.weight.float() * x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)"""),
+        "dtype"),
+    "rmsnorm_random_weight_init": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)""", init="""
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.randn(dim))
+"""), "start as ones"),
+    "rmsnorm_parameter_misnamed": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.scale * y.to(x.dtype)""", init="""
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(dim))
+"""), "state dict keys differ"),
+    "rmsnorm_detached_output": ("rmsnorm", rmsnorm("""
+        x32 = x.float().detach()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight * y.to(x.dtype)).detach()"""), "not connected to autograd"),
+    "rmsnorm_changes_input_in_place": ("rmsnorm", rmsnorm("""
+        inv = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        with torch.no_grad():
+            x.mul_(inv.to(x.dtype))
+        return self.weight * x"""), None),
+    "rmsnorm_eps_default_wrong": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)""", init="""
+    def __init__(self, dim, eps=1e-2):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+"""), None),
+    "swiglu_gelu": ("swiglu", swiglu(
+        "        return self.down_proj(F.gelu(self.gate_proj(x)) * self.up_proj(x))"), "GELU"),
+    "swiglu_relu": ("swiglu", swiglu(
+        "        return self.down_proj(F.relu(self.gate_proj(x)) * self.up_proj(x))"), "ReLU"),
+    "swiglu_sigmoid_gate": ("swiglu", swiglu(
+        "        return self.down_proj(torch.sigmoid(self.gate_proj(x)) * self.up_proj(x))"),
+        "sigmoid gate"),
+    "swiglu_gate_up_swapped": ("swiglu", swiglu(
+        "        return self.down_proj(self.gate_proj(x) * F.silu(self.up_proj(x)))"), "swapped"),
+    "swiglu_silu_after_product": ("swiglu", swiglu(
+        "        return self.down_proj(F.silu(self.gate_proj(x) * self.up_proj(x)))"),
+        "before multiplying"),
+    "swiglu_no_up": ("swiglu", swiglu(
+        "        return self.down_proj(F.silu(self.gate_proj(x)))"), "up projection is missing"),
+    "swiglu_with_biases": ("swiglu", swiglu(
+        "        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))", bias=True),
+        "bias=False"),
+    "swiglu_down_transposed": ("swiglu", swiglu(
+        "        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))",
+        down_in="dim", down_out="hidden_dim"), "down_proj.weight"),
+    "swiglu_residual_added": ("swiglu", swiglu(
+        "        return x + self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))"), None),
+}
+
+# (exercise, code): correct however written; each must get full marks
+CORRECT = {
+    "rmsnorm_einsum": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        ms = torch.einsum("...d,...d->...", x32, x32)[..., None] / x.shape[-1]
+        return torch.einsum("d,...d->...d", self.weight, (x32 / torch.sqrt(ms + self.eps)).to(x.dtype))""")),
+    "rmsnorm_float64": ("rmsnorm", rmsnorm("""
+        x64 = x.double()
+        y = x64 / (x64 * x64).mean(dim=-1, keepdim=True).add(self.eps).sqrt()
+        return self.weight * y.to(x.dtype)""")),
+    "rmsnorm_F_rms_norm": ("rmsnorm", rmsnorm("""
+        y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return self.weight * y.to(x.dtype)""")),
+    "rmsnorm_vector_norm": ("rmsnorm", rmsnorm("""
+        x32 = x.to(torch.float32)
+        rms = torch.linalg.vector_norm(x32, dim=-1, keepdim=True) / x.shape[-1] ** 0.5
+        rms = torch.sqrt(rms**2 + self.eps)
+        return (x32 / rms).type_as(x) * self.weight""")),
+    "rmsnorm_row_loop": ("rmsnorm", rmsnorm("""
+        flat = x.float().reshape(-1, x.shape[-1])
+        rows = [r / torch.sqrt((r * r).sum() / r.numel() + self.eps) for r in flat]
+        return self.weight * torch.stack(rows).reshape(x.shape).to(x.dtype)""")),
+    "swiglu_manual_silu": ("swiglu", swiglu("""
+        g = self.gate_proj(x)
+        return self.down_proj(g * torch.sigmoid(g) * self.up_proj(x))""")),
+    "swiglu_einsum_weights": ("swiglu", swiglu("""
+        g = torch.einsum("...d,hd->...h", x, self.gate_proj.weight)
+        u = torch.einsum("...d,hd->...h", x, self.up_proj.weight)
+        return torch.einsum("...h,dh->...d", F.silu(g) * u, self.down_proj.weight)""")),
+    "swiglu_float64": ("swiglu", swiglu("""
+        x64 = x.double()
+        g = x64 @ self.gate_proj.weight.double().T
+        u = x64 @ self.up_proj.weight.double().T
+        return ((g * torch.sigmoid(g) * u) @ self.down_proj.weight.double().T).to(x.dtype)""")),
+}

@@ -1,0 +1,71 @@
+"""The notebooks: built from their text sources, executed, and safe to hand out."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[2]
+COURSE = ROOT / "course"
+TEXT_SOURCES = sorted((COURSE / "notebooks").glob("week*_*.py"))
+SOURCE = sorted((COURSE / "source").glob("week*/*.ipynb"))
+RELEASE = sorted((COURSE / "release").glob("week*/*.ipynb"))
+
+
+def test_every_text_notebook_is_built():
+    assert TEXT_SOURCES, "no notebooks under course/notebooks"
+    assert len(SOURCE) == len(TEXT_SOURCES) == len(RELEASE)
+
+
+@pytest.mark.notebooks
+def test_committed_notebooks_match_their_sources_and_solutions():
+    """A notebook and solutions/ cannot drift: the build regenerates both and must agree."""
+    proc = subprocess.run([sys.executable, str(COURSE / "build.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", SOURCE + RELEASE, ids=lambda p: str(p.relative_to(COURSE)))
+def test_notebooks_are_stored_without_outputs(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+            assert "nbgrader" in cell["metadata"], "every code cell needs an nbgrader role"
+
+
+@pytest.mark.parametrize("path", RELEASE, ids=lambda p: str(p.relative_to(COURSE)))
+def test_release_notebooks_contain_no_solutions(path):
+    text = path.read_text()
+    for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "autograder.nbgrader_hook"):
+        assert marker not in text
+    assert "raise NotImplementedError()" in text
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", RELEASE, ids=lambda p: str(p.relative_to(COURSE)))
+def test_learner_notebook_runs_up_to_its_first_exercise(path):
+    """Everything before the first graded check runs cleanly in a fresh kernel."""
+    nb = nbformat.read(path, as_version=4)
+    first_test = next(i for i, c in enumerate(nb.cells)
+                      if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    nb.cells = nb.cells[:first_test]
+    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(path.parent)}}).execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", SOURCE, ids=lambda p: str(p.relative_to(COURSE)))
+def test_source_notebook_passes_nbval(path):
+    """The instructor version runs top to bottom; its hidden tests grade the reference 100 %."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", str(path), "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(path.parent), "-o", "addopts=", "-o", "testpaths="],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
