@@ -34,7 +34,7 @@ test: $(VENV)/.test
 	$(BIN)/python -m pytest
 
 # for contributors: rebuild the notebooks from course/notebooks/*.py, or preview the site
-notebooks: $(VENV)/.lab
+notebooks: $(VENV)/.test
 	$(BIN)/python course/build.py
 
 serve-site: $(VENV)/.test

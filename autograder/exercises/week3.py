@@ -85,6 +85,25 @@ def _rmsnorm_init_case(gen) -> Case:
                 module_call("RMSNorm", (dim,), return_init=True), check)
 
 
+def _rmsnorm_scale_case(gen) -> Case:
+    """A property, not a comparison: RMSNorm(c * x) == RMSNorm(x) for any c > 0."""
+    dim = 32
+    x = randn(gen, 1, 6, dim)
+    c = float(torch.empty(1).uniform_(2.0, 50.0, generator=gen))
+    batch = torch.cat([x, c * x])  # (2, 6, dim)
+
+    def check(result: dict) -> None:
+        y = result["output"]
+        if type(y) is not Tensor or y.shape != batch.shape:
+            raise Mismatch("output should have the input's shape")
+        if not torch.allclose(y[0], y[1], rtol=1e-4, atol=1e-5):
+            raise Mismatch(f"scaling the input by {c:.1f} changed your output; RMSNorm divides "
+                           "by the RMS, so it should not")
+
+    call = module_call("RMSNorm", (dim,), None, {"weight": 1 + randn(gen, dim)}, [batch])
+    return Case("property: scaling the input does not change the output", call, check)
+
+
 def rmsnorm_cases(gen: torch.Generator) -> list[Case]:
     return [
         _rmsnorm_init_case(gen),
@@ -98,6 +117,7 @@ def rmsnorm_cases(gen: torch.Generator) -> list[Case]:
         _rmsnorm_case(gen, "float16 with large values: compute in float32, no overflow",
                       (2, 4, 64), dtype=torch.float16, scale=400.0),
         _rmsnorm_case(gen, "all-zero input gives zeros, not NaN", (2, 3, 16), zero=True),
+        _rmsnorm_scale_case(gen),
     ]
 
 

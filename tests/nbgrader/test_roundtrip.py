@@ -105,8 +105,8 @@ def test_generate_autograde_feedback_export(tmp_path):
     with open(tmp_path / "grades.csv") as f:
         scores = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f)}
     assert scores["alice"] == 20
-    # SwiGLU right (10); RMSNorm is LayerNorm: only its shape-free cases (init, zeros) pass
-    assert 10 <= scores["bob"] <= 12
+    # SwiGLU right (10); RMSNorm is LayerNorm: only init, zeros and scale invariance pass
+    assert 10 <= scores["bob"] <= 13
     # the hang costs RMSNorm's forward cases only; SwiGLU and the other learners are graded
     assert 10 <= scores["carol"] <= 11
     # rigging the kernel's asserts earns nothing beyond the same wrong code's score (without

@@ -1,0 +1,104 @@
+"""``python -m autograder grade``: what instructors and learners see."""
+
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from solutions import feedforward, normalization
+from tests.grader.catalogue_week3 import HEADER
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = ROOT / "course" / "release" / "week3" / "rmsnorm_swiglu.ipynb"
+SOURCE = ROOT / "course" / "source" / "week3" / "rmsnorm_swiglu.ipynb"
+RMSNORM = HEADER + inspect.getsource(normalization)
+SWIGLU = HEADER + inspect.getsource(feedforward)
+
+pytestmark = pytest.mark.grader
+
+
+def grade(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", "grade", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def test_learner_notebook_before_any_work_scores_zero_with_a_clear_message(tmp_path):
+    proc = grade(RELEASE, "--json", tmp_path / "r.json")
+    assert proc.returncode == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["score"] == 0 and result["max_score"] == 20
+    assert "not implemented yet" in proc.stdout
+
+
+def test_reference_notebook_full_marks_and_gradescope_json(tmp_path):
+    out = tmp_path / "results.json"
+    proc = grade(SOURCE, "--gradescope", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "total" in proc.stdout and "20 / 20" in proc.stdout
+    results = json.loads(out.read_text())
+    assert results["score"] == 20
+    assert {"name", "score", "max_score", "output", "visibility"} <= set(results["tests"][0])
+    assert [t["score"] for t in results["tests"]] == [10, 10]
+
+
+def test_missing_definition_scores_zero_for_that_exercise_only(tmp_path):
+    path = tmp_path / "only_rmsnorm.py"
+    path.write_text(RMSNORM)
+    proc = grade(path, "--json", tmp_path / "r.json")
+    scores = {e["name"]: e for e in json.loads((tmp_path / "r.json").read_text())["exercises"]}
+    assert scores["rmsnorm"]["score"] == 10
+    assert scores["swiglu"]["score"] == 0
+    assert "no definition of `SwiGLU`" in proc.stdout
+
+
+@pytest.mark.parametrize("content, suffix", [(None, ".py"), ("{not json", ".ipynb"),
+                                              ("hello", ".txt")])
+def test_unreadable_path_exits_nonzero_with_a_message(tmp_path, content, suffix):
+    path = tmp_path / f"submission{suffix}"
+    if content is not None:
+        path.write_text(content)
+    proc = grade(path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_a_broken_cell_costs_only_what_it_defines(tmp_path):
+    """A syntax error or sys.exit in one cell; the other cells' exercise is still graded."""
+    nb = json.loads(SOURCE.read_text())
+    for cell in nb["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id == "swiglu":
+            cell["source"] = "import sys\nsys.exit(0)\nclass SwiGLU(:\n"
+    path = tmp_path / "broken.ipynb"
+    path.write_text(json.dumps(nb))
+    proc = grade(path, "--json", tmp_path / "r.json")
+    scores = {e["name"]: e for e in json.loads((tmp_path / "r.json").read_text())["exercises"]}
+    assert scores["rmsnorm"]["score"] == 10
+    assert scores["swiglu"]["score"] == 0
+    assert "SyntaxError" in proc.stdout
+
+
+def test_hang_crash_and_memory_blowup_cost_only_their_exercise(tmp_path):
+    hang = RMSNORM.replace("        x32 = x.float()", "        while True:\n            pass")
+    crash = SWIGLU.replace("        return self.down_proj", "        import os; os._exit(3)\n"
+                           "        return self.down_proj")
+    blowup = SWIGLU.replace("        return self.down_proj",
+                            "        torch.ones(2**40)\n        return self.down_proj")
+    for name, code, broken, intact, phrase in [
+        ("hang", hang + SWIGLU, "rmsnorm", "swiglu", "timed out"),
+        ("crash", RMSNORM + crash, "swiglu", "rmsnorm", "exited early"),
+        ("blowup", RMSNORM + blowup, "swiglu", "rmsnorm", "raised"),
+    ]:
+        path = tmp_path / f"{name}.py"
+        path.write_text(code)
+        env = {"AUTOGRADER_TIMEOUT": "6", "PATH": "/usr/bin:/bin"}
+        proc = grade(path, "--json", tmp_path / f"{name}.json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        scores = {e["name"]: e for e in
+                  json.loads((tmp_path / f"{name}.json").read_text())["exercises"]}
+        assert scores[intact]["score"] == 10, name
+        assert scores[broken]["score"] <= 2, name  # only construction-time cases can pass
+        assert phrase in proc.stdout, (name, proc.stdout)
