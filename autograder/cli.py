@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from autograder.classroom import grade_class, is_class_folder
 from autograder.exercises import BY_NAME, EXERCISES
 from autograder.grading import Exercise, grade_submission
 from autograder.report import as_gradescope, as_json, table, write_json
@@ -66,7 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, help="fix the hidden inputs (default: fresh every run)")
     g.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
                    help="exercises graded at once (default: one per core)")
+    g.add_argument("--out", type=Path, default=Path("grades"),
+                   help="class mode: where the gradebook and per-learner results go")
     args = parser.parse_args(argv)
+
+    if is_class_folder(args.path, CODE_SUFFIXES):
+        graded = grade_class(args.path, args.out, lambda p: read_files(submission_files(p)),
+                             select_exercises, args.week, args.exercise, args.seed, args.parallel)
+        for name, results in graded:
+            score = sum(r.score for r in results)
+            print(f"{name:<24} {score:g} / {sum(r.max_score for r in results):g}")
+        print(f"gradebook: {args.out / 'gradebook.csv'}; per-learner results.json and "
+              f"feedback.txt under {args.out}/")
+        return 0
 
     try:
         subs = read_files(submission_files(args.path))

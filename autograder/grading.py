@@ -144,6 +144,15 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
     return ExerciseResult(exercise, results, notes=notes, seconds=time.monotonic() - start)
 
 
+def owner(subs: list[Submission], exercise: Exercise) -> Submission:
+    """The file of a submission that holds ``exercise``: the one defining its symbol."""
+    for test in (lambda s: exercise.symbol in s.defined, lambda s: exercise.week in s.weeks):
+        found = next((s for s in subs if test(s)), None)
+        if found:
+            return found
+    return subs[0] if subs else Submission(path=None)  # type: ignore[arg-type]
+
+
 def grade_submission(
     subs: list[Submission],
     exercises: list[Exercise],
@@ -151,12 +160,5 @@ def grade_submission(
     parallel: int = 2,
 ) -> list[ExerciseResult]:
     """Grade each exercise against the file of the submission that defines it."""
-
-    def one(exercise: Exercise) -> ExerciseResult:
-        owner = next((s for s in subs if exercise.symbol in s.defined), None)
-        owner = owner or next((s for s in subs if exercise.week in s.weeks), None)
-        owner = owner or (subs[0] if subs else Submission(path=None))  # type: ignore[arg-type]
-        return grade_exercise(exercise, owner, seed)
-
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        return list(pool.map(one, exercises))
+        return list(pool.map(lambda e: grade_exercise(e, owner(subs, e), seed), exercises))

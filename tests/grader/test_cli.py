@@ -102,3 +102,27 @@ def test_hang_crash_and_memory_blowup_cost_only_their_exercise(tmp_path):
         assert scores[intact]["score"] == 10, name
         assert scores[broken]["score"] <= 2, name  # only construction-time cases can pass
         assert phrase in proc.stdout, (name, proc.stdout)
+
+
+def test_class_folder_gives_a_gradebook_and_per_learner_results(tmp_path):
+    """One folder per learner; a broken submission never stops the run."""
+    import csv
+    import shutil
+
+    folder = tmp_path / "submitted"
+    for learner in ("alice", "bob", "dave"):
+        (folder / learner).mkdir(parents=True)
+    shutil.copy(SOURCE, folder / "alice")
+    shutil.copy(RELEASE, folder / "bob")
+    (folder / "dave" / "rmsnorm_swiglu.ipynb").write_text("{not a notebook")
+    out = tmp_path / "grades"
+    proc = grade(folder, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "gradebook.csv") as f:
+        rows = {row["learner"]: row for row in csv.DictReader(f)}
+    assert float(rows["alice"]["total"]) == 20
+    assert float(rows["bob"]["total"]) == 0
+    assert float(rows["dave"]["total"]) == 0 and "not a readable" in rows["dave"]["problem"]
+    for learner in ("alice", "bob", "dave"):
+        results = json.loads((out / learner / "results.json").read_text())
+        assert "tests" in results and (out / learner / "feedback.txt").exists()
