@@ -21,7 +21,8 @@ class Mismatch(Exception):
 def unwrap(value):
     """Turn the worker's encoding of tuples and lists back into Python containers."""
     if isinstance(value, dict) and "__sequence__" in value:
-        return tuple(unwrap(v) for v in value["items"])
+        items = [unwrap(v) for v in value["items"]]
+        return items if value["__sequence__"] == "list" else tuple(items)
     if isinstance(value, dict) and "__dict__" in value:
         return {k: unwrap(v) for k, v in value["__dict__"].items()}
     return value

@@ -34,7 +34,9 @@ class Exercise:
     title: str
     build: Callable[[torch.Generator], list[Case]]
     points: float = 10.0
-    forbidden: dict[str, str] = field(default_factory=dict)  # attribute name -> why not
+    # dotted path of a function the learner may not call -> why not; checked in the source
+    # and made to raise in the worker
+    forbidden: dict[str, str] = field(default_factory=dict)
     timeout_s: float = DEFAULT_TIMEOUT_S
 
 
@@ -67,7 +69,8 @@ class ExerciseResult:
         return [c for c in self.cases if not c.passed]
 
 
-def _forbidden_uses(sub: Submission, forbidden: dict[str, str]) -> list[str]:
+def _forbidden_uses(sub: Submission, forbidden_paths: dict[str, str]) -> list[str]:
+    forbidden = {path.rsplit(".", 1)[-1]: why for path, why in forbidden_paths.items()}
     found = []
     for chunk in sub.chunks:
         try:
@@ -131,7 +134,8 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
     if banned:
         return ExerciseResult(exercise, _zero(exercise, cases, banned[0]), notes=banned)
 
-    outcome = run_job(sub.chunks, [c.call for c in cases], timeout_s=exercise.timeout_s)
+    outcome = run_job(sub.chunks, [c.call for c in cases], timeout_s=exercise.timeout_s,
+                      forbidden=list(exercise.forbidden))
     results = []
     for i, (case, result) in enumerate(zip(cases, outcome.results, strict=True)):
         message = _judge(case, result, outcome, i)

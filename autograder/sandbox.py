@@ -79,11 +79,17 @@ def run_job(
     calls: list[dict],
     timeout_s: float = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
+    forbidden: list[str] | None = None,
 ) -> JobOutcome:
-    """Execute ``chunks`` of learner code in a fresh worker, then make ``calls`` against it."""
+    """Execute ``chunks`` of learner code in a fresh worker, then make ``calls`` against it.
+
+    ``forbidden``: dotted paths of functions that raise in the worker (``torch.nn.functional.
+    scaled_dot_product_attention`` where the exercise is to write attention).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
     try:
-        torch.save({"chunks": chunks, "calls": calls}, workdir / "job.pt")
+        job = {"chunks": chunks, "calls": calls, "forbidden": forbidden or []}
+        torch.save(job, workdir / "job.pt")
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(workdir),

@@ -59,6 +59,12 @@ def _run_call(torch, namespace: dict, call: dict) -> dict:
     inputs = [t.clone() for t in call.get("inputs", [])]
     result: dict = {"ok": True}
 
+    if call["kind"] == "methods":  # build an object, then call its methods in order
+        obj = target(*call.get("args", []), **call.get("kwargs", {}))
+        result["steps"] = []
+        for name, args, kwargs in call["steps"]:
+            result["steps"].append(_plain(torch, getattr(obj, name)(*args, **kwargs)))
+        return result
     if call["kind"] == "function":
         for t in inputs:
             t.requires_grad_(call.get("grad", False) and t.is_floating_point())
@@ -99,12 +105,32 @@ def _run_call(torch, namespace: dict, call: dict) -> dict:
     return result
 
 
+def _forbid(torch, paths: list[str]) -> None:
+    """Make each forbidden function raise, so an exercise cannot hand its work to it."""
+    import importlib
+
+    for path in paths:
+        module_name, _, attr = path.rpartition(".")
+        try:
+            owner = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if not hasattr(owner, attr):
+            continue
+
+        def refuse(*args, _path=path, **kwargs):
+            raise RuntimeError(f"`{_path}` is not allowed in this exercise: write it yourself")
+
+        setattr(owner, attr, refuse)
+
+
 def main(workdir: str) -> None:
     os.chdir(workdir)
     import torch
 
     torch.set_num_threads(1)
     job = torch.load("job.pt", weights_only=True)
+    _forbid(torch, job.get("forbidden", []))
 
     module = types.ModuleType("submission")
     module.__file__ = os.path.join(workdir, "submission.py")

@@ -131,23 +131,25 @@ def venv_env() -> dict[str, str]:
     return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
 
 
-def build(root: Path) -> list[Path]:
-    """Build every notebook under ``root`` (a copy of ``course/``); return the files written."""
+def build(root: Path, week: int | None = None) -> list[Path]:
+    """Build the notebooks under ``root`` (``course/`` or a copy); return the files written."""
     written = []
     weeks = set()
-    for text_path in sorted((root / "notebooks").glob("week*_*.py")):
+    pattern = f"week{week}_*.py" if week is not None else "week*_*.py"
+    for text_path in sorted((root / "notebooks").glob(pattern)):
         week_dir, notebook_name, nb = build_source(text_path)
         target = root / "source" / week_dir / notebook_name
         write_notebook(nb, target)
         written.append(target)
         weeks.add(week_dir)
     for week_dir in sorted(weeks):
-        subprocess.run(
-            [sys.executable, "-m", "nbgrader", "generate_assignment", week_dir, "--force",
-             "--log-level=WARN", f"--CourseDirectory.root={root}",
-             f"--CourseDirectory.db_url=sqlite:///{root / 'gradebook.db'}"],
-            cwd=root, check=True, env=venv_env(),
-        )
+        with tempfile.TemporaryDirectory() as tmp:  # a throwaway gradebook: builds never share
+            subprocess.run(
+                [sys.executable, "-m", "nbgrader", "generate_assignment", week_dir, "--force",
+                 "--log-level=WARN", f"--CourseDirectory.root={root}",
+                 f"--CourseDirectory.db_url=sqlite:///{Path(tmp) / 'gradebook.db'}"],
+                cwd=root, check=True, env=venv_env(),
+            )
         for released in sorted((root / "release" / week_dir).glob("*.ipynb")):
             write_notebook(nbformat.read(released, as_version=4), released)
             written.append(released)
@@ -180,5 +182,6 @@ def check() -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale notebooks")
+    parser.add_argument("--week", type=int, help="build only this week's notebooks")
     args = parser.parse_args()
-    sys.exit(check() if args.check else (build(COURSE) and 0))
+    sys.exit(check() if args.check else (build(COURSE, args.week) and 0))
