@@ -6,10 +6,11 @@
 ``course/notebooks/weekN_<name>.py`` (jupytext "percent" text, easy to diff and review) is the
 one place a notebook is written. Cells carry a ``role``:
 
-- ``role="locked"``: read-only code (set-up, demos, measurements);
+- ``role="locked"``: read-only code (set-up, demos, measurements); with
+  ``code="solutions.positions:rotate_half"`` it starts with that reference code, given as is;
 - ``role="answer" exercise="rmsnorm" solution="solutions.normalization:RMSNorm"``: the learner's
   cell; its code is copied from the reference module with nbgrader's solution markers around
-  each body, so the answer key exists once, in ``solutions/``;
+  each body, so the answer key exists once, in ``solutions/`` (several symbols: ``A,B``);
 - ``role="test" exercise="rmsnorm" points=5``: visible checks, plus a hidden part that calls
   the isolated autograder.
 
@@ -46,10 +47,15 @@ check("{exercise}", "{notebook}")
 ### END HIDDEN TESTS'''
 
 
-def solution_code(spec: str) -> str:
-    """The source of ``module:symbol`` with nbgrader solution markers around each body."""
-    module_name, symbol = spec.split(":")
+def reference_code(spec: str, markers: bool) -> str:
+    """The source of ``module:Symbol[,Symbol...]``, optionally with nbgrader's solution markers."""
+    module_name, symbols = spec.split(":")
     source = inspect.getsource(importlib.import_module(module_name))
+    return "\n\n\n".join(symbol_code(source, s.strip(), markers) for s in symbols.split(","))
+
+
+def symbol_code(source: str, symbol: str, markers: bool) -> str:
+    """One top-level function or class of ``source``, with markers around each body if asked."""
     node = next(n for n in ast.parse(source).body if getattr(n, "name", None) == symbol)
     lines = source.splitlines()
     functions = [node] if isinstance(node, ast.FunctionDef) else [
@@ -66,6 +72,8 @@ def solution_code(spec: str) -> str:
         indent = " " * body[0].col_offset
         inserts.append((body[0].lineno - 1, f"{indent}### BEGIN SOLUTION"))
         inserts.append((body[-1].end_lineno, f"{indent}### END SOLUTION"))
+    if not markers:
+        inserts = []
     for index, marker in sorted(inserts, reverse=True):
         lines.insert(index, marker)
     first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
@@ -93,7 +101,7 @@ def build_source(text_path: Path) -> tuple[str, str, nbformat.NotebookNode]:
             cell.metadata = {}
             continue
         if role == "answer":
-            cell.source = solution_code(meta.pop("solution"))
+            cell.source = reference_code(meta.pop("solution"), markers=True)
             meta["nbgrader"] = nbgrader_meta(role, meta.pop("exercise"))
         elif role == "test":
             exercise = meta.pop("exercise")
@@ -101,6 +109,9 @@ def build_source(text_path: Path) -> tuple[str, str, nbformat.NotebookNode]:
             cell.source = f"{cell.source.rstrip()}\n\n{hidden}"
             meta["nbgrader"] = nbgrader_meta(role, f"test_{exercise}", int(meta.pop("points")))
         elif role == "locked":
+            if "code" in meta:  # given code, copied from the reference so it exists once
+                given = reference_code(meta.pop("code"), markers=False)
+                cell.source = f"{given}\n\n\n{cell.source}".strip() + "\n"
             locked += 1
             meta["nbgrader"] = nbgrader_meta(role, f"locked_{locked}")
         else:
