@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from autograder.exercises import EXERCISES
-from autograder.grading import Exercise, ExerciseResult, grade_exercise, owner
+from autograder.grading import Exercise, ExerciseResult, owner, safe_grade
 from autograder.report import as_gradescope, as_json, feedback, table, write_json
 from autograder.submission import Submission, SubmissionError
 
@@ -60,8 +60,8 @@ def grade_class(
         subs = learners[name]
         if not subs:
             sub = Submission(path=folder / name)
-            return grade_exercise(exercise, sub, seed)  # no definitions: zero, with a message
-        return grade_exercise(exercise, owner(subs, exercise), seed)
+            return safe_grade(exercise, sub, seed)  # no definitions: zero, with a message
+        return safe_grade(exercise, owner(subs, exercise), seed)
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         done = list(tqdm(pool.map(run, tasks), total=len(tasks), unit="exercise",

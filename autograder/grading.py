@@ -97,21 +97,37 @@ def _zero(exercise: Exercise, cases: list[Case], message: str) -> list[CaseResul
     return [CaseResult(c.name, False, 0.0, c.points * scale, message) for c in cases]
 
 
+def _text(value, limit: int = 300) -> str:
+    """Learner-controlled text on one line, so it cannot fake rows of the report."""
+    text = " ".join(str(value).split())
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _judge(case: Case, result, outcome, index: int) -> str | None:
-    """None if the case passed, else the message for the learner."""
+    """None if the case passed, else the message for the learner. Never raises: the result
+    came from the learner's process and may be forged or malformed."""
+    try:
+        return _judge_result(case, result, outcome, index)
+    except Exception as exc:
+        return f"the worker's result could not be read ({type(exc).__name__})"
+
+
+def _judge_result(case: Case, result, outcome, index: int) -> str | None:
     if result is None:
         if outcome.stopped_at == index:
             return f"your code {outcome.stopped} while running this case"
         return f"not run: the worker {outcome.stopped or 'stopped'} before this case"
-    if not isinstance(result, dict) or "ok" not in result:
+    if not isinstance(result, dict) or type(result.get("ok")) is not bool:
         return "the worker returned something unreadable"
     if not result["ok"]:
         if "missing" in result:
-            return f"no definition of `{result['missing']}` found in your submission"
-        err = result.get("error", {})
+            return f"no definition of `{_text(result['missing'], 80)}` found in your submission"
+        err = result.get("error")
+        err = err if isinstance(err, dict) else {}
         if err.get("type") == "NotImplementedError":
             return "not implemented yet (your code raises NotImplementedError)"
-        return f"raised {err.get('type', 'an error')}: {err.get('message', '')}".strip()
+        return _text(f"raised {err.get('type', 'an error')}: {err.get('message', '')}")
     try:
         case.check({k: unwrap(v) for k, v in result.items()})
     except Mismatch as exc:
@@ -142,7 +158,8 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
         points = case.points * scale
         results.append(CaseResult(case.name, message is None, points if message is None else 0.0,
                                   points, message or ""))
-    notes = [f"{e['where']} raised {e['type']}: {e['message']}" for e in outcome.load_errors]
+    notes = [_text(f"{e.get('where')} raised {e.get('type')}: {e.get('message')}")
+             for e in outcome.load_errors if isinstance(e, dict)]
     if outcome.stopped and outcome.stopped_at is None:
         notes.append(f"your code {outcome.stopped} while loading")
     return ExerciseResult(exercise, results, notes=notes, seconds=time.monotonic() - start)
@@ -165,4 +182,15 @@ def grade_submission(
 ) -> list[ExerciseResult]:
     """Grade each exercise against the file of the submission that defines it."""
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        return list(pool.map(lambda e: grade_exercise(e, owner(subs, e), seed), exercises))
+        return list(pool.map(lambda e: safe_grade(e, owner(subs, e), seed), exercises))
+
+
+def safe_grade(exercise: Exercise, sub: Submission, seed: int | None = None) -> ExerciseResult:
+    """``grade_exercise``, but a failure of the grading itself zeroes this exercise only."""
+    try:
+        return grade_exercise(exercise, sub, seed)
+    except Exception as exc:
+        gen = torch.Generator().manual_seed(0)
+        cases = exercise.build(gen)
+        message = f"could not be graded ({type(exc).__name__}: {_text(exc, 200)})"
+        return ExerciseResult(exercise, _zero(exercise, cases, message), notes=[message])

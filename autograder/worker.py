@@ -2,15 +2,22 @@
 
 Started by ``autograder.sandbox`` as ``python -I -S worker.py WORKDIR SITE_DIR...``: no
 current directory, no ``PYTHONPATH`` and no ``.pth`` files on ``sys.path``, so neither the
-reference solutions nor the graders can be imported from here. It reads ``job.pt`` (the
-learner's code and the calls to make, all plain data), executes the code, makes each call and
-saves each result as ``result_<i>.pt`` as soon as it has it. It judges nothing: every verdict
-is made by the grading process from these results.
+reference solutions nor the graders can be imported from here. With ``--serve`` instead of
+``WORKDIR`` it is a fork server: it imports torch once, then forks one child per job it reads
+on stdin (one JSON line each), which saves the second or two that importing torch costs.
+
+A job reads ``job.pt`` (the learner's code and the calls to make, all plain data), executes
+the code, makes each call and saves each result as ``result_<i>.pt`` as soon as it has it.
+It judges nothing: every verdict is made by the grading process from these results.
 
 Only the standard library and torch may be imported at module level.
 """
 
+import json
 import os
+import resource
+import select
+import signal
 import sys
 import traceback
 import types
@@ -158,8 +165,114 @@ def main(workdir: str) -> None:
         os.replace(f"result_{i}.tmp", f"result_{i}.pt")
 
 
+def set_limits(memory_mb: int) -> None:
+    """Called in a fresh job process: its own session, bounded memory and files."""
+    try:
+        os.setsid()
+    except PermissionError:  # already a session leader (started with start_new_session)
+        pass
+    limit = memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 2**20, 256 * 2**20))
+
+
+def _child(job: dict, reply_fd: int) -> None:
+    """The forked job process: never returns."""
+    try:
+        os.close(reply_fd)  # the learner's code must not talk to the grader
+        set_limits(job["memory_mb"])
+        workdir = job["workdir"]
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            out = os.open(os.path.join(workdir, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(out, fd)
+        os.environ.update(HOME=workdir, TMPDIR=workdir)
+        sys.argv[:] = ["worker"]
+        main(workdir)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def serve() -> None:
+    """Fork server loop: jobs arrive on stdin; pids and exit codes go back on stdout."""
+    import torch  # noqa: F401  (imported once here, inherited by every child)
+
+    _become_subreaper()
+
+    reply_fd = os.dup(1)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    send = lambda msg: os.write(reply_fd, (json.dumps(msg) + "\n").encode())
+    children: dict[int, int] = {}
+    pending = b""
+    while True:
+        ready, _, _ = select.select([0], [], [], 0.02)
+        if ready:
+            data = os.read(0, 65536)
+            if not data:  # the grader went away: stop everything it started
+                for pid in children:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                return
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                job = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _child(job, reply_fd)
+                children[pid] = job["id"]
+                send({"id": job["id"], "pid": pid})
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in children:
+                send({"id": children.pop(pid), "returncode": os.waitstatus_to_exitcode(status)})
+        _kill_orphans(set(children))
+
+
+def _become_subreaper() -> None:
+    """Orphans of our jobs (daemons that left their session) are re-parented to us."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill_orphans(jobs: set[int]) -> None:
+    """Any child of ours that is not a job is an orphan a job left behind: kill it."""
+    try:
+        with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+            pids = [int(p) for p in f.read().split()]
+    except OSError:
+        return
+    for pid in pids:
+        if pid not in jobs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 if __name__ == "__main__":
     # Python 3.10 still puts this script's folder first on sys.path, even with -I
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here] + sys.argv[2:]
-    main(sys.argv[1])
+    if sys.argv[1] == "--serve":
+        serve()
+    else:
+        set_limits(int(os.environ.get("AUTOGRADER_MEMORY_MB", 3072)))
+        main(sys.argv[1])

@@ -91,16 +91,22 @@ def _rmsnorm_scale_case(gen) -> Case:
     x = randn(gen, 1, 6, dim)
     c = float(torch.empty(1).uniform_(2.0, 50.0, generator=gen))
     batch = torch.cat([x, c * x])  # (2, 6, dim)
+    weight = 1 + randn(gen, dim)
+    ref = RMSNorm(dim)
+    ref.load_state_dict({"weight": weight})
+    expected, _ = run_reference(ref, [x])
 
     def check(result: dict) -> None:
         y = result["output"]
         if type(y) is not Tensor or y.shape != batch.shape:
             raise Mismatch("output should have the input's shape")
+        expect(y[0], expected[0])  # invariance alone would let a constant output through
+        expect_inputs_untouched(result, [batch])
         if not torch.allclose(y[0], y[1], rtol=1e-4, atol=1e-5):
             raise Mismatch(f"scaling the input by {c:.1f} changed your output; RMSNorm divides "
                            "by the RMS, so it should not")
 
-    call = module_call("RMSNorm", (dim,), None, {"weight": 1 + randn(gen, dim)}, [batch])
+    call = module_call("RMSNorm", (dim,), None, {"weight": weight}, [batch])
     return Case("property: scaling the input does not change the output", call, check)
 
 

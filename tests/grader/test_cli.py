@@ -126,3 +126,18 @@ def test_class_folder_gives_a_gradebook_and_per_learner_results(tmp_path):
     for learner in ("alice", "bob", "dave"):
         results = json.loads((out / learner / "results.json").read_text())
         assert "tests" in results and (out / learner / "feedback.txt").exists()
+
+
+def test_without_the_fork_server_every_job_starts_a_fresh_interpreter(tmp_path):
+    """The fallback for platforms without fork grades the same way."""
+    import os
+
+    hang = RMSNORM.replace("        x32 = x.float()", "        while True:\n            pass")
+    path = tmp_path / "hang.py"
+    path.write_text(hang + SWIGLU)
+    env = {**os.environ, "AUTOGRADER_FORK": "0", "AUTOGRADER_TIMEOUT": "8"}
+    proc = grade(path, "--json", tmp_path / "r.json", env=env)
+    scores = {e["name"]: e["score"] for e in
+              json.loads((tmp_path / "r.json").read_text())["exercises"]}
+    assert scores["swiglu"] == 10 and scores["rmsnorm"] < 1, proc.stdout
+    assert "timed out" in proc.stdout

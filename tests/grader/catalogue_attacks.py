@@ -1,0 +1,450 @@
+"""Week 3 submissions that try to cheat the grader, for its security tests.
+
+Each attack is WRONG code plus a trick. ``ATTACKS[name] = (exercises, code, baseline)``:
+
+- ``exercises``: the exercise attacked, or ``(attacked, companion)`` when the file also holds
+  a correct implementation of ``companion``, which must still get full marks;
+- ``code``: the learner's ``.py`` file;
+- ``baseline``: a key of ``BASELINES``: what the attack must not earn more than (the same
+  wrong code without the trick, a stub, or nothing at all).
+
+``CORRECT_WITH_TRICKS`` holds correct code that also flips global state: it must get full
+marks. Paths and tokens that a test fills in are written ``{{PIDFILE}}`` etc.
+"""
+
+from tests.grader.catalogue_week3 import HEADER, swiglu
+
+SWIGLU_CORRECT = swiglu(
+    "        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))")
+
+# the wrong RMSNorm every attack builds on: it forgets the weight
+WRONG_RMSNORM_HELPER = """
+def _wrong(self, x):
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+"""
+
+RMSNORM_INIT = """
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+"""
+
+
+def rms(forward: str, pre: str = "", post: str = "", companion: bool = False) -> str:
+    """An RMSNorm whose ``forward`` body is ``forward`` (8-space indent), with code around it."""
+    code = (f"{HEADER}{WRONG_RMSNORM_HELPER}{pre}\n"
+            f"class RMSNorm(nn.Module):{RMSNORM_INIT}\n    def forward(self, x):\n{forward}\n"
+            f"{post}\n")
+    if companion:
+        code += SWIGLU_CORRECT.replace(HEADER, "")
+    return code
+
+
+WRONG_FORWARD = "        return _wrong(self, x)"
+WRONG_SWIGLU_FORWARD = (
+    "        return self.down_proj(F.gelu(self.gate_proj(x)) * self.up_proj(x))")
+
+# key -> (exercise, code, what it is); code None: nothing, scores zero by definition
+BASELINES = {
+    "rmsnorm_wrong": ("rmsnorm", rms(WRONG_FORWARD), "the same wrong RMSNorm (no weight)"),
+    "rmsnorm_stub": ("rmsnorm", rms("        raise NotImplementedError"),
+                     "a stub: correct __init__, forward raises NotImplementedError"),
+    "rmsnorm_no_upcast": ("rmsnorm", rms(
+        "        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)"),
+        "the same wrong RMSNorm (no float32 upcast)"),
+    "swiglu_wrong": ("swiglu", swiglu(WRONG_SWIGLU_FORWARD), "the same wrong SwiGLU (GELU)"),
+    "nothing": (None, None, "nothing at all"),
+    # near-correct code with one flaw: it must at least lose the case named after the colon
+    "fails:gradients": (None, None, "the gradient case"),
+    "fails:all-zero": (None, None, "the all-zero input case"),
+}
+
+_PATCH_ALL = """
+import torch.testing
+torch.allclose = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+torch.equal = lambda *a, **k: True
+torch.Tensor.__eq__ = lambda self, other: torch.ones_like(self, dtype=torch.bool)
+torch.isfinite = lambda t: torch.ones_like(t, dtype=torch.bool)
+"""
+
+_LIAR = """
+class Liar(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.equal, torch.Tensor.equal):
+            return True
+        if func in (torch.Tensor.__eq__, torch.eq, torch.isclose, torch.isfinite):
+            return torch.ones(args[0].shape, dtype=torch.bool)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+    def __eq__(self, other):
+        return True
+
+    __hash__ = torch.Tensor.__hash__
+"""
+
+_ANYTHING = """
+class Anything:
+    shape = property(lambda self: self.like.shape)
+    dtype = property(lambda self: self.like.dtype)
+
+    def __init__(self, like):
+        self.like = like
+
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    def __bool__(self):
+        return True
+
+    def __getattr__(self, name):
+        return lambda *a, **k: self
+"""
+
+_STEAL = """
+import importlib
+import importlib.util
+import os
+import sys
+
+_Reference = None
+for _name in ("solutions", "solutions.normalization", "autograder", "autograder.exercises.week3"):
+    try:
+        _mod = importlib.import_module(_name)
+        _Reference = getattr(_mod, "RMSNorm", None) or _Reference
+    except Exception:
+        pass
+try:
+    _mod = __import__("solutions")
+    _Reference = _mod.RMSNorm
+except Exception:
+    pass
+_here = os.path.dirname(os.path.abspath(__file__))
+_guesses = []
+for _base in (_here, os.getcwd()):
+    for _up in ("", "..", "../..", "../../.."):
+        _guesses.append(os.path.join(_base, _up, "solutions", "normalization.py"))
+        _guesses.append(os.path.join(_base, _up, "normalization.py"))
+for _path in _guesses:
+    if _Reference is None and os.path.isfile(_path):
+        _spec = importlib.util.spec_from_file_location("stolen", _path)
+        _mod = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_mod)
+        _Reference = _mod.RMSNorm
+"""
+
+# what the design promises (checked) and what only an OS sandbox could stop (reported)
+_PROBE = """
+import importlib.util
+import os
+import sys
+
+
+def _importable(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except Exception:
+        return False
+
+
+_leaks = [n for n in ("solutions", "autograder", "tests") if _importable(n)]
+_on_path = [p for p in sys.path if os.path.isdir(os.path.join(p or ".", "solutions"))]
+_root = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[0])))
+_readable = os.path.isfile(os.path.join(_root, "solutions", "normalization.py"))
+raise RuntimeError(f"PROBE importable={_leaks} on_path={_on_path} abspath_readable={_readable}")
+"""
+
+_FRAMES = """
+import inspect
+import sys
+
+
+def _candidates(x):
+    frame = sys._getframe(1)
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            yield value
+            if isinstance(value, dict):
+                yield from value.values()
+            if isinstance(value, (list, tuple)):
+                yield from value
+        frame = frame.f_back
+    for info in inspect.stack():
+        yield from info.frame.f_locals.values()
+"""
+
+_FORGE_IMPORT = """
+import os
+
+import torch
+
+_job = torch.load("job.pt", weights_only=True)
+torch.save([], "load_errors.pt")
+for _i, _call in enumerate(_job["calls"]):
+    _fake = {"ok": True, "passed": True, "score": 10, "output": "10 / 10 passed"}
+    torch.save(_fake, f"result_{_i}.pt")
+os._exit(0)
+"""
+
+_FORGE_ATEXIT = """
+import atexit
+import os
+
+import torch
+
+
+def _forge():
+    job = torch.load("job.pt", weights_only=True)
+    for i, call in enumerate(job["calls"]):
+        torch.save({"ok": True, "passed": True, "output": "passed"}, f"result_{i}.pt")
+    os._exit(0)
+
+
+atexit.register(_forge)
+
+
+class _Bomb:
+    def __del__(self):
+        _forge()
+
+
+_bomb = _Bomb()
+"""
+
+# Guesses the hidden inputs from common seeds. (The tests grade with the fixed seed 1234,
+# which this attack is taken not to know: the CLI and nbgrader draw a fresh secret seed.)
+_MANUAL_SEED = """
+_predicted = []
+for _seed in (0, 1, 42, 123, 2024):
+    torch.manual_seed(_seed)
+    for _shape in [(2, 5, 16), (2, 3, 4, 32), (3, 64), (2, 7, 32), (4, 8, 64), (2, 4, 64)]:
+        _x = torch.randn(*_shape)
+        _w = 1 + 0.5 * torch.randn(_shape[-1])
+        _y = _w * _x * torch.rsqrt(_x.pow(2).mean(-1, keepdim=True) + 1e-6)
+        _predicted.append((_x, _y))
+torch.manual_seed(0)
+"""
+
+_SLEEPERS = """
+import subprocess
+import sys
+
+_kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+         for _ in range(3)]
+with open("{{PIDFILE}}", "w") as _f:
+    _f.write(" ".join(str(k.pid) for k in _kids))
+"""
+
+# a child that leaves the worker's process group (setsid), outlives the job, and truncates
+# the job file of the next submission graded that holds {{TOKEN}}; it exits after 30 s
+_DAEMON_SOURCE = r'''
+import glob, os, sys, time
+pidfile, own, token = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+with open(pidfile, "w") as f:
+    f.write(str(os.getpid()))
+parent = os.path.dirname(own)
+end = time.time() + 30
+done = set()
+while time.time() < end:
+    for d in glob.glob(os.path.join(parent, "autograder-*")):
+        if d == own or d in done:
+            continue
+        try:
+            with open(os.path.join(d, "job.pt"), "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if token in data:
+            open(os.path.join(d, "job.pt"), "wb").close()
+            done.add(d)
+    time.sleep(0.005)
+'''
+
+_DAEMON = f"""
+import os
+import subprocess
+import sys
+
+subprocess.Popen([sys.executable, "-c", {_DAEMON_SOURCE!r}, "{{{{PIDFILE}}}}", os.getcwd(),
+                  "{{{{TOKEN}}}}"], start_new_session=True, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+"""
+
+_STATE_FLIPS = """
+torch.set_default_dtype(torch.float64)
+torch.set_grad_enabled(False)
+torch.set_default_device("meta")
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
+torch.set_float32_matmul_precision("medium")
+torch.autograd.set_detect_anomaly(True)
+"""
+
+ATTACKS = {
+    # ------------------------------------------------ monkeypatching torch at import time
+    "patch_torch_comparisons_at_import": ("rmsnorm", rms(WRONG_FORWARD, pre=_PATCH_ALL),
+                                          "rmsnorm_wrong"),
+    "patch_isfinite_and_return_nan": ("rmsnorm", rms(
+        "        return _wrong(self, x) * float('nan')", pre=_PATCH_ALL), "rmsnorm_stub"),
+    # ------------------------------------------------ objects that claim to equal anything
+    "eq_always_true_object": (("rmsnorm", "swiglu"), rms(
+        "        return Anything(x)", pre=_ANYTHING, companion=True), "rmsnorm_stub"),
+    "tensor_subclass_rigged": (("rmsnorm", "swiglu"), rms(
+        "        return _wrong(self, x).as_subclass(Liar)", pre=_LIAR, companion=True),
+        "rmsnorm_wrong"),
+    "returns_non_tensors": (("rmsnorm", "swiglu"), rms(
+        "        return {'output': 'passed', 'score': 10, '__sequence__': 'tuple',\n"
+        "                'items': [_wrong(self, x)]}", companion=True), "rmsnorm_stub"),
+    "returns_tuple_and_list": ("rmsnorm", rms(
+        "        return [_wrong(self, x), 'passed']"), "rmsnorm_stub"),
+    # ------------------------------------------------ reading the reference solutions
+    "import_or_read_reference": ("rmsnorm", rms(
+        "        if _Reference is not None:\n"
+        "            ref = _Reference(x.shape[-1], self.eps)\n"
+        "            ref.load_state_dict(self.state_dict())\n"
+        "            return ref.to(x.dtype)(x)\n"
+        "        return _wrong(self, x)", pre=_STEAL), "rmsnorm_wrong"),
+    "probe_what_the_worker_can_see": ("rmsnorm", rms(WRONG_FORWARD, post=_PROBE),
+                                      "rmsnorm_wrong"),
+    "caller_stack_frames": ("rmsnorm", rms(
+        "        for v in _candidates(x):\n"
+        "            if isinstance(v, torch.Tensor) and v.shape == x.shape and v is not x \\\n"
+        "                    and not torch.equal(v, x):\n"
+        "                return v.detach().clone().to(x.dtype)\n"
+        "        return _wrong(self, x)", pre=_FRAMES), "rmsnorm_wrong"),
+    # ------------------------------------------------ exits
+    "sys_exit_at_import": ("rmsnorm", rms(WRONG_FORWARD, post="import sys\nsys.exit(0)"),
+                           "rmsnorm_wrong"),
+    "os_exit_at_import": ("rmsnorm", rms(WRONG_FORWARD, post="import os\nos._exit(0)"),
+                          "nothing"),
+    "sys_exit_in_forward": (("rmsnorm", "swiglu"), rms(
+        "        import sys\n        sys.exit(0)", companion=True), "rmsnorm_stub"),
+    "os_exit_in_forward": (("rmsnorm", "swiglu"), rms(
+        "        import os\n        os._exit(0)", companion=True), "rmsnorm_stub"),
+    "keyboard_interrupt_in_forward": (("rmsnorm", "swiglu"), rms(
+        "        raise KeyboardInterrupt", companion=True), "rmsnorm_stub"),
+    "system_exit_1_in_forward": ("rmsnorm", rms("        raise SystemExit(1)"), "rmsnorm_stub"),
+    # ------------------------------------------------ forged result files, printed verdicts
+    "forged_results_then_exit": ("rmsnorm", rms(WRONG_FORWARD, post=_FORGE_IMPORT), "nothing"),
+    # the fork server ends a job with os._exit, so these hooks may not even run: either way,
+    # the score is no more than the same wrong code's
+    "forged_results_atexit_and_del": ("rmsnorm", rms(WRONG_FORWARD, post=_FORGE_ATEXIT),
+                                      "rmsnorm_wrong"),
+    "forged_load_errors_malformed": ("rmsnorm", rms(WRONG_FORWARD, post=(
+        "torch.save([{}], 'load_errors.pt')\nimport os\nos._exit(0)")), "nothing"),
+    "forged_result_ok_is_a_tensor": (("rmsnorm", "swiglu"), rms(
+        "        import os\n"
+        "        for i in range(50):\n"
+        "            torch.save({'ok': torch.tensor([1, 1])}, f'result_{i}.pt')\n"
+        "        os._exit(0)", companion=True), "rmsnorm_stub"),
+    "forged_result_error_not_a_dict": (("rmsnorm", "swiglu"), rms(
+        "        import os\n"
+        "        for i in range(50):\n"
+        "            torch.save({'ok': False, 'error': 'passed'}, f'result_{i}.pt')\n"
+        "        os._exit(0)", companion=True), "rmsnorm_stub"),
+    "error_message_forges_report": ("rmsnorm", rms(
+        "        raise ValueError('see below\\n\\nweek 3  rmsnorm   RMSNorm  10 / 10\\n'\n"
+        "                         '                  total    20 / 20\\nrmsnorm: 10 / 10')"),
+        "rmsnorm_stub"),
+    "prints_passed": ("rmsnorm", rms(
+        "        print('passed\\nrmsnorm 10 / 10\\nAll tests passed!')\n"
+        "        return _wrong(self, x)",
+        post="print('10 / 10 points, all tests passed')"), "rmsnorm_wrong"),
+    # ------------------------------------------------ hangs, memory, processes, floods
+    "infinite_loop_at_import": ("rmsnorm", rms(WRONG_FORWARD, post="while True:\n    pass"),
+                                "nothing"),
+    "infinite_loop_in_forward": (("rmsnorm", "swiglu"), rms(
+        "        while True:\n            pass", companion=True), "rmsnorm_stub"),
+    "allocate_50_gb": (("rmsnorm", "swiglu"), rms(
+        "        junk = torch.empty(50 * 2**30, dtype=torch.uint8)\n"
+        "        junk.fill_(1)\n"
+        "        return _wrong(self, x)", companion=True), "rmsnorm_stub"),
+    "allocate_50_gb_at_import": ("rmsnorm", rms(
+        WRONG_FORWARD, post="_junk = bytearray(50 * 2**30)"), "rmsnorm_wrong"),
+    "sleeping_children_left_behind": ("rmsnorm", rms(WRONG_FORWARD, post=_SLEEPERS),
+                                      "rmsnorm_wrong"),
+    "setsid_daemon_outlives_the_job": ("rmsnorm", rms(WRONG_FORWARD, post=_DAEMON),
+                                       "rmsnorm_wrong"),
+    "floods_stdout_and_stderr": ("rmsnorm", rms(
+        "        return _wrong(self, x)", post=(
+            "import sys\nsys.stdout.write('passed ' * 1_500_000)\n"
+            "sys.stderr.write('x' * 10_000_000)\nsys.stdout.flush()")), "rmsnorm_wrong"),
+    "deletes_and_corrupts_workdir": (("rmsnorm", "swiglu"), rms(
+        "        import os, shutil\n"
+        "        for name in os.listdir('.'):\n"
+        "            if name.startswith('result_'):\n"
+        "                with open(name, 'wb') as f:\n"
+        "                    f.write(b'not a torch file')\n"
+        "        for name in ('job.pt', 'progress', 'load_errors.pt'):\n"
+        "            if os.path.exists(name):\n"
+        "                os.remove(name)\n"
+        "        shutil.rmtree(os.getcwd(), ignore_errors=True)\n"
+        "        return _wrong(self, x)", companion=True), "rmsnorm_stub"),
+    # ------------------------------------------------ predicting or hard-coding the inputs
+    "manual_seed_predicts_hidden_inputs": ("rmsnorm", rms(
+        "        for px, py in _predicted:\n"
+        "            if px.shape == x.shape and torch.equal(px.to(x.dtype), x):\n"
+        "                return py.to(x.dtype)\n"
+        "        return _wrong(self, x)", pre=_MANUAL_SEED), "rmsnorm_wrong"),
+    "hardcoded_visible_checks": ("rmsnorm", rms(
+        "        if x.shape == (1, 2) and x.tolist() == [[3.0, 4.0]]:\n"
+        "            return torch.tensor([[3.0, 4.0]]) / (25 / 2 + self.eps) ** 0.5\n"
+        "        return _wrong(self, x)"), "rmsnorm_wrong"),
+    # zeros are right for the all-zero input (a fair point) but must fail everything else,
+    # including the scaling property, which zeros satisfy trivially
+    "constant_zeros_output": ("rmsnorm", rms("        return torch.zeros_like(x)"),
+                              "fails:scaling"),
+    # ------------------------------------------------ global torch state
+    "global_state_makes_wrong_look_right": ("rmsnorm", rms(
+        "        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True)"
+        " + self.eps)", pre=_STATE_FLIPS), "rmsnorm_no_upcast"),
+    # ------------------------------------------------ inputs, views and autograd
+    "returns_the_input": ("rmsnorm", rms("        return x"), "rmsnorm_wrong"),
+    "normalizes_input_in_place": ("rmsnorm", rms(
+        "        with torch.no_grad():\n"
+        "            x32 = x.float()\n"
+        "            x.copy_((self.weight * x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True)"
+        " + self.eps)).to(x.dtype))\n"
+        "        return x"), "rmsnorm_wrong"),
+    "no_autograd_graph": ("rmsnorm", rms(
+        "        with torch.no_grad():\n"
+        "            x32 = x.float()\n"
+        "            y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)\n"
+        "            return self.weight * y.to(x.dtype)"), "fails:gradients"),
+    "in_place_op_breaks_backward": ("rmsnorm", rms(
+        "        x32 = x.float()\n"
+        "        inv = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)\n"
+        "        y = (x32 * inv).to(x.dtype)\n"
+        "        out = self.weight * y\n"
+        "        inv.mul_(1.0)\n"
+        "        return out"), "fails:gradients"),
+    "nan_on_zero_input": ("rmsnorm", rms(
+        "        x32 = x.float()\n"
+        "        y = x32 / x32.pow(2).mean(-1, keepdim=True).sqrt()\n"
+        "        return self.weight * y.to(x.dtype)"), "fails:all-zero"),
+    "swiglu_patched_comparisons": ("swiglu", HEADER + _PATCH_ALL + swiglu(
+        WRONG_SWIGLU_FORWARD).replace(HEADER, "", 1), "swiglu_wrong"),
+}
+
+# Not applicable to a .py submission or to week 3; kept so the catalogue says why.
+SKIPPED = {
+    "ipython_input_transformer": "an IPython input/AST transformer needs a kernel: a .py "
+                                 "submission runs under plain exec in the worker",
+    "forbidden_sdpa_helper": "calling F.scaled_dot_product_attention matters in week 1 only",
+}
+
+# correct code that also flips global torch state at import: the worker resets it
+CORRECT_WITH_TRICKS = {
+    "rmsnorm_correct_with_state_flips": ("rmsnorm", HEADER + _STATE_FLIPS + rms(
+        "        x32 = x.float()\n"
+        "        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)\n"
+        "        return self.weight * y.to(x.dtype)").replace(HEADER, "", 1)),
+    "swiglu_correct_with_state_flips": ("swiglu", HEADER + _STATE_FLIPS
+                                        + SWIGLU_CORRECT.replace(HEADER, "", 1)),
+}
