@@ -1,4 +1,4 @@
-"""nbgrader as documented: generate, autograde, feedback, export, on a class of four."""
+"""nbgrader as documented: generate, autograde, feedback, export, on a class of five."""
 
 import csv
 import json
@@ -48,6 +48,19 @@ builtins.set = lambda *args: _Equal()
 '''
 
 
+# copies the instructor's solution from the source notebook next to the submissions
+READS_SOURCE_NOTEBOOK = """
+import json, pathlib
+for _up in range(6):
+    _path = pathlib.Path("../" * _up) / "source" / "week3" / "rmsnorm_swiglu.ipynb"
+    if _path.exists():
+        for _cell in json.loads(_path.read_text())["cells"]:
+            if _cell["metadata"].get("nbgrader", {}).get("grade_id") == "rmsnorm":
+                exec("".join(_cell["source"]))
+        break
+"""
+
+
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "NBGRADER_CELL_TIMEOUT": "10", "AUTOGRADER_TIMEOUT": "10"}
@@ -91,6 +104,7 @@ def test_generate_autograde_feedback_export(tmp_path):
     submit(course, "bob", {"rmsnorm": WRONG_RMSNORM, "swiglu": swiglu})
     submit(course, "carol", {"rmsnorm": HANGING_RMSNORM, "swiglu": swiglu})
     submit(course, "mallory", {"rmsnorm": TAMPERING_RMSNORM, "swiglu": swiglu})
+    submit(course, "eve", {"rmsnorm": READS_SOURCE_NOTEBOOK, "swiglu": swiglu})
 
     proc = nbgrader(course, "autograde", "week3", "--create")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -112,6 +126,8 @@ def test_generate_autograde_feedback_export(tmp_path):
     # rigging the kernel's asserts earns nothing beyond the same wrong code's score (without
     # the isolated grader, nbgrader gives mallory full marks for these visible checks)
     assert scores["mallory"] <= scores["bob"]
+    # the instructor's notebook is out of the isolated worker's reach (a private folder)
+    assert scores["eve"] == 10
 
     graded = json.loads((course / "autograded" / "bob" / "week3" / NOTEBOOK).read_text())
     texts = ["".join(o.get("text", "")) for c in graded["cells"] for o in c.get("outputs", [])]
