@@ -47,9 +47,9 @@ def select_exercises(subs: list[Submission], names: list[str] | None,
                      weeks: list[int] | None) -> list[Exercise]:
     if names:
         return [BY_NAME[n] for n in names]
-    if not weeks:
-        weeks = sorted({w for s in subs for w in s.weeks}
-                       | {e.week for e in EXERCISES for s in subs if e.symbol in s.defined})
+    if not weeks:  # a notebook says its week; a .py file is known by what it defines
+        weeks = sorted({w for s in subs for w in (s.weeks or {
+            e.week for e in EXERCISES if e.symbol in s.defined})})
     chosen = [e for e in EXERCISES if e.week in weeks]
     return chosen or list(EXERCISES)
 
