@@ -141,3 +141,20 @@ def test_without_the_fork_server_every_job_starts_a_fresh_interpreter(tmp_path):
               json.loads((tmp_path / "r.json").read_text())["exercises"]}
     assert scores["swiglu"] == 10 and scores["rmsnorm"] < 1, proc.stdout
     assert "timed out" in proc.stdout
+
+
+def test_a_folder_of_weeks_grades_each_exercise_in_its_own_weeks_notebook(tmp_path):
+    """A later week's notebook may contain an earlier week's class as given code; the
+    exercise is graded from the notebook of its own week."""
+    import shutil
+
+    folder = tmp_path / "learner"
+    folder.mkdir()
+    shutil.copy(RELEASE, folder / "week3.ipynb")  # week 3 not done
+    week6 = ROOT / "course" / "source" / "week6" / "moe.ipynb"
+    shutil.copy(week6, folder / "week6.ipynb")  # week 6 done, with SwiGLU given
+    grade(folder, "--json", tmp_path / "r.json")
+    scores = {e["name"]: e["score"] for e in
+              json.loads((tmp_path / "r.json").read_text())["exercises"]}
+    assert scores["rmsnorm"] == scores["swiglu"] == 0
+    assert scores["moe"] == scores["load_balancing_loss"] == 10
