@@ -70,25 +70,32 @@ class ExerciseResult:
 
 
 def _forbidden_uses(sub: Submission, forbidden_paths: dict[str, str]) -> list[str]:
+    """Where the source reaches a forbidden function: ``F.name``, ``import ... name``,
+    ``getattr(F, "name")``, or a bare ``name`` that the submission does not define itself (a
+    learner's own ``scaled_dot_product_attention`` is exactly what week 1 asks for)."""
     forbidden = {path.rsplit(".", 1)[-1]: why for path, why in forbidden_paths.items()}
-    found = []
+    trees = []
     for chunk in sub.chunks:
         try:
-            tree = ast.parse(chunk["source"])
+            trees.append((chunk["label"], ast.parse(chunk["source"])))
         except SyntaxError:
             continue
+    own = {node.name for _, tree in trees for node in ast.walk(tree)
+           if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    found = []
+    for label, tree in trees:
         for node in ast.walk(tree):
             name = None
             if isinstance(node, ast.Attribute):
                 name = node.attr
-            elif isinstance(node, ast.Name):
+            elif isinstance(node, ast.Name) and node.id not in own:
                 name = node.id
             elif isinstance(node, ast.alias):
                 name = node.name.split(".")[-1]
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 name = node.value  # getattr(F, "scaled_dot_product_attention")
             if name in forbidden:
-                found.append(f"{chunk['label']} uses `{name}`: {forbidden[name]}")
+                found.append(f"{label} uses `{name}`: {forbidden[name]}")
     return sorted(set(found))
 
 
