@@ -92,7 +92,8 @@ def _forbidden_uses(sub: Submission, forbidden_paths: dict[str, str]) -> list[st
                 name = node.id
             elif isinstance(node, ast.alias):
                 name = node.name.split(".")[-1]
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and node.value not in own):
                 name = node.value  # getattr(F, "scaled_dot_product_attention")
             if name in forbidden:
                 found.append(f"{label} uses `{name}`: {forbidden[name]}")
