@@ -1,0 +1,486 @@
+"""Week 4 graders: apply_rope (rotary position embedding) and alibi_bias.
+
+RoPE outputs are compared with a float64 computation of the same rotation, within a tolerance
+that grows with the largest angle of each row (its position): transformers computes the angles
+in float32, so a correct float32 implementation and a correct float64 one differ by about
+``1e-7 * position`` of the values, and both must get full marks. Known mistakes (the
+interleaved pairing, the wrong rotation direction, the exponent's sign, ignored positions,
+...) are computed here on the same inputs and named in the feedback.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from autograder.compare import Mismatch, describe
+from autograder.exercises.common import expect_grads, expect_inputs_untouched, randn
+from autograder.grading import Case, Exercise
+from solutions import alibi_bias, apply_rope
+
+DEFAULT_THETA = 10000.0
+# base tolerance per output dtype, as (relative to the value, relative to the row's scale)
+BASE_TOL = {
+    torch.float64: (1e-6, 1e-6),
+    torch.float32: (1e-4, 2e-5),
+    torch.float16: (4e-3, 4e-3),
+    torch.bfloat16: (2e-2, 2.5e-2),
+}
+# float32 angles are off by up to a few ulps: ~3e-7 * angle; allow 1e-6 * angle (x row scale)
+ANGLE_TOL = 1e-6
+# a learner's mistake is recognised within a looser band (only consulted once the output failed)
+MISTAKE_TOL = 3e-3
+
+
+def _function_call(symbol: str, inputs=(), args=(), kwargs=None, grad_output=None) -> dict:
+    return {"kind": "function", "symbol": symbol, "inputs": list(inputs), "args": list(args),
+            "kwargs": kwargs or {}, "grad": grad_output is not None, "grad_output": grad_output}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ---------------------------------------------------------------- RoPE
+
+
+def _inv_freq(head_dim: int, theta: float, exponents: Tensor | None = None) -> Tensor:
+    """float64 ``theta^(-2i/head_dim)`` for i = 0..head_dim/2-1 (or the exponents given)."""
+    if exponents is None:
+        exponents = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim
+    return theta ** (-exponents.double())
+
+
+def _angles(positions: Tensor, inv_freq: Tensor, float32: bool) -> Tensor:
+    """``positions[:, None] * inv_freq``: float64, or computed in float32 as transformers does."""
+    if float32:
+        return (positions.float()[:, None] * inv_freq.float()[None, :]).double()
+    return positions.double()[:, None] * inv_freq.double()[None, :]
+
+
+def _rotate(x: Tensor, angles: Tensor, pairing: str = "halves") -> Tensor:
+    """Rotate pairs of ``x`` (float64) by ``angles`` ``(T, D/2)``; returns float64."""
+    x = x.double()
+    cos, sin = angles.cos(), angles.sin()
+    if pairing == "halves":
+        a, b = x.chunk(2, dim=-1)
+        return torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
+    a, b = x[..., 0::2], x[..., 1::2]
+    return torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
+
+
+def _rotate_full(x: Tensor, angles: Tensor) -> Tensor:
+    """``x * cos + rotate_half(x) * sin`` with a full ``(T, D)`` table of angles."""
+    x = x.double()
+    a, b = x.chunk(2, dim=-1)
+    return x * angles.cos() + torch.cat((-b, a), dim=-1) * angles.sin()
+
+
+INTERLEAVED = ("you used the interleaved pairing (GPT-J/Meta's original), pairs (x[2i], x[2i+1]); "
+               "this course uses the rotate-half pairing of transformers' Llama: pair x[i] with "
+               "x[i + head_dim/2], i.e. x * cos + rotate_half(x) * sin with cos and sin of "
+               "cat((angles, angles), -1)")
+WRONG_WAY = ("you are rotating the wrong way (the sign of sin is flipped): each pair (a, b) "
+             "becomes (a cos - b sin, b cos + a sin), i.e. x * cos + rotate_half(x) * sin with "
+             "rotate_half(x) = cat((-x2, x1), -1)")
+POSITIVE_EXPONENT = ("your frequencies are theta^(+2i/head_dim), growing with i; RoPE uses "
+                     "inv_freq[i] = theta^(-2i/head_dim) = 1 / theta^(2i/head_dim)")
+IGNORES_POSITIONS = ("you ignored `positions`: your output rotates token t by angles for "
+                     "position t (0..T-1); use the positions given (they can start at 1000 with "
+                     "a KV cache, or be in any order)")
+FULL_FREQS = ("you made head_dim different frequencies; RoPE has head_dim/2 of them, "
+              "theta^(-2i/head_dim) for i = 0..head_dim/2-1, and x[i] and x[i + head_dim/2] "
+              "share one: cos = cat((angles, angles), -1)")
+NO_TWO = ("the exponent is 2i/head_dim (i = 0..head_dim/2-1), not i/head_dim: "
+          "inv_freq = theta ** (-torch.arange(0, head_dim, 2) / head_dim)")
+HALF_DIM = ("the exponent is divided by head_dim, not by head_dim/2: "
+            "inv_freq[i] = theta^(-2i/head_dim)")
+REPEAT_INTERLEAVE = ("your cos/sin tables repeat each angle twice in a row (repeat_interleave: "
+                     "the interleaved layout) while rotate_half pairs x[i] with "
+                     "x[i + head_dim/2]: build them with cat((angles, angles), -1)")
+THETA_IGNORED = "you ignored the `theta` argument (rotated with theta = 10000 instead)"
+NOT_ROTATION = ("each pair (x[i], x[i + head_dim/2]) must be rotated by one angle: "
+                "(a cos - b sin, b cos + a sin)")
+
+
+def _rope_mistakes(x: Tensor, positions: Tensor, theta: float) -> dict[str, list]:
+    """What common wrong RoPEs return (float64), each computed with float32 and with float64
+    angles, since a learner may do either: message -> [(output, largest angle per row)]."""
+    D, T = x.shape[-1], positions.shape[0]
+    half = torch.arange(0, D, 2, dtype=torch.float64)
+    out: dict[str, list] = {}
+
+    def add(message, inv_freq, rotate):
+        for f32 in (True, False):
+            angles = _angles(positions, inv_freq, f32)
+            out.setdefault(message, []).append((rotate(angles), angles.abs().amax(dim=-1)))
+
+    inv = _inv_freq(D, theta)
+    add(INTERLEAVED, inv, lambda a: _rotate(x, a, "interleaved"))
+    add(WRONG_WAY, inv, lambda a: _rotate(x, -a))
+    add(POSITIVE_EXPONENT, 1 / inv, lambda a: _rotate(x, a))
+    if not torch.equal(positions, torch.arange(T)):
+        for f32 in (True, False):
+            angles = _angles(torch.arange(T), inv, f32)
+            out.setdefault(IGNORES_POSITIONS, []).append(
+                (_rotate(x, angles), angles.abs().amax(dim=-1)))
+    add(FULL_FREQS, _inv_freq(D, theta, torch.arange(D, dtype=torch.float64) / D),
+        lambda a: _rotate_full(x, a))
+    add(NO_TWO, _inv_freq(D, theta, half / 2 / D), lambda a: _rotate(x, a))
+    add(HALF_DIM, _inv_freq(D, theta, 2 * half / D), lambda a: _rotate(x, a))
+    add(REPEAT_INTERLEAVE, inv, lambda a: _rotate_full(x, a.repeat_interleave(2, dim=-1)))
+    if theta != DEFAULT_THETA:
+        add(THETA_IGNORED, _inv_freq(D, DEFAULT_THETA), lambda a: _rotate(x, a))
+    return out
+
+
+def _row_bound(x: Tensor, max_angle: Tensor, expected: Tensor, rel: float,
+               base: float) -> Tensor:
+    """Allowed |difference| per entry: relative, plus a part that scales with the size of the
+    row's vector and with its largest angle (float32 angles are off by a few ulps of it)."""
+    scale = x.double().abs().amax(dim=-1, keepdim=True).clamp(min=1.0)  # (..., T, 1)
+    return rel * expected.abs() + scale * (base + ANGLE_TOL * max_angle.double()[:, None])
+
+
+def _within(actual: Tensor, expected: Tensor, bound: Tensor) -> bool:
+    return bool(((actual.double() - expected).abs() <= bound).all())
+
+
+def _expect_rope(actual, x: Tensor, positions: Tensor, theta: float, what: str = "output",
+                 mistakes: dict[str, list] | None = None) -> None:
+    expected = _rotate(x, _angles(positions, _inv_freq(x.shape[-1], theta), False))
+    if type(actual) is not Tensor:
+        raise Mismatch(f"apply_rope should return a tensor, got {describe(actual)}")
+    if actual.shape != x.shape:
+        raise Mismatch(f"your {what} has shape {tuple(actual.shape)}; RoPE keeps the shape of "
+                       f"x, {tuple(x.shape)}")
+    if actual.dtype != x.dtype:
+        raise Mismatch(f"your {what} has dtype {actual.dtype}, expected {x.dtype}: return x's "
+                       "dtype (compute the angles in float32, then cast cos and sin to x.dtype "
+                       "or cast the result back)")
+    if not torch.isfinite(actual).all():
+        raise Mismatch(f"your {what} has NaN or infinite values")
+    rel, base = BASE_TOL[x.dtype]
+    # the fastest pair turns by 1 radian per position: the largest angle of a row is |position|
+    if _within(actual, expected, _row_bound(x, positions.abs(), expected, rel, base)):
+        return
+    loose = max(base, MISTAKE_TOL)
+    for message, candidates in (mistakes or {}).items():
+        for wrong, max_angle in candidates:
+            if ANGLE_TOL * float(max_angle.max()) > 0.05:
+                continue  # angles so large that float32 rounding makes the output arbitrary
+            bound = _row_bound(x, max_angle, wrong, max(rel, MISTAKE_TOL), loose)
+            if _within(actual, wrong, bound):
+                raise Mismatch(message) from None
+    if x.dtype in (torch.bfloat16, torch.float16) and _within(
+            actual, expected, 4 * _row_bound(x, positions.abs(), expected, rel, base)):
+        raise Mismatch(f"your {what} is close but not within {x.dtype}'s tolerance: compute the "
+                       "angles, cos and sin in float32 (not in x's dtype), then cast cos and "
+                       "sin to x.dtype")
+    diff = (actual.double() - expected).abs()
+    worst = diff.flatten(0, -3).amax(dim=(0, 2)) if diff.dim() > 2 else diff.amax(dim=-1)
+    t = int(worst.argmax())
+    hint = ""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        hint = (f"; if you computed the angles in {x.dtype}, compute them in float32 (in 16 "
+                "bits, position times frequency is off by whole radians at large positions)")
+    raise Mismatch(f"your {what} differs from the expected one: largest difference "
+                   f"{float(worst[t]):.3g} (values up to {float(expected.abs().max()):.3g}), "
+                   f"at sequence index {t} (position {int(positions[t])}){hint}")
+
+
+def _rope_case(gen, name, shape, positions, theta=None, dtype=torch.float32, grad=False,
+               zero=False, scale=1.0, points=1.0) -> Case:
+    x = torch.zeros(shape) if zero else randn(gen, *shape, scale=scale)
+    x = x.to(dtype)
+    positions = positions.long()
+    th = DEFAULT_THETA if theta is None else theta
+    kwargs = {} if theta is None else {"theta": theta}
+    grad_output = randn(gen, *shape, dtype=dtype) if grad else None
+    grads = {}
+    if grad:
+        xr = x.clone().requires_grad_(True)
+        apply_rope(xr, positions, th).backward(grad_output)
+        grads = {"inputs": [xr.grad]}
+    mistakes = _rope_mistakes(x, positions, th)
+
+    def check(result: dict) -> None:
+        _expect_rope(result["output"], x, positions, th, mistakes=mistakes)
+        if grad:
+            expect_grads(result, grads)
+        expect_inputs_untouched(result, [x, positions])
+
+    call = _function_call("apply_rope", [x, positions], kwargs=kwargs, grad_output=grad_output)
+    return Case(name, call, check, points)
+
+
+def _rope_identity_case(gen) -> Case:
+    """Property: at position 0 every angle is 0, so RoPE returns x unchanged."""
+    x = randn(gen, 2, 3, 5, 16)
+    positions = torch.zeros(5, dtype=torch.long)
+    mistakes = _rope_mistakes(x, positions, DEFAULT_THETA)
+
+    def check(result: dict) -> None:
+        y = result["output"]
+        if type(y) is Tensor and y.shape == x.shape and not torch.allclose(
+                y.double(), x.double(), rtol=1e-5, atol=1e-6):
+            raise Mismatch("with every position 0 all angles are 0, so RoPE must return x "
+                           "unchanged (cos 0 = 1, sin 0 = 0); yours changes it")
+        _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
+        expect_inputs_untouched(result, [x, positions])
+
+    return Case("property: position 0 is the identity",
+                _function_call("apply_rope", [x, positions]), check)
+
+
+def _rope_norm_case(gen) -> Case:
+    """Property: a rotation keeps the length of every vector."""
+    x = randn(gen, 3, 12, 32)
+    positions = torch.randint(0, 3000, (12,), generator=gen)
+    mistakes = _rope_mistakes(x, positions, DEFAULT_THETA)
+
+    def check(result: dict) -> None:
+        y = result["output"]
+        if type(y) is Tensor and y.shape == x.shape and y.is_floating_point():
+            before, after = x.double().norm(dim=-1), y.double().norm(dim=-1)
+            change = ((after - before).abs() / before).max().item()
+            if change > 1e-4:
+                raise Mismatch("RoPE rotates each pair (x[i], x[i + head_dim/2]) by an angle, "
+                               "so it must keep every vector's length; yours changes it by up "
+                               f"to {100 * change:.3g} %")
+        _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
+
+    return Case("property: every vector keeps its norm (positions up to 3000)",
+                _function_call("apply_rope", [x, positions]), check)
+
+
+def _rope_relative_case(gen) -> Case:
+    """Property: q . k after RoPE depends only on the offset between the two positions.
+
+    x[0] holds the same q at every index and x[1] the same k; the positions come in pairs
+    (p, p + s) with one offset s, so the three dot products of the pairs must be equal."""
+    D, offset = 16, int(torch.randint(1, 40, (1,), generator=gen))
+    q, k = randn(gen, D), randn(gen, D)
+    starts = [0] + torch.randint(50, 2000, (2,), generator=gen).tolist()
+    positions = torch.tensor([p for s in starts for p in (s, s + offset)])
+    x = torch.stack([q.expand(6, D), k.expand(6, D)]).contiguous()  # (2, 6, D)
+    size = float(q.norm() * k.norm())
+    mistakes = _rope_mistakes(x, positions, DEFAULT_THETA)
+
+    def check(result: dict) -> None:
+        y = result["output"]
+        if type(y) is Tensor and y.shape == x.shape and y.is_floating_point():
+            yd = y.double()
+            dots = [float(yd[0, 2 * i] @ yd[1, 2 * i + 1]) for i in range(3)]
+            tol = size * (1e-5 + 4 * ANGLE_TOL * max(starts + [0]) + 4 * ANGLE_TOL * offset)
+            if max(dots) - min(dots) > tol:
+                listed = ", ".join(f"q at {starts[i]} . k at {starts[i] + offset}: {dots[i]:.4g}"
+                                   for i in range(3))
+                raise Mismatch(f"after RoPE, q . k must depend only on the offset between the "
+                               f"positions (here {offset}), but yours gives {listed}")
+        _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
+
+    return Case("property: q . k after RoPE depends only on the offset",
+                _function_call("apply_rope", [x, positions]), check)
+
+
+def rope_cases(gen: torch.Generator) -> list[Case]:
+    shuffled = torch.randperm(12, generator=gen)
+    return [
+        _rope_case(gen, "float32 (batch, heads, seq, head_dim), positions 0..T-1", (2, 3, 6, 8),
+                   torch.arange(6), points=2),
+        _rope_case(gen, "2-D input (seq, head_dim), positions from 1000 (as with a KV cache)",
+                   (5, 16), torch.arange(1000, 1005), points=2),
+        _rope_case(gen, "shuffled positions, 3-D (heads, seq, head_dim)", (4, 12, 32), shuffled),
+        _rope_case(gen, "head_dim 128 at positions near 4096", (1, 2, 4, 128),
+                   torch.tensor([4090, 4093, 4095, 4096])),
+        _rope_case(gen, "theta = 1e6 (Mixtral, Code Llama), positions from 500", (2, 7, 64),
+                   torch.arange(500, 507), theta=1e6),
+        _rope_case(gen, "theta = 500000 passed explicitly, short head_dim 4", (3, 9, 4),
+                   torch.arange(9), theta=500000.0),
+        _rope_case(gen, "gradient with respect to x", (2, 2, 5, 16), torch.arange(3, 8),
+                   grad=True),
+        _rope_case(gen, "bfloat16 in, bfloat16 out, positions from 500 (angles in float32)",
+                   (2, 4, 10, 64), torch.arange(500, 510), dtype=torch.bfloat16),
+        _rope_case(gen, "float64 in, float64 out", (2, 3, 16), torch.arange(3) * 7,
+                   dtype=torch.float64),
+        _rope_case(gen, "all-zero input gives zeros; head_dim 2 (one pair)", (3, 4, 2),
+                   torch.arange(4), zero=True),
+        _rope_case(gen, "a single token, head_dim 2 (one pair)", (2, 1, 2), torch.tensor([37])),
+        _rope_identity_case(gen),
+        _rope_norm_case(gen),
+        _rope_relative_case(gen),
+    ]
+
+
+# ---------------------------------------------------------------- ALiBi
+
+
+def _slopes(n_heads: int, h: Tensor | None = None, eight: float = 8.0) -> Tensor:
+    h = torch.arange(1, n_heads + 1, dtype=torch.float64) if h is None else h.double()
+    return 2.0 ** (-eight * h / n_heads)
+
+
+def _paper_slopes(n_heads: int) -> Tensor:
+    """The ALiBi paper's (and BLOOM's) slopes for any H: for a power of two, 2^(-8h/H); else
+    those of the closest power of two below, then every other slope of twice that."""
+    closest = 2 ** math.floor(math.log2(n_heads))
+    slopes = _slopes(closest).tolist()
+    if closest != n_heads:
+        slopes += _slopes(2 * closest).tolist()[0::2][: n_heads - closest]
+    return torch.tensor(slopes, dtype=torch.float64)
+
+
+def _bias(slopes: Tensor, seq_len: int, distance: Tensor | None = None) -> Tensor:
+    pos = torch.arange(seq_len, dtype=torch.float64)
+    if distance is None:
+        distance = pos[:, None] - pos[None, :]
+    return -slopes.double()[:, None, None] * distance
+
+
+SLOPES_FROM_ZERO = ("your slopes start at h = 0 (the first head gets m = 1); h runs from 1 to "
+                    "H: m_h = 2^(-8h/H), so the first head has 2^(-8/H) and the last 2^(-8)")
+SIGN = ("your bias rewards distance: it must be a penalty, -m_h * (i - j), zero on the diagonal "
+        "and more negative the farther back the key; check the sign and the order (i - j, "
+        "query minus key)")
+REVERSED = ("your slopes are in reverse order: the first head has the largest slope, "
+            "m_1 = 2^(-8/H), the last one the smallest, m_H = 2^(-8)")
+NO_EIGHT = "the slopes are m_h = 2^(-8h/H): you left out the 8"
+PAPER = ("for H not a power of two you used the ALiBi paper's (and BLOOM's) interleaved slopes; "
+         "this course uses m_h = 2^(-8h/H), h = 1..H, for every H")
+ZERO_BELOW = ("your bias is 0 for every key the query can see (j <= i): the distance is "
+              "i - j (query minus key), so the bias there is -m_h * (i - j)")
+ABS_PLUS_ONE = "the distance is i - j: a query attending to itself (j = i) gets bias 0"
+
+
+def _alibi_mistakes(n_heads: int, seq_len: int) -> dict[str, Tensor]:
+    H = n_heads
+    pos = torch.arange(seq_len, dtype=torch.float64)
+    distance = pos[:, None] - pos[None, :]
+    out = {
+        SLOPES_FROM_ZERO: _bias(_slopes(H, torch.arange(H)), seq_len),
+        SIGN: -_bias(_slopes(H), seq_len),
+        REVERSED: _bias(_slopes(H).flip(0), seq_len),
+        NO_EIGHT: _bias(_slopes(H, eight=1.0), seq_len),
+        ZERO_BELOW: _bias(_slopes(H), seq_len, (-distance).clamp(min=0)),
+        ABS_PLUS_ONE: _bias(_slopes(H), seq_len, distance + 1),
+    }
+    if H & (H - 1):
+        out[PAPER] = _bias(_paper_slopes(H), seq_len)
+    return out
+
+
+def _alibi_visible(t: Tensor, seq_len: int) -> Tensor:
+    """The entries a causal mask keeps (j <= i) of an (H, T, T) tensor, as (H, n)."""
+    keep = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+    return t[:, keep]
+
+
+def _diagnose_alibi(actual: Tensor, expected: Tensor, n_heads: int, seq_len: int) -> str:
+    """A specific message for a bias that matches no known mistake."""
+    if not torch.allclose(actual.diagonal(dim1=-2, dim2=-1).double(),
+                          torch.zeros(n_heads, seq_len, dtype=torch.float64), atol=1e-5):
+        return ABS_PLUS_ONE
+    if seq_len > 1:
+        got = -actual[:, 1, 0].double()
+        linear = _bias(got, seq_len)
+        if torch.allclose(_alibi_visible(actual.double(), seq_len),
+                          _alibi_visible(linear, seq_len), rtol=1e-4, atol=1e-5):
+            want = ", ".join(f"{v:.4g}" for v in expected[:4, 1, 0].neg().tolist())
+            have = ", ".join(f"{v:.4g}" for v in got[:4].tolist())
+            return (f"your bias is linear in i - j, but with the wrong slopes: yours start "
+                    f"{have}, expected {want} (m_h = 2^(-8h/H), h = 1..H)")
+        return "the bias must grow linearly with the distance: -m_h * (i - j) for j <= i"
+    return "your bias differs from -m_h * (i - j)"
+
+
+def _alibi_case(gen, name, n_heads, seq_len, points=1.0) -> Case:
+    expected = alibi_bias(n_heads, seq_len)
+    mistakes = _alibi_mistakes(n_heads, seq_len)
+    T = seq_len
+
+    def check(result: dict) -> None:
+        y = result["output"]
+        if type(y) is not Tensor:
+            raise Mismatch(f"alibi_bias should return a tensor, got {describe(y)}")
+        if y.shape != (n_heads, T, T):
+            if tuple(y.shape) == (T, T):
+                raise Mismatch(f"your bias has shape (T, T) = {(T, T)}; return one (T, T) "
+                               f"bias per head: (H, T, T) = {(n_heads, T, T)}")
+            if tuple(y.shape) == (1, n_heads, T, T):
+                raise Mismatch(f"your bias has an extra leading dimension: return (H, T, T) = "
+                               f"{(n_heads, T, T)}")
+            if tuple(y.shape) in {(T, T, n_heads), (T, n_heads, T)} and n_heads != T:
+                raise Mismatch(f"your bias has shape {tuple(y.shape)}: put the heads first, "
+                               f"(H, T, T) = {(n_heads, T, T)}")
+            raise Mismatch(f"your bias has shape {tuple(y.shape)}, expected (H, T, T) = "
+                           f"{(n_heads, T, T)}")
+        if y.dtype != torch.float32:
+            raise Mismatch(f"your bias has dtype {y.dtype}, expected torch.float32 (it is added "
+                           "to float32 attention scores)")
+        got = _alibi_visible(y, T)
+        if not torch.isfinite(got).all():
+            raise Mismatch("your bias has NaN or infinite values where j <= i (the keys a "
+                           "query can see); only entries above the diagonal may be masked")
+        want = _alibi_visible(expected, T)
+        if torch.allclose(got.double(), want.double(), rtol=1e-4, atol=1e-5):
+            return
+        for message, wrong in mistakes.items():
+            if torch.allclose(got.double(), _alibi_visible(wrong, T), rtol=1e-4, atol=1e-5):
+                raise Mismatch(message)
+        raise Mismatch(_diagnose_alibi(y, expected, n_heads, T))
+
+    return Case(name, _function_call("alibi_bias", args=(n_heads, seq_len)), check, points)
+
+
+def _alibi_property_case(gen) -> Case:
+    """Property: with the causal mask, softmax(scores + bias) of uniform scores puts more weight
+    on recent keys, and a steeper head concentrates it more."""
+    H, T = 8, 32
+
+    def check(result: dict) -> None:
+        y = result["output"]
+        if type(y) is Tensor and y.shape == (H, T, T) and y.is_floating_point():
+            keep = torch.ones(T, T, dtype=torch.bool).tril()
+            scores = y.double().masked_fill(~keep, float("-inf"))
+            if torch.isfinite(scores[:, keep]).all():
+                last = scores[:, -1].softmax(-1)  # (H, T): the last query's attention
+                recent = last[:, -1]
+                if not (recent > last[:, 0]).all():
+                    h = int((recent <= last[:, 0]).nonzero()[0])
+                    raise Mismatch(f"with uniform scores plus your bias, the last query of head "
+                                   f"{h} gives the first key weight {last[h, 0]:.3g}, no less "
+                                   f"than itself ({last[h, -1]:.3g}): ALiBi must penalise "
+                                   "distance, so nearer keys weigh more")
+                if not (recent[:-1] >= recent[1:] - 1e-12).all():
+                    raise Mismatch("the first heads should have the steepest slopes (the most "
+                                   "local attention), the last heads the gentlest")
+        # the exact values are checked by the other cases; this one is about behaviour
+        if type(y) is not Tensor or y.shape != (H, T, T):
+            raise Mismatch(f"expected a tensor of shape (H, T, T) = {(H, T, T)}, got "
+                           f"{describe(y)}")
+
+    return Case("property: added to uniform scores, the bias makes nearer keys weigh more, "
+                "most in the first heads", _function_call("alibi_bias", args=(H, T)), check)
+
+
+def alibi_cases(gen: torch.Generator) -> list[Case]:
+    H = int(torch.randint(2, 5, (1,), generator=gen)) * 2  # 4, 6 or 8 heads
+    return [
+        _alibi_case(gen, "8 heads, seq 16: slopes 1/2, 1/4, ..., 1/256", 8, 16, points=2),
+        _alibi_case(gen, "12 heads (not a power of two), seq 10: m_h = 2^(-8h/H)", 12, 10,
+                    points=2),
+        _alibi_case(gen, f"{H} heads, seq 33", H, 33),
+        _alibi_case(gen, "one head, seq 5", 1, 5),
+        _alibi_case(gen, "16 heads, a single token (seq 1)", 16, 1),
+        _alibi_case(gen, "32 heads, seq 300", 32, 300),
+        _alibi_property_case(gen),
+    ]
+
+
+EXERCISES = [
+    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases),
+    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases),
+]
