@@ -22,10 +22,13 @@ from solutions.positions import (
     rope_interleaved,
     sinusoidal_positions,
 )
+from solutions.tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, merge_pair
 
 __all__ = [
     # week 1
     "causal_mask", "scaled_dot_product_attention", "MultiHeadAttention",
+    # week 2
+    "BPETokenizer", "GPT2_SPLIT_PATTERN", "merge_pair",
     # week 3
     "RMSNorm", "SwiGLU",
     # week 4
