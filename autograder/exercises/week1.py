@@ -7,11 +7,13 @@ import math
 import torch
 from torch import Tensor
 
-from autograder.compare import Mismatch, check_tensor, close, describe
+from autograder.compare import Mismatch, describe
 from autograder.exercises.common import (
+    expect,
     expect_grads,
     expect_inputs_untouched,
     expect_state,
+    function_call,
     module_call,
     randn,
     run_reference,
@@ -39,36 +41,10 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _function_call(symbol: str, inputs=(), args=(), kwargs=None, grad_output=None) -> dict:
-    return {"kind": "function", "symbol": symbol, "inputs": list(inputs), "args": list(args),
-            "kwargs": kwargs or {}, "grad": grad_output is not None, "grad_output": grad_output}
 
 
-def _same(actual, wrong: Tensor, **tol) -> bool:
-    """``actual`` equals a mistake's output, NaN where it has NaN (an inverted causal mask
-    leaves the last query with no visible key)."""
-    if type(actual) is not Tensor or actual.shape != wrong.shape:
-        return False
-    if wrong.dtype == torch.bool:
-        return actual.dtype == torch.bool and torch.equal(actual, wrong)
-    if not actual.is_floating_point():
-        return False
-    wrong = wrong.to(actual.dtype)
-    nan = torch.isnan(actual)
-    if not torch.equal(nan, torch.isnan(wrong)) or nan.all():
-        return False
-    return close(actual[~nan], wrong[~nan], **tol)
 
 
-def _expect(actual, expected: Tensor, what: str = "output", mistakes=None, **tol) -> None:
-    """Like ``common.expect``, but a mistake's output may contain NaN."""
-    try:
-        check_tensor(actual, expected, what, **tol)
-    except Mismatch:
-        for message, wrong in (mistakes or {}).items():
-            if _same(actual, wrong, **tol):
-                raise Mismatch(message) from None
-        raise
 
 
 # ---------------------------------------------------------------- causal_mask
@@ -95,14 +71,14 @@ def _check_mask(actual, T: int) -> None:
                            "return a bool tensor, True = may attend")
         raise Mismatch(f"your mask has dtype {actual.dtype}; it must be torch.bool "
                        "(True = may attend), e.g. torch.ones(T, T, dtype=torch.bool).tril()")
-    _expect(actual, causal_mask(T), "mask", mistakes=_mask_mistakes(T))
+    expect(actual, causal_mask(T), "mask", mistakes=_mask_mistakes(T))
 
 
 def _mask_case(name: str, T: int, args=(), kwargs=None, points: float = 1.0) -> Case:
     def check(result: dict) -> None:
         _check_mask(result["output"], T)
 
-    return Case(name, _function_call("causal_mask", args=(T, *args), kwargs=kwargs), check,
+    return Case(name, function_call("causal_mask", args=(T, *args), kwargs=kwargs), check,
                 points)
 
 
@@ -214,15 +190,15 @@ def _sdpa_case(gen, name, q_shape, T_k=None, d_v=None, mask="causal", dtype=torc
     tol = BF16_TOL if dtype == torch.bfloat16 else {}
 
     def check(result: dict) -> None:
-        _expect(result["output"], expected, mistakes=mistakes, **tol)
+        expect(result["output"], expected, mistakes=mistakes, **tol)
         if grad:
             if result.get("no_graph"):
                 expect_grads(result, {})
             for i, what in enumerate("qkv"):
-                _expect(result["input_grads"][i], grads[i], f"gradient with respect to {what}")
+                expect(result["input_grads"][i], grads[i], f"gradient with respect to {what}")
         expect_inputs_untouched(result, inputs)
 
-    return Case(name, _function_call("scaled_dot_product_attention", inputs,
+    return Case(name, function_call("scaled_dot_product_attention", inputs,
                                      grad_output=grad_output), check, points)
 
 
@@ -243,14 +219,14 @@ def _sdpa_hidden_keys_case(gen) -> Case:
         y = result["output"]
         if type(y) is not Tensor or y.shape != q2.shape:
             raise Mismatch(f"your output should have shape {tuple(q2.shape)}, got {describe(y)}")
-        _expect(y[:1], expected)
+        expect(y[:1], expected)
         if not torch.allclose(y[0, :, :cut], y[1, :, :cut], rtol=1e-4, atol=1e-5):
             raise Mismatch(f"changing only keys and values {cut}..{T - 1}, which the mask hides "
                            f"from queries 0..{cut - 1}, changed those queries' outputs")
         expect_inputs_untouched(result, inputs)
 
     return Case("property: keys hidden by the mask have no influence",
-                _function_call("scaled_dot_product_attention", inputs), check)
+                function_call("scaled_dot_product_attention", inputs), check)
 
 
 def sdpa_cases(gen: torch.Generator) -> list[Case]:
@@ -350,7 +326,7 @@ def _mha_case(gen, name, shape, n_heads, dtype=torch.float32, grad=False, zero=F
     tol = BF16_TOL if dtype == torch.bfloat16 else {}
 
     def check(result: dict) -> None:
-        _expect(result["output"], expected, mistakes=mistakes, **tol)
+        expect(result["output"], expected, mistakes=mistakes, **tol)
         if grad:
             expect_grads(result, grads)
         expect_inputs_untouched(result, [x])
@@ -400,7 +376,7 @@ def _mha_future_case(gen) -> Case:
             raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
                            f"position(s) {changed}: an output depends on a future token "
                            "(apply the causal mask)")
-        _expect(y[:1], expected)
+        expect(y[:1], expected)
         expect_inputs_untouched(result, [batch])
 
     call = module_call("MultiHeadAttention", (dim, n_heads), None, weights, [batch])

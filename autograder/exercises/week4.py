@@ -16,7 +16,12 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises.common import expect_grads, expect_inputs_untouched, randn
+from autograder.exercises.common import (
+    expect_grads,
+    expect_inputs_untouched,
+    function_call,
+    randn,
+)
 from autograder.grading import Case, Exercise
 from solutions import alibi_bias, apply_rope
 
@@ -34,9 +39,6 @@ ANGLE_TOL = 1e-6
 MISTAKE_TOL = 3e-3
 
 
-def _function_call(symbol: str, inputs=(), args=(), kwargs=None, grad_output=None) -> dict:
-    return {"kind": "function", "symbol": symbol, "inputs": list(inputs), "args": list(args),
-            "kwargs": kwargs or {}, "grad": grad_output is not None, "grad_output": grad_output}
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -212,7 +214,7 @@ def _rope_case(gen, name, shape, positions, theta=None, dtype=torch.float32, gra
             expect_grads(result, grads)
         expect_inputs_untouched(result, [x, positions])
 
-    call = _function_call("apply_rope", [x, positions], kwargs=kwargs, grad_output=grad_output)
+    call = function_call("apply_rope", [x, positions], kwargs=kwargs, grad_output=grad_output)
     return Case(name, call, check, points)
 
 
@@ -232,7 +234,7 @@ def _rope_identity_case(gen) -> Case:
         expect_inputs_untouched(result, [x, positions])
 
     return Case("property: position 0 is the identity",
-                _function_call("apply_rope", [x, positions]), check)
+                function_call("apply_rope", [x, positions]), check)
 
 
 def _rope_norm_case(gen) -> Case:
@@ -253,7 +255,7 @@ def _rope_norm_case(gen) -> Case:
         _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
 
     return Case("property: every vector keeps its norm (positions up to 3000)",
-                _function_call("apply_rope", [x, positions]), check)
+                function_call("apply_rope", [x, positions]), check)
 
 
 def _rope_relative_case(gen) -> Case:
@@ -283,7 +285,7 @@ def _rope_relative_case(gen) -> Case:
         _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
 
     return Case("property: q . k after RoPE depends only on the offset",
-                _function_call("apply_rope", [x, positions]), check)
+                function_call("apply_rope", [x, positions]), check)
 
 
 def rope_cases(gen: torch.Generator) -> list[Case]:
@@ -432,7 +434,7 @@ def _alibi_case(gen, name, n_heads, seq_len, points=1.0) -> Case:
                 raise Mismatch(message)
         raise Mismatch(_diagnose_alibi(y, expected, n_heads, T))
 
-    return Case(name, _function_call("alibi_bias", args=(n_heads, seq_len)), check, points)
+    return Case(name, function_call("alibi_bias", args=(n_heads, seq_len)), check, points)
 
 
 def _alibi_property_case(gen) -> Case:
@@ -463,7 +465,7 @@ def _alibi_property_case(gen) -> Case:
                            f"{describe(y)}")
 
     return Case("property: added to uniform scores, the bias makes nearer keys weigh more, "
-                "most in the first heads", _function_call("alibi_bias", args=(H, T)), check)
+                "most in the first heads", function_call("alibi_bias", args=(H, T)), check)
 
 
 def alibi_cases(gen: torch.Generator) -> list[Case]:

@@ -7,11 +7,13 @@ import math
 import torch
 from torch import Tensor
 
-from autograder.compare import Mismatch, check_tensor, close, describe
+from autograder.compare import Mismatch, close, describe
 from autograder.exercises.common import (
+    expect,
     expect_grads,
     expect_inputs_untouched,
     expect_state,
+    function_call,
     module_call,
     randn,
     run_reference,
@@ -30,35 +32,10 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _function_call(symbol: str, inputs=(), args=(), kwargs=None, grad_output=None) -> dict:
-    return {"kind": "function", "symbol": symbol, "inputs": list(inputs), "args": list(args),
-            "kwargs": kwargs or {}, "grad": grad_output is not None, "grad_output": grad_output}
 
 
-def _same(actual, wrong: Tensor, **tol) -> bool:
-    """``actual`` equals a mistake's output (NaN where it has NaN)."""
-    if type(actual) is not Tensor or actual.shape != wrong.shape:
-        return False
-    if wrong.dtype == torch.bool:
-        return actual.dtype == torch.bool and torch.equal(actual, wrong)
-    if not actual.is_floating_point():
-        return False
-    wrong = wrong.to(actual.dtype)
-    nan = torch.isnan(actual)
-    if not torch.equal(nan, torch.isnan(wrong)) or nan.all():
-        return False
-    return close(actual[~nan], wrong[~nan], **tol)
 
 
-def _expect(actual, expected: Tensor, what: str = "output", mistakes=None, **tol) -> None:
-    """``check_tensor``, naming a known mistake when the learner's value matches one."""
-    try:
-        check_tensor(actual, expected, what, **tol)
-    except Mismatch:
-        for message, wrong in (mistakes or {}).items():
-            if _same(actual, wrong, **tol):
-                raise Mismatch(message) from None
-        raise
 
 
 # ---------------------------------------------------------------- repeat_kv
@@ -119,12 +96,12 @@ def _repeat_kv_case(gen, name, shape, n_rep, dtype=torch.float32, grad=False,
     def check(result: dict) -> None:
         actual = result["output"]
         _check_repeat_shape(actual, x, n_rep)
-        _expect(actual, expected, mistakes=mistakes)
+        expect(actual, expected, mistakes=mistakes)
         if grad:
             expect_grads(result, {"inputs": [expected_grad]})
         expect_inputs_untouched(result, [x])
 
-    call = _function_call("repeat_kv", [x], [n_rep], grad_output=grad_output)
+    call = function_call("repeat_kv", [x], [n_rep], grad_output=grad_output)
     return Case(name, call, check, points)
 
 
@@ -196,7 +173,7 @@ def _check_mask(actual, T: int, window: int | None) -> None:
         raise Mismatch(f"your mask has dtype {actual.dtype}; return a boolean mask "
                        "(torch.bool, True = may attend)")
     expected = sliding_window_mask(T, window)
-    _expect(actual, expected, "mask", mistakes=_mask_mistakes(T, window))
+    expect(actual, expected, "mask", mistakes=_mask_mistakes(T, window))
 
 
 def _mask_case(name: str, T: int, window: int | None, args=None, kwargs=None,
@@ -206,7 +183,7 @@ def _mask_case(name: str, T: int, window: int | None, args=None, kwargs=None,
     def check(result: dict) -> None:
         _check_mask(result["output"], T, window)
 
-    return Case(name, _function_call("sliding_window_mask", args=args, kwargs=kwargs), check,
+    return Case(name, function_call("sliding_window_mask", args=args, kwargs=kwargs), check,
                 points)
 
 
@@ -357,7 +334,7 @@ def _attn_case(gen, name, shape, n_heads, n_kv=None, window=None, theta=10000.0,
     tol = BF16_TOL if dtype == torch.bfloat16 else {}
 
     def check(result: dict) -> None:
-        _expect(result["output"], expected, mistakes=mistakes, **tol)
+        expect(result["output"], expected, mistakes=mistakes, **tol)
         if grad:
             expect_grads(result, grads)
         expect_inputs_untouched(result, [x])
@@ -413,7 +390,7 @@ def _attn_future_case(gen) -> Case:
             raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
                            f"position(s) {changed}: an output depends on a future token "
                            "(the window comes on top of the causal mask)")
-        _expect(y, expected, mistakes=mistakes)
+        expect(y, expected, mistakes=mistakes)
         expect_inputs_untouched(result, [batch])
 
     call = module_call("Attention", (dim, n_heads), {"n_kv_heads": n_kv, "window": window},
@@ -439,9 +416,9 @@ def _attn_equals_case(gen, name, shape, n_heads, kwargs, same_as: dict, message:
         y = result["output"]
         if type(y) is Tensor and y.shape == expected.shape and torch.isfinite(y).all() \
                 and not close(y, expected) and not any(
-                    _same(y, wrong) for wrong in mistakes.values()):
+                    same_as(y, wrong) for wrong in mistakes.values()):
             raise Mismatch(message)
-        _expect(y, expected, mistakes=mistakes)
+        expect(y, expected, mistakes=mistakes)
         expect_inputs_untouched(result, [x])
 
     call = module_call("Attention", (dim, n_heads), kwargs, weights, [x])
@@ -545,7 +522,7 @@ def _kv_case(name, args=(), kwargs=None, points=1.0, n_heads=None) -> Case:
                     raise Mismatch(message)
             raise Mismatch(f"got {got:,} bytes, expected {expected:,}")
 
-    call = _function_call("kv_cache_bytes", args=args, kwargs=kwargs)
+    call = function_call("kv_cache_bytes", args=args, kwargs=kwargs)
     return Case(name, call, check, points)
 
 
