@@ -27,8 +27,12 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	  else echo "browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
 	touch $@ $(VENV)/.lab
 
+# as root (containers, course machines) Jupyter refuses to start without --allow-root
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(VENV)/.lab
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/course/release
+	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir=$(CURDIR) \
+	  --LabApp.default_url=/lab/tree/course/release
 
 test: $(VENV)/.test
 	$(BIN)/python -m pytest
