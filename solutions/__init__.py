@@ -12,6 +12,7 @@ from solutions.efficient_attention import (
     sliding_window_mask,
 )
 from solutions.feedforward import SwiGLU
+from solutions.model import CachedAttention, GPTConfig, KVCache, MiniGPT, generate
 from solutions.moe import MoE, dense_moe_forward, load_balancing_loss
 from solutions.normalization import RMSNorm
 from solutions.positions import (
@@ -39,4 +40,6 @@ __all__ = [
     "kv_cache_bytes",
     # week 6
     "MoE", "load_balancing_loss", "dense_moe_forward",
+    # week 7
+    "GPTConfig", "MiniGPT", "generate", "KVCache", "CachedAttention",
 ]

@@ -1,0 +1,436 @@
+"""Week 7: a mini-GPT of your own, assembled from the parts of weeks 1-6.
+
+One decoder-only model whose config picks the architecture: GPT-2 (LayerNorm, GELU MLP,
+learned positions, tied embeddings, biases), Llama 2 (RMSNorm, SwiGLU, RoPE, GQA), Mistral
+(+ sliding window) and Mixtral (+ mixture of experts) are all presets of it, and
+``MiniGPT.from_hf`` loads those models' transformers weights. ``generate`` samples from it
+with temperature, top-k and top-p, and decodes with a KV cache.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from solutions.attention import scaled_dot_product_attention
+from solutions.efficient_attention import (
+    Attention,
+    repeat_kv,
+    sliding_window_attention,
+    sliding_window_mask,
+)
+from solutions.feedforward import SwiGLU
+from solutions.moe import MoE
+from solutions.normalization import RMSNorm
+from solutions.positions import apply_rope
+
+
+class KVCache:
+    """The keys and values one attention layer has seen so far, for token-by-token decoding.
+
+    ``update`` appends the new tokens' keys and values and returns all of them; with a sliding
+    window it then keeps only the last ``window`` (a rolling buffer: older keys can never be
+    attended again, so the cache stops growing at ``window`` tokens, as in Mistral).
+
+    Attributes:
+        k, v: ``(B, H_kv, S, D)`` or None before the first call; keys are stored after RoPE.
+        pos: tokens seen so far, i.e. the position of the next token.
+    """
+
+    def __init__(self, window: int | None = None) -> None:
+        self.window = window
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+        self.pos = 0
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append ``(B, H_kv, T, D)`` keys and values; return the cached ones plus these."""
+        self.pos += k.size(2)
+        if self.k is not None:
+            k, v = torch.cat((self.k, k), dim=2), torch.cat((self.v, v), dim=2)  # (B, H_kv, S, D)
+        keep = k.size(2) if self.window is None else self.window
+        self.k, self.v = k[:, :, -keep:], v[:, :, -keep:]
+        return k, v
+
+
+
+class CachedAttention(Attention):
+    """Week 5's :class:`Attention`, with what a whole model needs: biases (GPT-2), no rotary
+    embedding (``rope_theta=None``: GPT-2 adds learned positions to the embeddings instead),
+    and a :class:`KVCache` for decoding one token at a time.
+
+    State dict: as :class:`Attention`; with ``bias``, also ``{q,k,v,o}_proj.bias``.
+
+    Shapes:
+        ``x``: ``(B, T, dim)`` -> ``(B, T, dim)``; token ``t`` is at position ``t``, or at
+        ``cache.pos + t`` when a cache is passed (it is then updated in place).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        window: int | None = None,
+        rope_theta: float | None = 10000.0,
+        bias: bool = False,
+    ) -> None:
+        super().__init__(dim, n_heads, n_kv_heads, window)
+        self.rope_theta = rope_theta
+        if bias:
+            for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                old = getattr(self, name)
+                setattr(self, name, nn.Linear(old.in_features, old.out_features, bias=True))
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        B, T, _ = x.shape
+        start = 0 if cache is None else cache.pos  # position of the first of the T tokens
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+
+        if self.rope_theta is not None:
+            positions = torch.arange(start, start + T, device=x.device)
+            q = apply_rope(q, positions, self.rope_theta)
+            k = apply_rope(k, positions, self.rope_theta)  # (B, H_kv, T, D)
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, H_kv, S, D): S cached keys, the last T of them new
+
+        # the cache holds only H_kv heads; the sharing happens here, at attention time
+        n_rep = self.n_heads // self.n_kv_heads
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
+
+        S = k.size(2)
+        if S > T:  # decoding with a cache: mask by absolute positions, i - j in [0, window)
+            q_pos = torch.arange(start, start + T, device=x.device)
+            k_pos = torch.arange(start + T - S, start + T, device=x.device)
+            offset = q_pos[:, None] - k_pos[None, :]  # (T, S): i - j
+            mask = (offset >= 0) & (offset < (self.window or S))  # (T, S)
+            y = scaled_dot_product_attention(q, k, v, mask)
+        elif self.window is None or T <= self.window:
+            mask = sliding_window_mask(T, self.window, x.device)  # (T, T); the window cuts nothing
+            y = scaled_dot_product_attention(q, k, v, mask)
+        else:
+            y = sliding_window_attention(q, k, v, self.window)  # (B, H, T, D), O(T * w) memory
+        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H * D)
+        return self.o_proj(y)
+
+
+@dataclass
+class GPTConfig:
+    """The architecture of a :class:`MiniGPT`; ``GPTConfig.preset(name)`` gives a named one.
+
+    ``n_kv_heads=None`` means ``n_heads`` (MHA); ``hidden_dim=None`` means ``4 * dim`` for the
+    GELU MLP and LLaMA's ``8/3 * dim`` rounded up to a multiple of 256 for SwiGLU;
+    ``window=None`` is full causal attention; ``n_experts=0`` is a dense MLP (else a MoE of
+    SwiGLU experts with ``top_k`` per token); ``bias`` adds biases to the attention, MLP and
+    LayerNorms (GPT-2).
+    """
+
+    vocab_size: int = 65
+    dim: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    hidden_dim: int | None = None
+    max_seq_len: int = 64
+    norm: str = "rmsnorm"  # "rmsnorm" | "layernorm"
+    mlp: str = "swiglu"  # "swiglu" | "gelu"
+    pos: str = "rope"  # "rope" | "learned"
+    rope_theta: float = 10000.0
+    window: int | None = None
+    n_experts: int = 0
+    top_k: int = 2
+    tie_embeddings: bool = False
+    bias: bool = False
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        assert self.norm in ("rmsnorm", "layernorm") and self.mlp in ("swiglu", "gelu")
+        assert self.pos in ("rope", "learned") and self.dim % self.n_heads == 0
+        self.n_kv_heads = self.n_kv_heads or self.n_heads
+        if self.hidden_dim is None:
+            llama = 256 * math.ceil(8 * self.dim / 3 / 256)
+            self.hidden_dim = 4 * self.dim if self.mlp == "gelu" else llama
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "GPTConfig":
+        """A named configuration of :data:`PRESETS`, with any field overridden."""
+        return cls(**{**PRESETS[name], **overrides})
+
+
+_GPT2 = dict(vocab_size=50257, dim=768, n_layers=12, n_heads=12, max_seq_len=1024,
+             norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True, bias=True)
+_LLAMA2_7B = dict(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, max_seq_len=4096)
+_MISTRAL_7B = dict(_LLAMA2_7B, n_kv_heads=8, hidden_dim=14336, max_seq_len=32768, window=4096)
+_TINY = dict(vocab_size=65, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
+PRESETS: dict[str, dict] = {  # GPTConfig fields; the others keep their defaults
+    "gpt2": _GPT2,  # 124M
+    "gpt2_xl": dict(_GPT2, dim=1600, n_layers=48, n_heads=25),  # 1.5B
+    "llama2_7b": _LLAMA2_7B,  # hidden_dim 11008 by LLaMA's rule
+    "llama2_70b": dict(_LLAMA2_7B, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8,
+                       hidden_dim=28672),
+    "mistral_7b": _MISTRAL_7B,
+    "mixtral_8x7b": dict(_MISTRAL_7B, window=None, rope_theta=1e6, n_experts=8, top_k=2),
+    # nanoGPT's character-level Shakespeare size (65 characters, block 256), Llama-style
+    "shakespeare_char": dict(vocab_size=65, dim=384, n_layers=6, n_heads=6, max_seq_len=256),
+    # tiny ones train in seconds on a CPU
+    "tiny": _TINY,
+    "tiny_gpt2": dict(_TINY, n_kv_heads=None, norm="layernorm", mlp="gelu", pos="learned",
+                      tie_embeddings=True, bias=True),
+    "tiny_mistral": dict(_TINY, window=8),
+    "tiny_mixtral": dict(_TINY, n_experts=4, top_k=2),
+}
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    """The config's normalization layer: ``RMSNorm`` or ``nn.LayerNorm`` (with bias if ``bias``)."""
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(cfg.dim, cfg.norm_eps)
+    return nn.LayerNorm(cfg.dim, cfg.norm_eps, bias=cfg.bias)
+
+
+class GeluMLP(nn.Module):
+    """GPT-2's feed-forward block: ``down_proj(gelu(up_proj(x)))``, tanh-approximated GELU.
+
+    State dict: ``up_proj.weight`` ``(hidden_dim, dim)``, ``down_proj.weight``
+    ``(dim, hidden_dim)``, and their ``.bias`` when ``bias`` (GPT-2's ``c_fc``, ``c_proj``).
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, bias: bool = True) -> None:
+        super().__init__()
+        self.up_proj = nn.Linear(dim, hidden_dim, bias=bias)
+        self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))  # (..., dim)
+
+
+class Block(nn.Module):
+    """One pre-norm transformer layer: ``x + attn(norm(x))``, then ``h + mlp(norm(h))``.
+
+    State dict: ``input_layernorm.*``, ``self_attn.{q,k,v,o}_proj.*`` (see ``Attention``),
+    ``post_attention_layernorm.*``, ``mlp.*`` (``SwiGLU``, ``GeluMLP`` or ``MoE``).
+    """
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        rope_theta = cfg.rope_theta if cfg.pos == "rope" else None
+        self.input_layernorm = make_norm(cfg)
+        self.self_attn = CachedAttention(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.window,
+                                         rope_theta, bias=cfg.bias)
+        self.post_attention_layernorm = make_norm(cfg)
+        if cfg.n_experts:
+            self.mlp = MoE(cfg.dim, cfg.hidden_dim, cfg.n_experts, cfg.top_k)
+        elif cfg.mlp == "swiglu":
+            self.mlp = SwiGLU(cfg.dim, cfg.hidden_dim)
+        else:
+            self.mlp = GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+        """Returns the new ``(B, T, dim)`` activations and the router logits (None if dense)."""
+        h = x + self.self_attn(self.input_layernorm(x), cache)  # (B, T, dim)
+        out = self.mlp(self.post_attention_layernorm(h))
+        out, router_logits = out if isinstance(out, tuple) else (out, None)
+        return h + out, router_logits
+
+
+class MiniGPT(nn.Module):
+    """A decoder-only language model: embeddings, ``n_layers`` blocks, final norm, LM head.
+
+    State dict (the keys of transformers' Llama/Mistral/Mixtral without their ``model.``):
+        ``embed_tokens.weight`` ``(vocab_size, dim)``; ``embed_positions.weight``
+        ``(max_seq_len, dim)`` only with learned positions; ``layers.{i}.*`` (see ``Block``);
+        ``norm.*``; ``lm_head.weight`` ``(vocab_size, dim)``, the same tensor as
+        ``embed_tokens.weight`` when ``tie_embeddings``.
+
+    After each forward, ``router_logits`` holds one ``(B * T, n_experts)`` tensor per layer
+    of a MoE model (empty otherwise), for ``load_balancing_loss``; the returned loss is the
+    plain next-token cross-entropy.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
+        if config.pos == "learned":
+            self.embed_positions = nn.Embedding(config.max_seq_len, config.dim)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = make_norm(config)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.router_logits: list[Tensor] = []
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """GPT-2's initialisation: normal(0, 0.02) weights, zero biases, norms at one."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def new_cache(self) -> list[KVCache]:
+        """An empty KV cache, one per layer, to pass to ``forward`` when decoding."""
+        return [KVCache(self.config.window) for _ in self.layers]
+
+    def forward(
+        self, idx: Tensor, targets: Tensor | None = None, cache: list[KVCache] | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``idx``: ``(B, T)`` token ids -> ``(logits (B, T, vocab_size), loss or None)``.
+
+        ``targets``: ``(B, T)`` next-token ids (-100 ignored) for the cross-entropy loss.
+        ``cache``: from ``new_cache()``; the tokens then continue the cached ones.
+        """
+        B, T = idx.shape
+        start = 0 if cache is None else cache[0].pos
+        x = self.embed_tokens(idx)  # (B, T, dim)
+        if self.config.pos == "learned":
+            assert start + T <= self.config.max_seq_len, "past the learned positions"
+            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
+        self.router_logits = []
+        for i, layer in enumerate(self.layers):
+            x, router_logits = layer(x, None if cache is None else cache[i])
+            if router_logits is not None:
+                self.router_logits.append(router_logits)
+        logits = self.lm_head(self.norm(x))  # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        return logits, loss
+
+    @classmethod
+    def from_hf(cls, model: nn.Module) -> "MiniGPT":
+        """A MiniGPT with the config and weights of a transformers ``GPT2LMHeadModel``,
+        ``LlamaForCausalLM``, ``MistralForCausalLM`` or ``MixtralForCausalLM``."""
+        c = model.config
+        sd = {k: v.detach() for k, v in model.state_dict().items()}
+        if c.model_type == "gpt2":
+            assert c.activation_function == "gelu_new" and not c.scale_attn_by_inverse_layer_idx
+            cfg = GPTConfig(vocab_size=c.vocab_size, dim=c.n_embd, n_layers=c.n_layer,
+                            n_heads=c.n_head, hidden_dim=c.n_inner, max_seq_len=c.n_positions,
+                            norm="layernorm", mlp="gelu", pos="learned",
+                            tie_embeddings=c.tie_word_embeddings, bias=True,
+                            norm_eps=c.layer_norm_epsilon)
+            state = _gpt2_state_dict(sd, c.n_layer)
+        elif c.model_type in ("llama", "mistral", "mixtral"):
+            assert getattr(c, "head_dim", None) in (None, c.hidden_size // c.num_attention_heads)
+            assert not getattr(c, "attention_bias", False) and not getattr(c, "mlp_bias", False)
+            assert c.rope_parameters.get("rope_type", "default") == "default"
+            cfg = GPTConfig(vocab_size=c.vocab_size, dim=c.hidden_size,
+                            n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
+                            n_kv_heads=c.num_key_value_heads,
+                            hidden_dim=c.intermediate_size, max_seq_len=c.max_position_embeddings,
+                            rope_theta=c.rope_parameters["rope_theta"],
+                            window=getattr(c, "sliding_window", None),
+                            n_experts=getattr(c, "num_local_experts", 0),
+                            top_k=getattr(c, "num_experts_per_tok", 2),
+                            tie_embeddings=c.tie_word_embeddings, norm_eps=c.rms_norm_eps)
+            state = {k.removeprefix("model."): v for k, v in sd.items()}
+            if cfg.n_experts:
+                state = _unfuse_experts(state, cfg.n_layers)
+        else:
+            raise ValueError(f"unsupported model type {c.model_type!r}")
+        ours = cls(cfg)
+        ours.load_state_dict(state)
+        return ours
+
+
+def _gpt2_state_dict(sd: dict[str, Tensor], n_layers: int) -> dict[str, Tensor]:
+    """Rename GPT-2's keys to ours; its Conv1D weights are ``(in, out)``, so transpose them,
+    and split its fused ``c_attn`` (``(dim, 3 * dim)``: q, k, v side by side)."""
+    state = {"embed_tokens.weight": sd["transformer.wte.weight"],
+             "embed_positions.weight": sd["transformer.wpe.weight"],
+             "norm.weight": sd["transformer.ln_f.weight"], "norm.bias": sd["transformer.ln_f.bias"],
+             "lm_head.weight": sd["lm_head.weight"]}
+    names = {"ln_1": "input_layernorm", "ln_2": "post_attention_layernorm",
+             "attn.c_proj": "self_attn.o_proj", "mlp.c_fc": "mlp.up_proj",
+             "mlp.c_proj": "mlp.down_proj"}
+    for i in range(n_layers):
+        h, ours = f"transformer.h.{i}.", f"layers.{i}."
+        for theirs, mine in names.items():
+            w = sd[h + theirs + ".weight"]
+            state[ours + mine + ".weight"] = w if theirs.startswith("ln") else w.T  # Conv1D
+            state[ours + mine + ".bias"] = sd[h + theirs + ".bias"]
+        w, b = sd[h + "attn.c_attn.weight"].T, sd[h + "attn.c_attn.bias"]  # (3 dim, dim), (3 dim,)
+        for name, w_part, b_part in zip("qkv", w.chunk(3), b.chunk(3), strict=True):
+            state[f"{ours}self_attn.{name}_proj.weight"] = w_part
+            state[f"{ours}self_attn.{name}_proj.bias"] = b_part
+    return state
+
+
+def _unfuse_experts(state: dict[str, Tensor], n_layers: int) -> dict[str, Tensor]:
+    """Mixtral's fused ``mlp.experts.gate_up_proj`` ``(E, 2I, dim)`` (rows ``[:I]`` gate,
+    ``[I:]`` up) and ``mlp.experts.down_proj`` ``(E, dim, I)`` -> one SwiGLU per expert."""
+    for i in range(n_layers):
+        p = f"layers.{i}.mlp.experts."
+        gate_up, down = state.pop(p + "gate_up_proj"), state.pop(p + "down_proj")
+        for e, (gu, d) in enumerate(zip(gate_up, down, strict=True)):
+            gate, up = gu.chunk(2)
+            state[f"{p}{e}.gate_proj.weight"] = gate
+            state[f"{p}{e}.up_proj.weight"] = up
+            state[f"{p}{e}.down_proj.weight"] = d
+    return state
+
+
+@torch.no_grad()
+def generate(
+    model: MiniGPT,
+    idx: Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Append ``max_new_tokens`` sampled tokens to ``idx`` ``(B, T)``; returns ``(B, T + new)``.
+
+    ``temperature=0`` is greedy (argmax); otherwise the logits are divided by ``temperature``,
+    cut to the ``top_k`` most likely tokens and then to the smallest set whose probability
+    reaches ``top_p`` (nucleus), and a token is drawn with ``torch.multinomial`` from
+    ``generator`` (the global RNG when None; pass a seeded one for reproducible samples).
+
+    With ``use_cache`` the prompt is run once and then one token per step, reusing the cached
+    keys and values; without it the whole sequence (its last ``max_seq_len`` tokens) is rerun
+    every step. While the sequence fits in ``max_seq_len`` the two give the same logits (up to
+    rounding), so greedy decoding gives the same tokens. Call ``model.eval()`` first.
+    """
+    cache = model.new_cache() if use_cache else None
+    next_input = idx
+    for _ in range(max_new_tokens):
+        if cache is None:
+            next_input = idx[:, -model.config.max_seq_len:]
+        logits, _ = model(next_input, cache=cache)
+        logits = logits[:, -1, :].float()  # (B, vocab_size): the next token's scores
+        if temperature == 0:
+            next_token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+        else:
+            probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+            next_token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+        idx = torch.cat((idx, next_token), dim=1)
+        next_input = next_token
+    return idx
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Set to -inf every logit outside the ``top_k`` largest and outside the nucleus: the
+    smallest set of most likely tokens whose probabilities sum to at least ``top_p``.
+
+    Shapes: ``logits``: ``(B, V)`` -> ``(B, V)``.
+    """
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first always stays)
+        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
