@@ -23,6 +23,7 @@ from solutions.positions import (
     rope_interleaved,
     sinusoidal_positions,
 )
+from solutions.scaling import chinchilla_loss, compute_optimal, count_parameters
 from solutions.tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, merge_pair
 
 __all__ = [
@@ -42,4 +43,6 @@ __all__ = [
     "MoE", "load_balancing_loss", "dense_moe_forward",
     # week 7
     "GPTConfig", "MiniGPT", "generate", "KVCache", "CachedAttention",
+    # week 8
+    "count_parameters", "chinchilla_loss", "compute_optimal",
 ]
