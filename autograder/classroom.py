@@ -8,7 +8,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder.exercises import EXERCISES
 from autograder.grading import Exercise, ExerciseResult, owner, safe_grade
 from autograder.report import as_gradescope, as_json, feedback, table, write_json
 from autograder.submission import Submission, SubmissionError
@@ -49,19 +48,13 @@ def grade_class(
             learners[learner.name] = read(learner)
         except SubmissionError as exc:
             learners[learner.name], problems[learner.name] = [], str(exc)
-    chosen = {name: (select(subs, names, weeks) if subs else
-                     select([], names, weeks) if (names or weeks) else list(EXERCISES))
-              for name, subs in learners.items()}
+    chosen = {name: select(subs, names, weeks) for name, subs in learners.items()}
 
     tasks: list[tuple[str, Exercise]] = [(n, e) for n, ex in chosen.items() for e in ex]
 
     def run(task: tuple[str, Exercise]) -> ExerciseResult:
-        name, exercise = task
-        subs = learners[name]
-        if not subs:
-            sub = Submission(path=folder / name)
-            return safe_grade(exercise, sub, seed)  # no definitions: zero, with a message
-        return safe_grade(exercise, owner(subs, exercise), seed)
+        name, exercise = task  # a learner with no readable file scores zero, with a message
+        return safe_grade(exercise, owner(learners[name], exercise), seed)
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         done = list(tqdm(pool.map(run, tasks), total=len(tasks), unit="exercise",
