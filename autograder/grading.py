@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import functools
+import importlib
+import inspect
 import secrets
 import time
 from collections.abc import Callable
@@ -38,6 +41,10 @@ class Exercise:
     # and made to raise in the worker
     forbidden: dict[str, str] = field(default_factory=dict)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # reference code run before the submission, as "module:Sym,Sym" (see ``given_code``): the
+    # parts of earlier weeks a later exercise builds on; the submission's own definitions
+    # override them
+    given: tuple[str, ...] = ()
 
 
 @dataclass
@@ -67,6 +74,68 @@ class ExerciseResult:
     @property
     def failures(self) -> list[CaseResult]:
         return [c for c in self.cases if not c.passed]
+
+
+def _statement_source(source: str, node: ast.stmt) -> str:
+    """A top-level statement's source, decorators included."""
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return "\n".join(source.splitlines()[first - 1 : node.end_lineno])
+
+
+def _assigned(node: ast.stmt) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, ast.Assign):
+        return {t.id for t in node.targets if isinstance(t, ast.Name)}
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return {node.target.id}
+    return set()
+
+
+@functools.cache
+def given_code(spec: str) -> str:
+    """The reference code of ``"module:Sym,Sym"`` as one chunk for the worker: the module's
+    imports (except those of other ``solutions`` modules: list what they provide as given
+    too), then each symbol's source in module order. A module-level constant (``PRESETS``)
+    brings the constants it is built from."""
+    module_name, _, symbols = spec.partition(":")
+    source = inspect.getsource(importlib.import_module(module_name))
+    body = ast.parse(source).body
+    wanted = {s.strip() for s in symbols.split(",") if s.strip()}
+    constants = {name: node for node in body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                 for name in _assigned(node)}
+    todo = [name for name in wanted if name in constants]
+    while todo:  # the constants a wanted constant refers to
+        node = constants[todo.pop()]
+        for ref in ast.walk(node):
+            if isinstance(ref, ast.Name) and ref.id in constants and ref.id not in wanted:
+                wanted.add(ref.id)
+                todo.append(ref.id)
+    missing = wanted - {name for node in body for name in _assigned(node)}
+    if missing:
+        raise ValueError(f"{module_name} has no top-level {', '.join(sorted(missing))}")
+    imports = [node for node in body if isinstance(node, (ast.Import, ast.ImportFrom))
+               and not (isinstance(node, ast.ImportFrom) and node.level == 0
+                        and (node.module or "").split(".")[0] == "solutions")]
+    chosen = [node for node in body if _assigned(node) & wanted]
+    return "\n\n".join(_statement_source(source, node) for node in [*imports, *chosen]) + "\n"
+
+
+def given_chunks(exercise: Exercise) -> list[dict]:
+    """The worker's chunks for ``exercise.given``, marked so errors point past them."""
+    return [{"label": f"given code ({spec})", "source": given_code(spec), "given": True}
+            for spec in exercise.given]
+
+
+def given_note(exercise: Exercise) -> str | None:
+    """The report's one line about the reference parts a submission was graded with."""
+    names = [s.strip() for spec in exercise.given for s in spec.partition(":")[2].split(",")]
+    names = [n for n in names if n and not n.isupper()]  # constants need no mention
+    if not names:
+        return None
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return (f"graded with the reference {shown} in place of your earlier parts "
+            "(those were graded in their own weeks)")
 
 
 def _forbidden_uses(sub: Submission, forbidden_paths: dict[str, str]) -> list[str]:
@@ -135,7 +204,8 @@ def _judge_result(case: Case, result, outcome, index: int) -> str | None:
         err = err if isinstance(err, dict) else {}
         if err.get("type") == "NotImplementedError":
             return "not implemented yet (your code raises NotImplementedError)"
-        return _text(f"raised {err.get('type', 'an error')}: {err.get('message', '')}")
+        at = f" (at {err['at']})" if isinstance(err.get("at"), str) else ""
+        return _text(f"raised {err.get('type', 'an error')}{at}: {err.get('message', '')}")
     try:
         case.check({k: unwrap(v) for k, v in result.items()})
     except Mismatch as exc:
@@ -158,8 +228,8 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
     if banned:
         return ExerciseResult(exercise, _zero(exercise, cases, banned[0]), notes=banned)
 
-    outcome = run_job(sub.chunks, [c.call for c in cases], timeout_s=exercise.timeout_s,
-                      forbidden=list(exercise.forbidden))
+    outcome = run_job(given_chunks(exercise) + sub.chunks, [c.call for c in cases],
+                      timeout_s=exercise.timeout_s, forbidden=list(exercise.forbidden))
     results = []
     for i, (case, result) in enumerate(zip(cases, outcome.results, strict=True)):
         message = _judge(case, result, outcome, i)
@@ -170,6 +240,8 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
              for e in outcome.load_errors if isinstance(e, dict)]
     if outcome.stopped and outcome.stopped_at is None:
         notes.append(f"your code {outcome.stopped} while loading")
+    if given_note(exercise):
+        notes.append(given_note(exercise))
     return ExerciseResult(exercise, results, notes=notes, seconds=time.monotonic() - start)
 
 

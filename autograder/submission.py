@@ -4,7 +4,9 @@ From a notebook the worker gets, in order: the whole of every answer cell (nbgra
 ``solution`` cells, and cells the learner added), and only the imports, ``def`` and
 ``class`` statements of every other code cell. Plots, benchmarks, visible checks and
 training loops therefore never run during grading, and a learner's helper function is found
-wherever it was written. A ``.py`` file runs whole, as a module would on import.
+wherever it was written (imports of the course's own ``solutions`` and ``autograder``
+packages from those cells are left out: the worker cannot import them). A ``.py`` file runs
+whole, as a module would on import.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KEEP_ALWAYS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+# the course's own packages: the worker cannot import them (by design), and what a locked
+# cell takes from them is given to the worker as reference code (``Exercise.given``)
+COURSE_PACKAGES = ("solutions", "autograder")
 
 
 class SubmissionError(Exception):
@@ -49,10 +54,24 @@ def _top_level_names(tree: ast.Module) -> set[str]:
     return names
 
 
+def _course_import(node: ast.stmt) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and (node.module or "").split(".")[0] in COURSE_PACKAGES
+    if isinstance(node, ast.Import):
+        return all(a.name.split(".")[0] in COURSE_PACKAGES for a in node.names)
+    return False
+
+
 def _definitions_only(source: str) -> str:
     tree = ast.parse(source)
-    keep = [node for node in tree.body if isinstance(node, KEEP_ALWAYS)]
-    return "\n\n".join(ast.get_source_segment(source, node) or "" for node in keep)
+    keep = [node for node in tree.body
+            if isinstance(node, KEEP_ALWAYS) and not _course_import(node)]
+    def segment(node: ast.stmt) -> str:  # decorators included (``@dataclass`` matters)
+        decorators = [f"@{ast.get_source_segment(source, d)}\n"
+                      for d in getattr(node, "decorator_list", [])]
+        return "".join(decorators) + (ast.get_source_segment(source, node) or "")
+
+    return "\n\n".join(segment(node) for node in keep)
 
 
 def _is_answer_cell(cell: dict) -> bool:

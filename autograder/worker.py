@@ -23,14 +23,22 @@ import traceback
 import types
 
 MAX_TEXT = 2000
+SCRIPT_LABEL = "<grader script>"  # the file name of a grader's script in tracebacks
+_LEARNER_FILES: set[str] = set()  # labels of the submission's chunks (not the given code)
 
 
 def _short_error(exc: BaseException) -> dict:
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     # keep the frames of the learner's code, not ours
     text = "".join(line for line in tb if "autograder" not in line or "File" not in line)
-    return {"type": type(exc).__name__, "message": str(exc)[:MAX_TEXT],
-            "traceback": text[-MAX_TEXT:]}
+    error = {"type": type(exc).__name__, "message": str(exc)[:MAX_TEXT],
+             "traceback": text[-MAX_TEXT:]}
+    # the last frame in the learner's own code: where to look (a script's error may come
+    # from deep inside the learner's model)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in _LEARNER_FILES]
+    if frames:
+        error["at"] = f"{frames[-1].filename}, line {frames[-1].lineno}, in {frames[-1].name}"
+    return error
 
 
 def _reset_torch_state(torch) -> None:
@@ -58,7 +66,23 @@ def _plain(torch, value):
     return {"__unsupported__": type(value).__name__}
 
 
+def _run_script(torch, namespace: dict, call: dict) -> dict:
+    """Run a grader's trusted ``source`` on the submission: in a fresh copy of its namespace,
+    with ``inputs`` bound as variables; the script sets ``result``, a dict of plain values."""
+    scope = dict(namespace)
+    for name, value in call.get("inputs", {}).items():
+        scope[name] = value.clone() if isinstance(value, torch.Tensor) else value
+    scope.pop("result", None)  # a learner's global named `result` is not the script's answer
+    exec(compile(call["source"], SCRIPT_LABEL, "exec"), scope)
+    result = scope.get("result")
+    if not isinstance(result, dict):
+        raise TypeError(f"the grader's script set no `result` dict (got {type(result).__name__})")
+    return {"ok": True, "output": _plain(torch, result)}
+
+
 def _run_call(torch, namespace: dict, call: dict) -> dict:
+    if call["kind"] == "script":
+        return _run_script(torch, namespace, call)
     symbol = call["symbol"]
     if symbol not in namespace:
         return {"ok": False, "missing": symbol}
@@ -144,6 +168,7 @@ def main(workdir: str) -> None:
     sys.modules["submission"] = module
     namespace = module.__dict__
     load_errors = []
+    _LEARNER_FILES.update(c["label"] for c in job["chunks"] if not c.get("given"))
     for chunk in job["chunks"]:
         try:
             code = compile(chunk["source"], chunk["label"], "exec")

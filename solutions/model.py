@@ -63,10 +63,16 @@ class CachedAttention(Attention):
 
     State dict: as :class:`Attention`; with ``bias``, also ``{q,k,v,o}_proj.bias``.
 
+    ``use_sdpa`` (a class attribute; the trainer's ``sdpa`` switch sets it per module) runs
+    PyTorch's fused ``F.scaled_dot_product_attention`` instead of the course's own attention
+    when no cache is passed: the same result to float32 rounding, faster and lighter.
+
     Shapes:
         ``x``: ``(B, T, dim)`` -> ``(B, T, dim)``; token ``t`` is at position ``t``, or at
         ``cache.pos + t`` when a cache is passed (it is then updated in place).
     """
+
+    use_sdpa: bool = False
 
     def __init__(
         self,
@@ -103,7 +109,11 @@ class CachedAttention(Attention):
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
 
         S = k.size(2)
-        if S > T:  # decoding with a cache: mask by absolute positions, i - j in [0, window)
+        if self.use_sdpa and cache is None:  # fused kernel; a bool mask only when the window cuts
+            cuts = self.window is not None and T > self.window
+            mask = sliding_window_mask(T, self.window, x.device) if cuts else None
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=not cuts)
+        elif S > T:  # decoding with a cache: mask by absolute positions, i - j in [0, window)
             q_pos = torch.arange(start, start + T, device=x.device)
             k_pos = torch.arange(start + T - S, start + T, device=x.device)
             offset = q_pos[:, None] - k_pos[None, :]  # (T, S): i - j
@@ -302,42 +312,6 @@ class MiniGPT(nn.Module):
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         return logits, loss
 
-    @classmethod
-    def from_hf(cls, model: nn.Module) -> "MiniGPT":
-        """A MiniGPT with the config and weights of a transformers ``GPT2LMHeadModel``,
-        ``LlamaForCausalLM``, ``MistralForCausalLM`` or ``MixtralForCausalLM``."""
-        c = model.config
-        sd = {k: v.detach() for k, v in model.state_dict().items()}
-        if c.model_type == "gpt2":
-            assert c.activation_function == "gelu_new" and not c.scale_attn_by_inverse_layer_idx
-            cfg = GPTConfig(vocab_size=c.vocab_size, dim=c.n_embd, n_layers=c.n_layer,
-                            n_heads=c.n_head, hidden_dim=c.n_inner, max_seq_len=c.n_positions,
-                            norm="layernorm", mlp="gelu", pos="learned",
-                            tie_embeddings=c.tie_word_embeddings, bias=True,
-                            norm_eps=c.layer_norm_epsilon)
-            state = _gpt2_state_dict(sd, c.n_layer)
-        elif c.model_type in ("llama", "mistral", "mixtral"):
-            assert getattr(c, "head_dim", None) in (None, c.hidden_size // c.num_attention_heads)
-            assert not getattr(c, "attention_bias", False) and not getattr(c, "mlp_bias", False)
-            assert c.rope_parameters.get("rope_type", "default") == "default"
-            cfg = GPTConfig(vocab_size=c.vocab_size, dim=c.hidden_size,
-                            n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
-                            n_kv_heads=c.num_key_value_heads,
-                            hidden_dim=c.intermediate_size, max_seq_len=c.max_position_embeddings,
-                            rope_theta=c.rope_parameters["rope_theta"],
-                            window=getattr(c, "sliding_window", None),
-                            n_experts=getattr(c, "num_local_experts", 0),
-                            top_k=getattr(c, "num_experts_per_tok", 2),
-                            tie_embeddings=c.tie_word_embeddings, norm_eps=c.rms_norm_eps)
-            state = {k.removeprefix("model."): v for k, v in sd.items()}
-            if cfg.n_experts:
-                state = _unfuse_experts(state, cfg.n_layers)
-        else:
-            raise ValueError(f"unsupported model type {c.model_type!r}")
-        ours = cls(cfg)
-        ours.load_state_dict(state)
-        return ours
-
 
 def _gpt2_state_dict(sd: dict[str, Tensor], n_layers: int) -> dict[str, Tensor]:
     """Rename GPT-2's keys to ours; its Conv1D weights are ``(in, out)``, so transpose them,
@@ -374,6 +348,48 @@ def _unfuse_experts(state: dict[str, Tensor], n_layers: int) -> dict[str, Tensor
             state[f"{p}{e}.up_proj.weight"] = up
             state[f"{p}{e}.down_proj.weight"] = d
     return state
+
+
+def from_hf(model: nn.Module) -> MiniGPT:
+    """A MiniGPT with the config and weights of a transformers ``GPT2LMHeadModel``,
+    ``LlamaForCausalLM``, ``MistralForCausalLM`` or ``MixtralForCausalLM``.
+
+    Also ``MiniGPT.from_hf(model)`` (attached below): kept out of the class so that the class
+    is the part a learner writes, and the key renaming stays apart from the model."""
+    c = model.config
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    if c.model_type == "gpt2":
+        assert c.activation_function == "gelu_new" and not c.scale_attn_by_inverse_layer_idx
+        cfg = GPTConfig(vocab_size=c.vocab_size, dim=c.n_embd, n_layers=c.n_layer,
+                        n_heads=c.n_head, hidden_dim=c.n_inner, max_seq_len=c.n_positions,
+                        norm="layernorm", mlp="gelu", pos="learned",
+                        tie_embeddings=c.tie_word_embeddings, bias=True,
+                        norm_eps=c.layer_norm_epsilon)
+        state = _gpt2_state_dict(sd, c.n_layer)
+    elif c.model_type in ("llama", "mistral", "mixtral"):
+        assert getattr(c, "head_dim", None) in (None, c.hidden_size // c.num_attention_heads)
+        assert not getattr(c, "attention_bias", False) and not getattr(c, "mlp_bias", False)
+        assert c.rope_parameters.get("rope_type", "default") == "default"
+        cfg = GPTConfig(vocab_size=c.vocab_size, dim=c.hidden_size,
+                        n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
+                        n_kv_heads=c.num_key_value_heads,
+                        hidden_dim=c.intermediate_size, max_seq_len=c.max_position_embeddings,
+                        rope_theta=c.rope_parameters["rope_theta"],
+                        window=getattr(c, "sliding_window", None),
+                        n_experts=getattr(c, "num_local_experts", 0),
+                        top_k=getattr(c, "num_experts_per_tok", 2),
+                        tie_embeddings=c.tie_word_embeddings, norm_eps=c.rms_norm_eps)
+        state = {k.removeprefix("model."): v for k, v in sd.items()}
+        if cfg.n_experts:
+            state = _unfuse_experts(state, cfg.n_layers)
+    else:
+        raise ValueError(f"unsupported model type {c.model_type!r}")
+    ours = MiniGPT(cfg)
+    ours.load_state_dict(state)
+    return ours
+
+
+MiniGPT.from_hf = staticmethod(from_hf)
 
 
 @torch.no_grad()

@@ -28,6 +28,19 @@ def function_call(symbol: str, inputs=(), args=(), kwargs=None, grad_output=None
             "kwargs": kwargs or {}, "grad": grad_output is not None, "grad_output": grad_output}
 
 
+def script_call(source: str, **inputs) -> dict:
+    """Run the grader's own ``source`` in the worker, in a fresh copy of the submission's
+    namespace (its functions and classes are globals there) with ``inputs`` (tensors, numbers,
+    strings, lists, dicts of those) bound as variables. The script must assign ``result``: a
+    dict of str -> tensor / int / float / bool / str / None / list or tuple of those, which
+    comes back as ``result["output"]`` to the case's check. An exception in the script is the
+    usual error result, pointing at the last line of the learner's code it passed through.
+
+    The script is trusted code, but what it computes comes from the learner's code: compare it
+    in the check, never in the script (the worker judges nothing)."""
+    return {"kind": "script", "source": source, "inputs": dict(inputs)}
+
+
 def run_reference(module: nn.Module, inputs: list[Tensor], grad_output: Tensor | None = None):
     """Run the reference the way the worker runs the learner's module: output and grads."""
     inputs = [t.clone().requires_grad_(grad_output is not None) for t in inputs]

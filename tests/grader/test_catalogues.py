@@ -19,7 +19,7 @@ CATALOGUES = {
 }
 WRONG = {key: case for c in CATALOGUES.values() for key, case in c.WRONG.items()}
 CORRECT = {key: case for c in CATALOGUES.values() for key, case in c.CORRECT.items()}
-IMPORT = re.compile(r"^from solutions\.(\w+) import .*$", re.M)
+IMPORT = re.compile(r"^from solutions\.(\w+) import (?:\([^)]*\)|.*)$", re.M)
 
 
 def reference_submission(module_name: str, seen: set[str] | None = None) -> str:

@@ -5,7 +5,15 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from solutions.model import PRESETS, GPTConfig, KVCache, MiniGPT, filter_logits, generate
+from solutions.model import (
+    PRESETS,
+    CachedAttention,
+    GPTConfig,
+    KVCache,
+    MiniGPT,
+    filter_logits,
+    generate,
+)
 
 pytestmark = pytest.mark.minigpt
 
@@ -180,3 +188,28 @@ def test_filter_logits():
     model = MiniGPT(GPTConfig.preset("tiny")).eval()
     prompt = torch.randint(0, 65, (1, 4))
     assert torch.equal(generate(model, prompt, 8, top_k=1), generate(model, prompt, 8, 0))
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny_gpt2", "tiny_mistral", "tiny_mixtral"])
+def test_fused_attention_switch_gives_the_same_logits(name):
+    """``use_sdpa`` (GQA, a window shorter than the sequence, GPT-2's learned positions and
+    biases): PyTorch's fused kernel and the course's attention agree, and gradients flow."""
+    torch.manual_seed(0)
+    cfg = GPTConfig.preset(name)
+    model = MiniGPT(cfg).eval()
+    idx = torch.randint(0, cfg.vocab_size, (2, 30))  # 30 > the Mistral window of 8
+    ours, _ = model(idx)
+    switched = [m for m in model.modules() if hasattr(m, "use_sdpa")]
+    assert len(switched) == cfg.n_layers
+    for m in switched:
+        m.use_sdpa = True
+    fused, loss = model(idx[:, :-1], idx[:, 1:])
+    assert_close(fused, ours[:, :-1], atol=1e-5, rtol=1e-4)
+    loss.backward()
+    assert model.embed_tokens.weight.grad is not None
+    # a cache still takes the course's path (the fused kernel has no offset positions)
+    with torch.no_grad():
+        cache = model.new_cache()
+        pieces = [model(idx[:, :20], cache=cache)[0], model(idx[:, 20:], cache=cache)[0]]
+    assert_close(torch.cat(pieces, dim=1), ours, atol=1e-5, rtol=1e-4)
+    assert CachedAttention.use_sdpa is False  # set per module, not for every model

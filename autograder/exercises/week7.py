@@ -1,0 +1,476 @@
+"""Week 7 graders: the assembled MiniGPT and ``generate``.
+
+Both are graded with the reference parts of weeks 1-6 and the week's locked code (``GIVEN``),
+so a mistake in an earlier week's part is not charged again here. A MiniGPT is built from a
+``GPTConfig``, which cannot travel to the worker as data, so every case is a grader script
+(``script_call``): it builds the learner's model or calls the learner's ``generate`` in the
+worker and returns plain tensors, which are judged here against the reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from autograder.compare import Mismatch, describe
+from autograder.exercises.common import expect, randn, script_call
+from autograder.grading import Case, Exercise, given_code
+from solutions.model import GPTConfig, MiniGPT, filter_logits, generate
+
+GIVEN = (
+    "solutions.attention:causal_mask,scaled_dot_product_attention",
+    "solutions.positions:rope_angles,rotate_half,apply_rope",
+    "solutions.efficient_attention:repeat_kv,sliding_window_mask,sliding_window_attention,"
+    "Attention",
+    "solutions.normalization:RMSNorm",
+    "solutions.feedforward:SwiGLU",
+    "solutions.moe:route,MoE,load_balancing_loss",
+    "solutions.model:KVCache,CachedAttention,GPTConfig,PRESETS,make_norm,GeluMLP",
+)
+
+# small enough that a whole grading stays well under a second of CPU
+SMALL = dict(vocab_size=40, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=48,
+             max_seq_len=40)
+FAMILIES = {
+    "Llama": dict(SMALL),
+    "GPT-2": dict(SMALL, n_kv_heads=None, norm="layernorm", mlp="gelu", pos="learned",
+                  tie_embeddings=True, bias=True),
+    "Mistral": dict(SMALL, window=5),
+    "Mixtral": dict(SMALL, n_experts=4, top_k=2),
+}
+
+
+def _reference(cfg: dict, state: dict[str, Tensor]) -> MiniGPT:
+    model = MiniGPT(GPTConfig(**cfg))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _random_state(gen: torch.Generator, cfg: dict) -> dict[str, Tensor]:
+    """Weights of a MiniGPT drawn from ``gen``, large enough that every part matters: unit
+    embeddings, norm weights near one, ~1/sqrt(fan_in) matrices, router logits well apart."""
+    model = MiniGPT(GPTConfig(**cfg))
+    state = {}
+    for name, p in model.state_dict().items():
+        if name == "lm_head.weight" and cfg.get("tie_embeddings"):
+            continue
+        if "norm" in name and name.endswith("weight"):
+            state[name] = 1 + randn(gen, *p.shape, scale=0.2)
+        elif p.dim() == 1:  # biases
+            state[name] = randn(gen, *p.shape, scale=0.2)
+        elif "embed" in name:
+            state[name] = randn(gen, *p.shape)
+        else:
+            scale = (3.0 if name.endswith("mlp.gate.weight") else 1.0) * p.shape[1] ** -0.5
+            state[name] = randn(gen, *p.shape, scale=scale)
+    if cfg.get("tie_embeddings"):
+        state["lm_head.weight"] = state["embed_tokens.weight"]
+    return state
+
+
+# ---------------------------------------------------------------- MiniGPT
+
+FORWARD = """
+model = MiniGPT(GPTConfig(**cfg))
+shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+result = {"shapes": shapes}
+if shapes == {k: list(v.shape) for k, v in state.items()}:  # else the check explains
+    head, embed = getattr(model, "lm_head", None), getattr(model, "embed_tokens", None)
+    result["tied"] = head is not None and embed is not None and head.weight is embed.weight
+    model.load_state_dict(state)
+    model.eval()
+    out = model(idx, targets)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"forward should return a pair (logits, loss); got {type(out).__name__}")
+    logits, loss = out
+    router = list(model.router_logits) if hasattr(model, "router_logits") else None
+    logits_only, no_loss = model(idx)
+    n_router = len(model.router_logits) if hasattr(model, "router_logits") else None
+    result.update(logits=logits, loss=loss, router=router, n_router=n_router,
+                  no_loss=no_loss, logits_only=logits_only)
+    if with_grads:
+        loss.backward()
+        result["grads"] = {n: p.grad for n, p in model.named_parameters()}
+"""
+
+CACHED = """
+model = MiniGPT(GPTConfig(**cfg))
+model.load_state_dict(state)
+model.eval()
+with torch.no_grad():
+    cache = model.new_cache()
+    pieces = [model(idx[:, a:b], cache=cache)[0] for a, b in cuts]
+result = {"logits": torch.cat(pieces, dim=1)}
+"""
+
+
+def _forward_variant(model: MiniGPT, idx: Tensor, *, post_norm=False, final_norm=True,
+                     positions=True, scale_embed=False, no_residual=False) -> Tensor:
+    """The logits of a MiniGPT written with one of the usual mistakes."""
+    cfg = model.config
+    x = model.embed_tokens(idx)  # (B, T, dim)
+    if scale_embed:
+        x = x * math.sqrt(cfg.dim)
+    if cfg.pos == "learned" and positions:
+        x = x + model.embed_positions(torch.arange(idx.size(1)))
+    for layer in model.layers:
+        mlp = lambda h, layer=layer: (lambda o: o[0] if isinstance(o, tuple) else o)(
+            layer.mlp(h))
+        if post_norm:
+            h = layer.input_layernorm(x + layer.self_attn(x))
+            x = layer.post_attention_layernorm(h + mlp(h))
+        elif no_residual:
+            h = layer.self_attn(layer.input_layernorm(x))
+            x = mlp(layer.post_attention_layernorm(h))
+        else:
+            x, _ = layer(x)
+    if final_norm:
+        x = model.norm(x)
+    return model.lm_head(x)
+
+
+def _logit_mistakes(model: MiniGPT, idx: Tensor) -> dict[str, Tensor]:
+    with torch.no_grad():
+        mistakes = {
+            "post-norm: normalise the input of each sub-layer (x + attn(norm(x))), not the "
+            "sum after the residual (norm(x + attn(x)))": _forward_variant(model, idx,
+                                                                           post_norm=True),
+            "the final norm is missing: apply `norm` to the last block's output before "
+            "`lm_head`": _forward_variant(model, idx, final_norm=False),
+            "the token embeddings are scaled by sqrt(dim): GPT-2, Llama and Mistral add them "
+            "as they are": _forward_variant(model, idx, scale_embed=True),
+            "the residual connections are missing: each block returns x + attn(...) and "
+            "h + mlp(...)": _forward_variant(model, idx, no_residual=True),
+        }
+        if model.config.pos == "learned":
+            mistakes["the learned positions are not added: x = embed_tokens(idx) + "
+                     "embed_positions(positions)"] = _forward_variant(model, idx,
+                                                                      positions=False)
+    return mistakes
+
+
+def _check_forward(name: str, cfg: dict, model: MiniGPT, idx: Tensor, targets: Tensor,
+                   grads: dict[str, Tensor] | None):
+    expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        logits, loss = model(idx, targets)
+        router = list(model.router_logits)
+    mistakes = _logit_mistakes(model, idx)
+    valid = targets != -100
+    counted_all = F.cross_entropy(logits.flatten(0, 1), targets.clamp(min=0).flatten())
+    loss_mistakes = {
+        "targets of -100 must be ignored in the loss (F.cross_entropy does it by default: "
+        "ignore_index=-100)": counted_all,
+        "the loss should be the mean over the counted tokens, not their sum":
+            F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"),
+    }
+    assert valid.any()
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        got = {k: tuple(v) for k, v in out["shapes"].items()}
+        missing, extra = sorted(set(expected_shapes) - set(got)), sorted(set(got) -
+                                                                         set(expected_shapes))
+        if missing or extra:
+            parts = ([f"missing {', '.join(missing[:6])}"] if missing else []) + (
+                [f"unexpected {', '.join(extra[:6])}"] if extra else [])
+            raise Mismatch(f"{name}: state dict keys differ: {'; '.join(parts)} (the names "
+                           "follow transformers' Llama: embed_tokens, layers.i.input_layernorm,"
+                           " self_attn, post_attention_layernorm, mlp, norm, lm_head)")
+        for key, shape in expected_shapes.items():
+            if got[key] != shape:
+                raise Mismatch(f"{name}: `{key}` has shape {got[key]}, expected {shape}")
+        if cfg.get("tie_embeddings") and out["tied"] is not True:
+            raise Mismatch(f"{name}: with tie_embeddings, `lm_head.weight` must be the same "
+                           "Parameter as `embed_tokens.weight` (assign it, do not copy it)")
+        if not cfg.get("tie_embeddings") and out["tied"] is True:
+            raise Mismatch(f"{name}: `lm_head` is tied to `embed_tokens` although "
+                           "tie_embeddings is False")
+        expect(out["logits"], logits, f"{name} logits", mistakes=mistakes, rtol=1e-4, atol=1e-4)
+        expect(out["logits_only"], logits, f"{name} logits without targets", rtol=1e-4,
+               atol=1e-4)
+        if out["no_loss"] is not None:
+            raise Mismatch(f"{name}: without targets the loss should be None, got "
+                           f"{describe(out['no_loss'])}")
+        got_loss = out["loss"]
+        if isinstance(got_loss, Tensor) and got_loss.dim() == 0:
+            got_loss = got_loss.float()
+        expect(got_loss, loss, f"{name} loss", mistakes=loss_mistakes, rtol=1e-4, atol=1e-5)
+        if cfg.get("n_experts"):
+            got_router = out["router"]
+            if not isinstance(got_router, list | tuple) or len(got_router) != len(router):
+                raise Mismatch(f"{name}: `model.router_logits` should be a list of "
+                               f"{len(router)} tensors (one per MoE layer) after a forward; "
+                               f"got {describe(got_router)}")
+            for i, (g, r) in enumerate(zip(got_router, router, strict=True)):
+                expect(g, r, f"router_logits[{i}]", rtol=1e-4, atol=1e-4)
+            if out["n_router"] != len(router):
+                raise Mismatch(f"{name}: after a second forward `model.router_logits` holds "
+                               f"{out['n_router']} tensors, expected {len(router)}: reset the "
+                               "list at the start of each forward")
+        if grads is not None:
+            got_grads = out.get("grads") or {}
+            for key, expected in grads.items():
+                g = got_grads.get(key)
+                if g is None:
+                    raise Mismatch(f"{name}: `{key}` received no gradient from the loss")
+                expect(g, expected, f"{name} gradient of `{key}`", rtol=1e-3, atol=1e-5)
+
+    return check
+
+
+def _forward_case(gen: torch.Generator, name: str, T: int, with_grads: bool = False) -> Case:
+    cfg = FAMILIES[name]
+    state = _random_state(gen, cfg)
+    model = _reference(cfg, state)
+    idx = torch.randint(0, cfg["vocab_size"], (2, T), generator=gen)
+    targets = torch.randint(0, cfg["vocab_size"], (2, T), generator=gen)
+    targets[0, :3] = -100  # e.g. padding or a prompt that is not trained on
+    targets[1, -1] = -100
+    grads = None
+    if with_grads:
+        model.zero_grad()
+        model(idx, targets)[1].backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    what = {"Llama": "RMSNorm, SwiGLU, RoPE, GQA", "GPT-2": "LayerNorm, GELU, learned "
+            "positions, biases, tied embeddings", "Mistral": f"sliding window {cfg.get('window')}"
+            f" < {T} tokens", "Mixtral": "mixture of experts, router_logits"}[name]
+    call = script_call(FORWARD, cfg=cfg, state=state, idx=idx, targets=targets,
+                       with_grads=with_grads)
+    title = f"tiny {name} ({what}): state dict, logits, loss" + (", gradients"
+                                                                 if with_grads else "")
+    return Case(title, call, _check_forward(f"tiny {name}", cfg, model, idx, targets, grads),
+                points=2.0 if with_grads else 1.5)
+
+
+def _cached_variant(model: MiniGPT, idx: Tensor, cuts, restart: bool) -> Tensor:
+    """Cached forward in pieces; ``restart``: learned positions counted from 0 in each piece."""
+    cache = model.new_cache()
+    pieces = []
+    with torch.no_grad():
+        for a, b in cuts:
+            start = 0 if restart else a
+            x = model.embed_tokens(idx[:, a:b])
+            if model.config.pos == "learned":
+                x = x + model.embed_positions(torch.arange(start, start + b - a))
+            for i, layer in enumerate(model.layers):
+                x, _ = layer(x, cache[i])
+            pieces.append(model.lm_head(model.norm(x)))
+    return torch.cat(pieces, dim=1)
+
+
+def _cached_case(gen: torch.Generator, name: str) -> Case:
+    cfg = FAMILIES[name]
+    state = _random_state(gen, cfg)
+    model = _reference(cfg, state)
+    idx = torch.randint(0, cfg["vocab_size"], (2, 16), generator=gen)
+    cuts = [(0, 9), (9, 10), (10, 13), (13, 14), (14, 16)]
+    with torch.no_grad():
+        full, _ = model(idx)
+    mistakes = {}
+    if cfg.get("pos") == "learned":
+        mistakes["with a cache, the positions of the new tokens continue from cache[0].pos; "
+                 "yours restart at 0"] = _cached_variant(model, idx, cuts, restart=True)
+
+    def check(result: dict) -> None:
+        expect(result["output"]["logits"], full, "logits of the cached forward in pieces",
+               mistakes=mistakes, rtol=1e-4, atol=1e-4)
+
+    call = script_call(CACHED, cfg=cfg, state=state, idx=idx, cuts=cuts)
+    return Case(f"tiny {name}: a cached forward in pieces (9, 1, 3, 1, 2 tokens) equals the "
+                "full forward", call, check)
+
+
+def build_minigpt(gen: torch.Generator) -> list[Case]:
+    return [
+        _forward_case(gen, "Llama", 12, with_grads=True),
+        _forward_case(gen, "GPT-2", 12, with_grads=True),
+        _forward_case(gen, "Mistral", 14),
+        _forward_case(gen, "Mixtral", 10),
+        _cached_case(gen, "GPT-2"),
+        _cached_case(gen, "Mistral"),
+    ]
+
+
+# ---------------------------------------------------------------- generate
+
+GEN_CFG = dict(vocab_size=12, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=48,
+               max_seq_len=48, window=6)
+# the reference model, built in the worker from the given parts: a learner's `generate` is
+# graded with the reference model, not with their own MiniGPT
+MODEL = given_code("solutions.model:Block,MiniGPT") + """
+model = MiniGPT(GPTConfig(**cfg))
+model.load_state_dict(state)
+model.eval()
+"""
+GENERATE = MODEL + """
+torch.manual_seed(seed)
+out = generate(model, idx, max_new_tokens, **kwargs)
+result = {"tokens": out}
+"""
+
+
+def _gen_model(gen: torch.Generator, sharpen: float) -> tuple[dict, MiniGPT]:
+    state = _random_state(gen, GEN_CFG)
+    state["lm_head.weight"] = state["lm_head.weight"] * sharpen
+    return state, _reference(GEN_CFG, state)
+
+
+def _tokens(result: dict, B: int, T: int, new: int, prompt: Tensor) -> Tensor:
+    out = result["output"]["tokens"]
+    if type(out) is not Tensor or out.dtype not in (torch.int64, torch.int32):
+        raise Mismatch(f"generate should return a tensor of token ids, got {describe(out)}")
+    if tuple(out.shape) == (B, new):
+        raise Mismatch(f"generate returned only the {new} new tokens: return the prompt "
+                       f"followed by them, shape (B, T + max_new_tokens) = {(B, T + new)}")
+    if tuple(out.shape) != (B, T + new):
+        raise Mismatch(f"generate returned shape {tuple(out.shape)}, expected "
+                       f"(B, T + max_new_tokens) = {(B, T + new)}")
+    if not torch.equal(out[:, :T].long(), prompt):
+        raise Mismatch("the output should start with the prompt, unchanged")
+    if (out < 0).any() or (out >= GEN_CFG["vocab_size"]).any():
+        raise Mismatch("generate returned ids outside the vocabulary")
+    return out.long()
+
+
+def _greedy_case(gen: torch.Generator, title: str, kwargs: dict, hint: str) -> Case:
+    state, model = _gen_model(gen, sharpen=4.0)
+    prompt = torch.randint(0, GEN_CFG["vocab_size"], (3, 5), generator=gen)
+    new = 24  # past the window of 6: the rolling cache is used
+    expected = generate(model, prompt, new, temperature=0)
+
+    def check(result: dict) -> None:
+        tokens = _tokens(result, 3, 5, new, prompt)
+        if not torch.equal(tokens, expected):
+            step = int((tokens != expected).any(0).nonzero()[0]) - 5
+            raise Mismatch(f"{title}: the tokens differ from the reference's from new token "
+                           f"{step} on{hint}")
+
+    call = script_call(GENERATE, cfg=GEN_CFG, state=state, idx=prompt, max_new_tokens=new,
+                       kwargs=kwargs, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+    return Case(title, call, check)
+
+
+def _step_logits(model: MiniGPT, tokens: Tensor, T: int, temperature: float) -> Tensor:
+    """The logits (divided by ``temperature``) each new token of ``tokens`` was drawn from."""
+    with torch.no_grad():
+        logits, _ = model(tokens[:, :-1])  # (B, T + new - 1, V)
+    return logits[:, T - 1:].float() / temperature  # (B, new, V)
+
+
+def _sampling_case(gen: torch.Generator, kind: str) -> Case:
+    """Many rows of one prompt, three new tokens each: every token is allowed by the filter
+    (checked against the reference logits of its own prefix), and the first tokens' frequencies
+    match the filtered softmax within a bound a correct sampler exceeds with probability
+    below 1e-6 per token (5 standard deviations plus a margin)."""
+    B, T, new = 3000, 4, 3
+    for _ in range(50):  # weights for which the usual mistakes are far from the truth
+        state, model = _gen_model(gen, sharpen=1.5)
+        prompt = torch.randint(0, GEN_CFG["vocab_size"], (1, T), generator=gen)
+        with torch.no_grad():
+            first = model(prompt)[0][0, -1].float()  # (V,)
+        probs = first.softmax(-1)
+        p_sorted = probs.sort(descending=True).values
+        if kind == "temperature":
+            temperature, kwargs = 0.5, {"temperature": 0.5}
+            alternatives = {
+                "the distribution matches softmax(logits), not softmax(logits / temperature): "
+                "divide the logits by the temperature before the softmax (dividing the "
+                "probabilities after it changes nothing once they are renormalised)": probs,
+                "the distribution matches softmax(logits * temperature): divide by the "
+                "temperature, do not multiply": (first * temperature).softmax(-1),
+            }
+        elif kind == "top_k":
+            temperature, kwargs = 1.0, {"temperature": 1.0, "top_k": 3}
+            alternatives = {}
+        else:
+            temperature = 1.0
+            # a threshold halfway through the third token: the nucleus is the top three
+            top_p = float(p_sorted[:2].sum() + 0.5 * p_sorted[2])
+            kwargs = {"temperature": 1.0, "top_p": top_p}
+            two = filter_logits(first[None], top_k=2)[0].softmax(-1)
+            alternatives = {
+                "the token that crosses top_p is dropped: the nucleus is the smallest set of "
+                "tokens whose probabilities REACH top_p, so keep a token while the ones "
+                "before it sum to less than top_p": two,
+            }
+        want = filter_logits(first[None] / temperature, kwargs.get("top_k"),
+                             kwargs.get("top_p"))[0].softmax(-1)
+        bound = 5 * (want * (1 - want) / B).sqrt() + 0.01
+        far = all(((alt - want).abs() > 3 * bound).any() for alt in alternatives.values())
+        if far and p_sorted[2] > 0.08 and (kind != "top_k" or p_sorted[3] > 0.05):
+            break
+    else:
+        raise RuntimeError("could not draw a model that tells the sampling mistakes apart")
+
+    def check(result: dict) -> None:
+        tokens = _tokens(result, B, T, new, prompt.expand(B, T))
+        logits = _step_logits(model, tokens, T, temperature)  # (B, new, V)
+        allowed = torch.isfinite(filter_logits(logits.flatten(0, 1), kwargs.get("top_k"),
+                                               kwargs.get("top_p")))
+        drawn = tokens[:, T:].flatten()
+        ok = allowed.gather(1, drawn[:, None])[:, 0]
+        if not ok.all():
+            if kind == "top_k":
+                rank = (logits.flatten(0, 1) > logits.flatten(0, 1).gather(1, drawn[:, None]))
+                ranks = rank.sum(-1)[~ok]
+                if (ranks == kwargs["top_k"]).all():
+                    raise Mismatch("a sampled token was the (k+1)-th most likely: top_k "
+                                   "keeps exactly the k largest logits")
+                raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were "
+                               "outside the top_k most likely")
+            if kind == "top_p":
+                raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were outside "
+                               "the nucleus (sort the probabilities in decreasing order before "
+                               "the cumulative sum)")
+        counts = torch.bincount(tokens[:, T], minlength=want.numel()).float() / B
+        if counts.max() == 1 and want.max() < 0.9:
+            raise Mismatch("every row drew the same first token: sample with "
+                           "torch.multinomial(probs, 1), not argmax, when temperature > 0")
+        if ((counts - want).abs() > bound).any():
+            for message, alt in alternatives.items():
+                if ((counts - alt).abs() <= bound + 0.01).all():
+                    raise Mismatch(message)
+            worst = int((counts - want).abs().argmax())
+            raise Mismatch(f"the first sampled token has frequency {counts[worst]:.3f} for "
+                           f"token {worst}, expected {want[worst]:.3f} (+- {bound[worst]:.3f})"
+                           f" from softmax(filtered logits / temperature)")
+
+    titles = {"temperature": "temperature 0.5: frequencies follow softmax(logits / T)",
+              "top_k": "top_k=3: samples among the 3 most likely, in proportion",
+              "top_p": "top_p: samples inside the nucleus, the crossing token included"}
+    use_cache = kind != "top_k"  # one path each way
+    call = script_call(GENERATE, cfg=GEN_CFG, state=state, idx=prompt.expand(B, T).clone(),
+                       max_new_tokens=new, kwargs={**kwargs, "use_cache": use_cache},
+                       seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+    return Case(titles[kind] + ("" if use_cache else " (use_cache=False)"), call, check,
+                points=1.5)
+
+
+def build_generate(gen: torch.Generator) -> list[Case]:
+    cache_hint = (" (with the cache: run the prompt once, then feed only the newest token; "
+                  "the cache holds the rest and their positions)")
+    return [
+        _greedy_case(gen, "greedy (temperature=0) with the KV cache",
+                     {"temperature": 0}, cache_hint),
+        _greedy_case(gen, "greedy (temperature=0) without the cache (use_cache=False)",
+                     {"temperature": 0, "use_cache": False}, ""),
+        _greedy_case(gen, "top_k=1 at temperature 1 is greedy", {"top_k": 1},
+                     " (top_k=1 keeps only the most likely token)"),
+        _sampling_case(gen, "temperature"),
+        _sampling_case(gen, "top_k"),
+        _sampling_case(gen, "top_p"),
+    ]
+
+
+EXERCISES = [
+    Exercise("minigpt", 7, "MiniGPT", "MiniGPT: the assembled model", build_minigpt,
+             given=GIVEN),
+    # with the reference MiniGPT too: `generate` is graded on the reference model, and a
+    # broken MiniGPT cell must not break the definition of `generate` (its annotations)
+    Exercise("generate", 7, "generate", "generate: sampling and the KV cache", build_generate,
+             given=(*GIVEN, "solutions.model:Block,MiniGPT")),
+]

@@ -1,0 +1,338 @@
+"""Week 8 graders: exact parameter counts, the Chinchilla loss and the compute-optimal split.
+
+The three functions take and return plain numbers, so every case is a grader script run in
+the worker: it calls the learner's function and reports what came back (value and type); the
+checks here compare it with the reference and name the known mistakes. ``count_parameters``
+gets its configurations from the reference ``GPTConfig``, built inside the script from the
+reference source, so a learner's own copy of the class cannot change what is counted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from autograder.compare import Mismatch
+from autograder.exercises.common import script_call
+from autograder.grading import Case, Exercise, given_code
+from solutions.model import PRESETS, GPTConfig
+from solutions.scaling import chinchilla_loss, compute_optimal, count_parameters
+
+# ---------------------------------------------------------------- count_parameters
+
+COUNT_SCRIPT = """
+_ns = {}
+exec(config_source, _ns)  # the reference GPTConfig, whatever the submission defines
+_config = _ns["GPTConfig"](**fields)
+result = {}
+for _active in actives:
+    _n = count_parameters(_config, active=_active)
+    try:
+        _value = _n if type(_n) is int else float(_n)
+    except Exception:
+        _value = None
+    result[str(_active)] = {"type": type(_n).__name__, "value": _value}
+"""
+
+
+def _count(c: GPTConfig, active: bool = False, *, tied_twice=False, norms=True,
+           biases=True, swiglu_mats=3, kv_at_n_heads=False, all_experts=False, router=True,
+           pos_table=True, ln_bias=True) -> int:
+    """The count with one mistake switched on: the reference formula, written out again."""
+    d, hd = c.dim, c.dim // c.n_heads
+    q = c.n_heads * hd
+    kv = q if kv_at_n_heads else c.n_kv_heads * hd
+    bias = c.bias and biases
+    attention = 2 * d * q + 2 * d * kv + (q + 2 * kv + d if bias else 0)
+    norm = (d * (2 if c.norm == "layernorm" and bias and ln_bias else 1)) if norms else 0
+    if c.n_experts:
+        experts = c.top_k if active and not all_experts else c.n_experts
+        mlp = (d * c.n_experts if router else 0) + experts * 3 * d * c.hidden_dim
+    elif c.mlp == "swiglu":
+        mlp = swiglu_mats * d * c.hidden_dim
+    else:
+        mlp = 2 * d * c.hidden_dim + (c.hidden_dim + d if bias else 0)
+    embeddings = c.vocab_size * d + (c.max_seq_len * d if c.pos == "learned" and pos_table else 0)
+    head = c.vocab_size * d if (not c.tie_embeddings or tied_twice) else 0
+    return embeddings + c.n_layers * (attention + mlp + 2 * norm) + norm + head
+
+
+def _count_mistakes(c: GPTConfig, active: bool) -> dict[str, int]:
+    m = {
+        "tied embeddings counted twice: with tie_embeddings, lm_head IS embed_tokens' matrix, "
+        "so count it once": _count(c, active, tied_twice=True),
+        "the norms are missing: two RMSNorm/LayerNorm per layer and a final norm, dim weights "
+        "each": _count(c, active, norms=False),
+        "the biases are missing: with bias=True every attention and MLP linear layer has one "
+        "bias per output feature": _count(c, active, biases=False),
+        "LayerNorm with bias=True has a weight AND a bias: 2 * dim per norm":
+            _count(c, active, ln_bias=False),
+        "SwiGLU has three matrices (gate_proj, up_proj, down_proj), not two":
+            _count(c, active, swiglu_mats=2),
+        "under GQA, k_proj and v_proj have n_kv_heads * head_dim outputs, not n_heads * "
+        "head_dim": _count(c, active, kv_at_n_heads=True),
+        "with active=True count only top_k experts per layer, not all n_experts":
+            _count(c, active, all_experts=True),
+        "the router (gate, n_experts x dim per layer) is missing: every token uses it":
+            _count(c, active, router=False),
+        "the learned position table (max_seq_len x dim) is missing: pos='learned' models "
+        "have one": _count(c, active, pos_table=False),
+    }
+    right = count_parameters(c, active=active)
+    return {k: v for k, v in m.items() if v != right}
+
+
+def _count_case(name: str, fields: dict, actives=(False,), points: float = 1.0) -> Case:
+    config = GPTConfig(**fields)
+    expected = {str(a): count_parameters(config, active=a) for a in actives}
+    mistakes = {str(a): _count_mistakes(config, a) for a in actives}
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        for key, want in expected.items():
+            got = out[key]
+            what = "count_parameters(config, active=True)" if key == "True" else \
+                "count_parameters(config)"
+            if got["type"] != "int":
+                if got["value"] == want:
+                    raise Mismatch(f"{what} should return a Python int (an exact count), "
+                                   f"not a {got['type']}")
+                raise Mismatch(f"{what} returned a {got['type']} ({got['value']}), expected "
+                               f"the int {want:,}")
+            if got["value"] != want:
+                for message, wrong in mistakes[key].items():
+                    if got["value"] == wrong:
+                        raise Mismatch(message)
+                raise Mismatch(f"{what} gave {got['value']:,}, expected {want:,}")
+
+    call = script_call(COUNT_SCRIPT, config_source=given_code("solutions.model:GPTConfig"),
+                       fields=fields, actives=list(actives))
+    return Case(name, call, check, points)
+
+
+def count_parameters_cases(gen: torch.Generator) -> list[Case]:
+    r = lambda lo, hi: int(torch.randint(lo, hi, (1,), generator=gen))  # noqa: E731
+    heads = r(2, 9)
+    kv = [h for h in range(1, heads) if heads % h == 0][-1]  # fewer kv heads than heads
+    hd = 2 * r(2, 17)
+    llama = dict(vocab_size=r(50, 5000), dim=heads * hd, n_layers=r(1, 7), n_heads=heads,
+                 n_kv_heads=kv, hidden_dim=r(16, 400), max_seq_len=r(16, 512))
+    gpt2 = dict(vocab_size=r(50, 5000), dim=heads * hd, n_layers=r(1, 7), n_heads=heads,
+                max_seq_len=r(16, 512), norm="layernorm", mlp="gelu", pos="learned",
+                tie_embeddings=True, bias=True)
+    moe = dict(llama, n_experts=r(3, 9), top_k=2, n_kv_heads=kv)
+    cases = [
+        _count_case("a small Llama-style model with GQA", llama, points=2),
+        _count_case("a small GPT-2-style model (biases, learned positions, tied embeddings)",
+                    gpt2, points=2),
+        _count_case("GPT-2 style, untied head and no biases",
+                    dict(gpt2, tie_embeddings=False, bias=False)),
+        _count_case("Llama style with tied embeddings", dict(llama, tie_embeddings=True)),
+        _count_case("LayerNorm + GELU with biases but RoPE (no position table)",
+                    dict(gpt2, pos="rope", tie_embeddings=False)),
+        _count_case("multi-query attention (one kv head)", dict(llama, n_kv_heads=1)),
+        _count_case("hidden_dim left to its default (LLaMA's 8/3 rule)",
+                    dict(llama, hidden_dim=None)),
+        _count_case("a mixture of experts: total and active", moe, (False, True), points=2),
+        _count_case("a dense model: active=True changes nothing", llama, (False, True)),
+        _count_case("a mixture of experts with top_k = 1", dict(moe, top_k=1), (False, True)),
+    ]
+    for name, label in [("gpt2", "GPT-2 small: 124,439,808"), ("gpt2_xl", "GPT-2 XL"),
+                        ("llama2_7b", "Llama 2 7B: 6,738,415,616"), ("llama2_70b", "Llama 2 70B"),
+                        ("mistral_7b", "Mistral 7B")]:
+        cases.append(_count_case(label, dict(PRESETS[name])))
+    cases.append(_count_case("Mixtral 8x7B: 46.7B total, 12.9B active",
+                             dict(PRESETS["mixtral_8x7b"]), (False, True), points=2))
+    return cases
+
+
+# ---------------------------------------------------------------- chinchilla_loss
+
+LOSS_SCRIPT = """
+import torch
+
+if kind == "numpy":
+    import numpy as _np
+    _out = chinchilla_loss(N.numpy(), D.numpy())
+    if isinstance(_out, _np.ndarray):
+        _out = torch.from_numpy(_out.astype(_np.float64))
+else:
+    _out = chinchilla_loss(N, D)
+if isinstance(_out, torch.Tensor) and _out.dim() > 0:
+    result = {"type": "tensor", "value": _out}
+else:
+    try:
+        _value = float(_out)
+    except Exception:
+        _value = None
+    result = {"type": type(_out).__name__, "value": _value}
+"""
+
+FIT = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+
+
+def _loss_mistakes(N, D) -> dict[str, object]:
+    f = lambda **kw: chinchilla_loss(N, D, **{**FIT, **kw})  # noqa: E731
+    return {
+        "alpha and beta are swapped: alpha = 0.34 goes with N, beta = 0.28 with D":
+            f(alpha=0.28, beta=0.34),
+        "A and B are swapped: A = 406.4 divides N^alpha, B = 410.7 divides D^beta":
+            f(A=410.7, B=406.4),
+        "the irreducible loss E = 1.69 is missing": f(E=0.0),
+        "E and A are swapped (E = 1.69 is the constant term)": f(E=406.4, A=1.69),
+        "the exponents should be negative (A / N^alpha): more parameters lower the loss":
+            FIT["E"] + FIT["A"] * N ** FIT["alpha"] + FIT["B"] * D ** FIT["beta"],
+        "write A / N^alpha, not (A / N)^alpha":
+            FIT["E"] + (FIT["A"] / N) ** FIT["alpha"] + (FIT["B"] / D) ** FIT["beta"],
+    }
+
+
+def _same(a, b, rel: float) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+        return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rel, atol=0))
+    return math.isclose(a, b, rel_tol=rel)
+
+
+def _loss_case(name: str, N, D, kind: str = "float", points: float = 1.0) -> Case:
+    expected = chinchilla_loss(N, D) if kind != "float32" else chinchilla_loss(
+        N.double(), D.double())
+    mistakes = _loss_mistakes(N.double() if kind == "float32" else N,
+                              D.double() if kind == "float32" else D)
+    rel = 1e-5 if kind == "float32" else 1e-6
+    array = isinstance(N, torch.Tensor)
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        got = out["value"]
+        if got is None:
+            raise Mismatch(f"chinchilla_loss returned a {out['type']}, expected a number")
+        if array and out["type"] != "tensor":
+            raise Mismatch("with tensors (or arrays) of N and D, return the loss of each pair, "
+                           "elementwise: use operators that broadcast, not math.pow or float()")
+        if array and tuple(got.shape) != tuple(expected.shape):
+            raise Mismatch(f"for N of shape {tuple(N.shape)} and D of shape {tuple(D.shape)} "
+                           f"the result should have shape {tuple(expected.shape)}, got "
+                           f"{tuple(got.shape)}")
+        if _same(got, expected, rel):
+            return
+        for message, wrong in mistakes.items():
+            if _same(got, wrong, rel):
+                raise Mismatch(message)
+        shown = f"{got:.6f}" if not array else "different values"
+        want = f"{expected:.6f}" if not array else "E + A / N^alpha + B / D^beta elementwise"
+        raise Mismatch(f"got {shown}, expected {want}")
+
+    inputs = {"N": N, "D": D, "kind": kind}
+    return Case(name, script_call(LOSS_SCRIPT, **inputs), check, points)
+
+
+def chinchilla_loss_cases(gen: torch.Generator) -> list[Case]:
+    u = lambda lo, hi: 10 ** (lo + (hi - lo) * float(torch.rand((), generator=gen)))  # noqa: E731
+    logs_n = 6 + 6 * torch.rand(5, generator=gen, dtype=torch.float64)
+    logs_d = 8 + 6 * torch.rand(5, generator=gen, dtype=torch.float64)
+    grid_n = 10 ** (6 + 6 * torch.rand(3, 1, generator=gen, dtype=torch.float64))
+    grid_d = 10 ** (8 + 6 * torch.rand(1, 4, generator=gen, dtype=torch.float64))
+    return [
+        _loss_case("Chinchilla: 70B parameters on 1.4T tokens", 70e9, 1.4e12, points=2),
+        _loss_case("a random model and dataset size (floats)", u(6, 12), u(8, 14)),
+        _loss_case("another random pair (floats)", u(6, 12), u(8, 14)),
+        _loss_case("integer N and D", int(u(6, 9)), int(u(8, 11))),
+        _loss_case("float64 tensors of N and D, elementwise", 10**logs_n, 10**logs_d,
+                   kind="tensor", points=2),
+        _loss_case("float32 tensors", (10**logs_n).float(), (10**logs_d).float(),
+                   kind="float32"),
+        _loss_case("a grid: N of shape (3, 1) against D of shape (1, 4) broadcasts to (3, 4)",
+                   grid_n, grid_d, kind="tensor"),
+        _loss_case("NumPy arrays of N and D", 10**logs_n, 10**logs_d, kind="numpy"),
+    ]
+
+
+# ---------------------------------------------------------------- compute_optimal
+
+OPTIMAL_SCRIPT = """
+_out = compute_optimal(C)
+_items = None
+if isinstance(_out, (tuple, list)) and len(_out) == 2:
+    _items = []
+    for _v in _out:
+        try:
+            _items.append(float(_v))
+        except Exception:
+            _items.append(None)
+result = {"type": type(_out).__name__, "items": _items}
+"""
+
+
+def _optimal_mistakes(C: float) -> dict[str, tuple[float, float]]:
+    a, b, A, B = FIT["alpha"], FIT["beta"], FIT["A"], FIT["B"]
+    G = (a * A / (b * B)) ** (1 / (a + b))
+    n = lambda budget, exp=b / (a + b), g=G: g * (budget / 6) ** exp  # noqa: E731
+    rule = math.sqrt(C / 120)
+    n2 = G * (C / 2) ** (b / (a + b))
+    n_swapped = ((b * A / (a * B)) ** (1 / (a + b))) * (C / 6) ** (a / (a + b))
+    N, D = compute_optimal(C)
+    return {
+        "that is the 20-tokens-per-parameter rule of thumb (D = 20 N), not the minimiser of "
+        "this fit: minimise chinchilla_loss(N, C / (6 N)) over N": (rule, 20 * rule),
+        "the exponents are swapped: N grows as C^(beta / (alpha + beta)) when D = C / (6 N)":
+            (n_swapped, C / (6 * n_swapped)),
+        "training costs C = 6 N D FLOPs (2 forward, 4 backward per parameter and token), "
+        "not 2 N D": (n2, C / (2 * n2)),
+        "the constant factor G = (alpha A / (beta B))^(1 / (alpha + beta)) is missing":
+            (n(C, g=1.0), C / (6 * n(C, g=1.0))),
+        "return (N, D) in that order: parameters first, then tokens": (D, N),
+    }
+
+
+def _optimal_case(name: str, C: float, points: float = 1.0) -> Case:
+    N, D = compute_optimal(C)
+    mistakes = _optimal_mistakes(C)
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        items = out["items"]
+        if items is None:
+            raise Mismatch(f"compute_optimal should return a pair (N, D), got a {out['type']}")
+        if None in items:
+            raise Mismatch("N and D should be numbers (floats)")
+        n, d = items
+        if math.isclose(n, N, rel_tol=1e-3) and math.isclose(d, D, rel_tol=1e-3):
+            return
+        for message, (wn, wd) in mistakes.items():
+            if math.isclose(n, wn, rel_tol=1e-3) and math.isclose(d, wd, rel_tol=1e-3):
+                raise Mismatch(message)
+        if not math.isfinite(n) or not math.isfinite(d) or n <= 0 or d <= 0:
+            raise Mismatch(f"got N = {n}, D = {d}: both should be positive and finite")
+        if not math.isclose(6 * n * d, C, rel_tol=1e-3):
+            raise Mismatch(f"6 N D = {6 * n * d:.4g} but the budget is C = {C:.4g}: the pair "
+                           "must spend the budget exactly (D = C / (6 N))")
+        better = min(chinchilla_loss(n * f, C / (6 * n * f)) for f in (0.9, 1.1))
+        hint = ("a model 10 % larger or smaller on the same budget reaches a lower loss"
+                if better < chinchilla_loss(n, d) else "it is not the minimum within 0.1 %")
+        raise Mismatch(f"got N = {n:.4g}, D = {d:.4g}; expected N = {N:.4g}, D = {D:.4g}: "
+                       f"{hint}")
+
+    return Case(name, script_call(OPTIMAL_SCRIPT, C=C), check, points)
+
+
+def compute_optimal_cases(gen: torch.Generator) -> list[Case]:
+    logs = (17 + 10 * torch.rand(4, generator=gen, dtype=torch.float64)).tolist()
+    return [
+        _optimal_case("Gopher's budget, 5.76e23 FLOPs", 5.76e23, points=2),
+        _optimal_case("a small budget, 1e18 FLOPs", 1e18),
+        _optimal_case("a frontier budget, 1e26 FLOPs", 1e26),
+        *[_optimal_case(f"a random budget, {10**x:.3g} FLOPs", 10**x) for x in logs],
+        _optimal_case("GPT-3's budget, 3.15e23 FLOPs", 3.15e23),
+    ]
+
+
+EXERCISES = [
+    Exercise("count_parameters", 8, "count_parameters", "Exact parameter counts",
+             count_parameters_cases),
+    Exercise("chinchilla_loss", 8, "chinchilla_loss", "The Chinchilla loss",
+             chinchilla_loss_cases),
+    Exercise("compute_optimal", 8, "compute_optimal", "The compute-optimal N and D",
+             compute_optimal_cases),
+]

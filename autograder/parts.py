@@ -1,0 +1,221 @@
+"""Your parts from earlier weeks, for the week-7 notebook: ``load_parts()``.
+
+The week-7 MiniGPT is assembled from what you wrote in weeks 1-6. ``load_parts`` finds those
+notebooks next to this week's folder (``../week3/rmsnorm_swiglu.ipynb``, ...: the layout of
+both the course's release folder and nbgrader's fetched assignments), runs their code (the
+answer cells whole, the other cells' imports and definitions only, as the grader reads a
+submission), checks each part on a tiny input against the reference, and hands back the
+parts to use. A part that is missing, unfinished or wrong is replaced by the reference one
+where the instructor allows it (``allow_reference``), and the table printed says which.
+
+This runs in your own kernel, on your own code: it is a convenience, not the grader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from autograder.submission import SubmissionError, read_notebook
+
+
+@dataclass(frozen=True)
+class Part:
+    notebook: str  # relative to the week-7 folder
+    reference: str  # "module:Symbol"
+    smoke: Callable[[object, object], None]  # (yours, reference) -> raises if they differ
+
+
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def _same(got, want, what: str = "output") -> None:
+    if isinstance(want, tuple):
+        if not isinstance(got, tuple) or len(got) != len(want):
+            raise AssertionError(f"{what} should be a tuple of {len(want)}")
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _same(g, w, f"{what}[{i}]")
+        return
+    if not isinstance(got, Tensor) or got.shape != want.shape:
+        shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+        raise AssertionError(f"{what}: got {shape}, expected shape {tuple(want.shape)}")
+    if want.dtype == torch.bool or not want.is_floating_point():
+        if not torch.equal(got, want):
+            raise AssertionError(f"{what} differs from the reference")
+    elif not torch.allclose(got.double(), want.double(), rtol=1e-3, atol=1e-4):
+        err = (got.double() - want.double()).abs().max().item()
+        raise AssertionError(f"{what} differs from the reference (max error {err:.2g})")
+
+
+def _module_smoke(args: tuple, shape: tuple[int, ...]):
+    """Build both with ``args``, give them the same random weights, compare a forward."""
+
+    def smoke(yours, reference) -> None:
+        ref = reference(*args)
+        gen = _gen()
+        state = {k: torch.randn(v.shape, generator=gen) * 0.5 + (k.endswith("norm.weight"))
+                 for k, v in ref.state_dict().items()}
+        ref.load_state_dict(state)
+        mine = yours(*args)
+        mine.load_state_dict(state)  # the contract's parameter names
+        x = torch.randn(*shape, generator=gen)
+        with torch.no_grad():
+            _same(mine(x), ref(x))
+
+    return smoke
+
+
+def _function_smoke(*make_inputs: Callable[[torch.Generator], tuple]):
+    def smoke(yours, reference) -> None:
+        for make in make_inputs:
+            inputs = make(_gen())
+            _same(yours(*inputs), reference(*inputs))
+
+    return smoke
+
+
+def _attention_smoke(yours, reference) -> None:
+    for window in (None, 3):
+        _module_smoke((16, 4, 2, window), (2, 7, 16))(yours, reference)
+    attn = yours(16, 4, 2, 3)
+    for name, value in (("n_heads", 4), ("n_kv_heads", 2), ("head_dim", 4), ("window", 3)):
+        if getattr(attn, name, None) != value:
+            raise AssertionError(f"the week-7 model reads `attention.{name}` (expected "
+                                 f"{value}); your Attention has {getattr(attn, name, None)!r}")
+
+
+def _qkv(gen, heads=2, T=10, D=4):
+    return tuple(torch.randn(1, heads, T, D, generator=gen) for _ in range(3))
+
+
+W1, W3, W4 = "../week1/attention.ipynb", "../week3/rmsnorm_swiglu.ipynb", "../week4/positions.ipynb"
+W5, W6 = "../week5/inference_attention.ipynb", "../week6/moe.ipynb"
+
+PARTS: dict[str, Part] = {
+    "RMSNorm": Part(W3, "solutions.normalization:RMSNorm", _module_smoke((8,), (2, 3, 8))),
+    "SwiGLU": Part(W3, "solutions.feedforward:SwiGLU", _module_smoke((8, 12), (2, 3, 8))),
+    "causal_mask": Part(W1, "solutions.attention:causal_mask",
+                        _function_smoke(lambda g: (5,))),
+    "scaled_dot_product_attention": Part(
+        W1, "solutions.attention:scaled_dot_product_attention",
+        _function_smoke(lambda g: (*_qkv(g), torch.ones(10, 10, dtype=torch.bool).tril()))),
+    "rope_angles": Part(W4, "solutions.positions:rope_angles",
+                        _function_smoke(lambda g: (torch.arange(6), 8))),
+    "rotate_half": Part(W4, "solutions.positions:rotate_half",
+                        _function_smoke(lambda g: (torch.randn(2, 6, 8, generator=g),))),
+    "apply_rope": Part(W4, "solutions.positions:apply_rope", _function_smoke(
+        lambda g: (torch.randn(1, 2, 6, 8, generator=g), torch.arange(6)),
+        lambda g: (torch.randn(1, 2, 3, 8, generator=g), torch.arange(4, 7), 500.0))),
+    "repeat_kv": Part(W5, "solutions.efficient_attention:repeat_kv",
+                      _function_smoke(lambda g: (torch.randn(1, 2, 3, 4, generator=g), 3))),
+    "sliding_window_mask": Part(W5, "solutions.efficient_attention:sliding_window_mask",
+                                _function_smoke(lambda g: (6, 3), lambda g: (5, None))),
+    "sliding_window_attention": Part(
+        W5, "solutions.efficient_attention:sliding_window_attention",
+        _function_smoke(lambda g: (*_qkv(g), 3))),
+    "Attention": Part(W5, "solutions.efficient_attention:Attention", _attention_smoke),
+    "MoE": Part(W6, "solutions.moe:MoE", _module_smoke((8, 12, 4, 2), (2, 3, 8))),
+    "load_balancing_loss": Part(W6, "solutions.moe:load_balancing_loss", _function_smoke(
+        lambda g: (torch.randn(10, 4, generator=g), 4, 2))),
+}
+
+
+def _reference(spec: str):
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _run_notebook(path: Path) -> tuple[dict, list[str]]:
+    """Execute a notebook's code as the grader reads it, in a namespace of its own; its
+    printing and warnings are swallowed. Returns the namespace and the cells that failed."""
+    namespace: dict = {"__name__": f"parts_{path.stem}"}
+    failed = []
+    sub = read_notebook(path)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for chunk in sub.chunks:
+            try:
+                exec(compile(chunk["source"], chunk["label"], "exec"), namespace)
+            except Exception as exc:
+                failed.append(f"{chunk['label']}: {type(exc).__name__}: {exc}")
+    return namespace, failed
+
+
+def _problem(name: str, part: Part, here: Path, cache: dict) -> tuple[object | None, str]:
+    """(your part, "") when it is usable, else (None, why not)."""
+    path = (here / part.notebook).resolve()
+    if not path.exists():
+        return None, f"{part.notebook.removeprefix('../')} not found"
+    if path not in cache:
+        try:
+            cache[path] = _run_notebook(path)
+        except SubmissionError as exc:
+            cache[path] = ({}, [str(exc)])
+    namespace, failed = cache[path]
+    if name not in namespace:
+        why = f"no `{name}` in {part.notebook.removeprefix('../')}"
+        return None, why + (f" ({failed[0]})" if failed else "")
+    yours = namespace[name]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            part.smoke(yours, _reference(part.reference))
+    except NotImplementedError:
+        return None, "not implemented yet"
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:160]
+        return None, f"your version failed: {type(exc).__name__}: {message}"
+    return yours, ""
+
+
+def load_parts(names: Iterable[str] | None = None, allow_reference: bool | Iterable[str] = True,
+               here: str | Path | None = None) -> dict[str, object]:
+    """Your parts from earlier weeks, checked, with the reference where yours cannot be used.
+
+    Args:
+        names: the parts to load (default: every part of :data:`PARTS`).
+        allow_reference: True: any part may fall back to the reference; False: none may (a
+            part that is missing or wrong raises); a set of names: only those may.
+        here: this week's folder (default: the current directory, the notebook's own).
+
+    Returns:
+        ``{name: object}``, ready for ``globals().update(...)``.
+    """
+    here = Path.cwd() if here is None else Path(here)
+    names = list(PARTS) if names is None else list(names)
+    unknown = sorted(set(names) - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; the parts are {sorted(PARTS)}")
+    allowed = set(PARTS) if allow_reference is True else (
+        set() if allow_reference is False else set(allow_reference))
+    parts, rows, cache = {}, [], {}
+    for name in names:
+        part = PARTS[name]
+        yours, why = _problem(name, part, here, cache)
+        if yours is not None:
+            parts[name] = yours
+            rows.append((name, f"yours: {part.notebook.removeprefix('../')}"))
+            continue
+        if name not in allowed:
+            raise RuntimeError(
+                f"{name}: {why}. Your instructor asks for your own {name}: fix it in "
+                f"{part.notebook.removeprefix('../')}, save, and run this cell again.")
+        parts[name] = _reference(part.reference)
+        rows.append((name, f"reference ({why})"))
+    width = max(len(n) for n, _ in rows) if rows else 4
+    print(f"{'part'.ljust(width)} | source")
+    print(f"{'-' * width}-|-{'-' * 40}")
+    for name, source in rows:
+        print(f"{name.ljust(width)} | {source}")
+    return parts

@@ -1,0 +1,148 @@
+"""Week 7 submissions for the grader's own tests: known-wrong ones and correct variants.
+
+Each is the reference code with one realistic change (``patch`` checks the change applies,
+so a rewrite of the reference cannot silently turn a mistake into the reference). The parts
+of earlier weeks and the week's locked code are given by the grader (``Exercise.given``).
+"""
+
+from autograder.grading import given_code
+
+MODEL = given_code("solutions.model:Block,MiniGPT")
+GENERATE = given_code("solutions.model:filter_logits,generate")
+
+
+def patch(source: str, *changes: tuple[str, str]) -> str:
+    for old, new in changes:
+        assert source.count(old) == 1, f"not exactly once in the reference: {old!r}"
+        source = source.replace(old, new)
+    return source
+
+
+POST_NORM = ("""        h = x + self.self_attn(self.input_layernorm(x), cache)  # (B, T, dim)
+        out = self.mlp(self.post_attention_layernorm(h))
+        out, router_logits = out if isinstance(out, tuple) else (out, None)
+        return h + out, router_logits""", """        h = self.input_layernorm(x + self.self_attn(x, cache))
+        out = self.mlp(h)
+        out, router_logits = out if isinstance(out, tuple) else (out, None)
+        return self.post_attention_layernorm(h + out), router_logits""")
+FINAL_NORM = ("logits = self.lm_head(self.norm(x))", "logits = self.lm_head(x)")
+TIE = ("self.lm_head.weight = self.embed_tokens.weight",
+       "self.lm_head.weight.data.copy_(self.embed_tokens.weight.data)")
+START = ("start = 0 if cache is None else cache[0].pos", "start = 0")
+SAMPLE = ("""            probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+            next_token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)""",)
+NUCLEUS_DROP = "drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p"
+
+# (exercise, code, a phrase the feedback must contain, or None)
+WRONG = {
+    "minigpt_post_norm": ("minigpt", patch(MODEL, POST_NORM), "post-norm"),
+    "minigpt_no_final_norm": ("minigpt", patch(MODEL, FINAL_NORM), "final norm is missing"),
+    "minigpt_head_copied_not_tied": ("minigpt", patch(MODEL, TIE), "same Parameter"),
+    "minigpt_cached_positions_restart": ("minigpt", patch(MODEL, START), "restart at 0"),
+    "minigpt_router_logits_not_reset": ("minigpt", patch(
+        MODEL, ("        self.router_logits = []\n        for i, layer", "        for i, layer")),
+        "reset the list"),
+    "minigpt_loss_summed": ("minigpt", patch(
+        MODEL, ("targets.flatten())", "targets.flatten(), reduction=\"sum\")")),
+        "mean over the counted tokens"),
+    "minigpt_no_learned_positions": ("minigpt", patch(
+        MODEL, ("""        if self.config.pos == "learned":
+            assert start + T <= self.config.max_seq_len, "past the learned positions"
+            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
+""", "")), "learned positions are not added"),
+    "minigpt_embeddings_scaled": ("minigpt", patch(
+        MODEL, ("x = self.embed_tokens(idx)  # (B, T, dim)",
+                "x = self.embed_tokens(idx) * self.config.dim**0.5")), "scaled by sqrt(dim)"),
+    "minigpt_meta_key_names": ("minigpt", MODEL.replace("embed_tokens", "tok_embeddings"),
+                               "state dict keys differ"),
+    "minigpt_no_residual": ("minigpt", patch(
+        MODEL, ("h = x + self.self_attn(", "h = self.self_attn("),
+        ("return h + out, router_logits", "return out, router_logits")),
+        "residual connections are missing"),
+    "minigpt_loss_counts_ignored_targets": ("minigpt", patch(
+        MODEL, ("loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())",
+                "loss = F.cross_entropy(logits.flatten(0, 1).float(), "
+                "targets.clamp(min=0).flatten())")), "-100 must be ignored"),
+    "generate_temperature_after_softmax": ("generate", patch(GENERATE, (
+        "F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)",
+        "F.softmax(filter_logits(logits, top_k, top_p), dim=-1) / temperature")),
+        "divide the logits by the temperature"),
+    "generate_temperature_multiplied": ("generate", patch(GENERATE, (
+        "logits / temperature", "logits * temperature")), "do not multiply"),
+    "generate_top_p_drops_crossing_token": ("generate", patch(GENERATE, (
+        NUCLEUS_DROP, "drop_sorted = cum > top_p")), "crosses top_p"),
+    "generate_top_k_keeps_k_plus_one": ("generate", patch(GENERATE, (
+        "logits.topk(min(top_k, logits.size(-1)), dim=-1)",
+        "logits.topk(min(top_k + 1, logits.size(-1)), dim=-1)")), "(k+1)-th"),
+    "generate_returns_only_new_tokens": ("generate", patch(GENERATE, (
+        "    return idx\n", "    return idx[:, -max_new_tokens:]\n")), "only the"),
+    "generate_whole_sequence_into_the_cache": ("generate", patch(GENERATE, (
+        "        next_input = next_token\n", "        next_input = idx\n")),
+        "feed only the newest token"),
+    "generate_argmax_always": ("generate", patch(GENERATE, (SAMPLE[0], """\
+            logits = filter_logits(logits / temperature, top_k, top_p)
+            next_token = logits.argmax(dim=-1, keepdim=True)""")), "torch.multinomial"),
+    "generate_nucleus_unsorted": ("generate", patch(GENERATE, (
+        "sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)",
+        "sorted_logits, order = logits, torch.arange(logits.size(-1)).expand_as(logits)")),
+        "outside the nucleus"),
+}
+
+CORRECT = {
+    # the other direction of tying, position rows sliced from the table, a zip over the cache
+    "minigpt_rewritten": ("minigpt", patch(
+        MODEL,
+        ("self.lm_head.weight = self.embed_tokens.weight",
+         "self.embed_tokens.weight = self.lm_head.weight"),
+        ("x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))",
+         "x = x + self.embed_positions.weight[start : start + T]"),
+        ("""        for i, layer in enumerate(self.layers):
+            x, router_logits = layer(x, None if cache is None else cache[i])""",
+         """        for layer, layer_cache in zip(self.layers, cache or [None] * len(self.layers)):
+            x, router_logits = layer(x, layer_cache)"""),
+        ("loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())",
+         "loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1),"
+         " ignore_index=-100)"))),
+    # the MoE is recognised by type, not by the shape of its output
+    "minigpt_moe_by_type": ("minigpt", patch(MODEL, (
+        "        out, router_logits = out if isinstance(out, tuple) else (out, None)\n",
+        "        router_logits = None\n        if isinstance(self.mlp, MoE):\n"
+        "            out, router_logits = out\n"))),
+    # the loss written out: log-softmax, gather, mean over counted tokens
+    "minigpt_manual_loss": ("minigpt", patch(MODEL, (
+        "loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())", """\
+logp = logits.float().log_softmax(-1)  # (B, T, V)
+            keep = targets != -100
+            picked = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]  # (B, T)
+            loss = -(picked * keep).sum() / keep.sum()"""))),
+    # Gumbel-max: argmax of the logits plus Gumbel noise is a draw from their softmax
+    "generate_gumbel_max": ("generate", patch(GENERATE, (SAMPLE[0], """\
+            scores = filter_logits(logits / temperature, top_k, top_p)
+            gumbel = -torch.log(-torch.log(torch.rand_like(scores).clamp(1e-20, 1.0)))
+            next_token = (scores + gumbel).argmax(dim=-1, keepdim=True)  # (B, 1)"""))),
+    # top-k by sorting and a scatter of the first k positions
+    "generate_sorting_top_k": ("generate", patch(GENERATE, (
+        """        kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))""",
+        """        order = logits.argsort(dim=-1, descending=True)[:, :top_k]
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter(1, order, True)
+        logits = logits.masked_fill(~keep, float("-inf"))"""))),
+    # the nucleus row by row, in a Python loop
+    "generate_nucleus_loop": ("generate", patch(GENERATE, (
+        """        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first always stays)
+        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))""",
+        """        out = torch.full_like(logits, float("-inf"))
+        for b in range(logits.size(0)):
+            probs = logits[b].softmax(-1)
+            total = 0.0
+            for token in probs.argsort(descending=True).tolist():
+                out[b, token] = logits[b, token]
+                total += probs[token].item()
+                if total >= top_p:
+                    break
+        logits = out"""))),
+}
