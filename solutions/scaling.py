@@ -1,16 +1,15 @@
-"""Week 8: scale. Exact parameter counts, and the Chinchilla scaling law.
+"""Week 8: scale. Exact parameter counts, training FLOPs, and the Chinchilla scaling law.
 
 ``count_parameters`` works from the config alone (no model is built), so it can size a 70B
 model on a laptop; a test checks it against ``numel()`` of every preset built on the meta
 device. ``chinchilla_loss`` is the parametric fit of Hoffmann et al. (2022, "Training
 Compute-Optimal Large Language Models", approach 3), and ``compute_optimal`` minimises it
-under a compute budget ``C = 6 N D``.
+under a compute budget ``C = 6 N D``. The fit's constants are default arguments, so each
+function stands alone (the notebook's answer cells are these functions) and another fit can
+be passed in.
 """
 
 from solutions.model import GPTConfig
-
-# Hoffmann et al. (2022), eq. 10: L(N, D) = E + A / N^alpha + B / D^beta
-E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
 
 
 def count_parameters(config: GPTConfig, active: bool = False) -> int:
@@ -37,18 +36,58 @@ def count_parameters(config: GPTConfig, active: bool = False) -> int:
     return embeddings + c.n_layers * layer + norm + head
 
 
-def chinchilla_loss(N: float, D: float) -> float:
-    """Predicted pre-training loss of a model with ``N`` parameters trained on ``D`` tokens."""
-    return E + A / N**ALPHA + B / D**BETA
+def parameter_breakdown(config: GPTConfig, active: bool = False) -> dict[str, int]:
+    """``count_parameters`` split by component: embeddings (with a learned position table),
+    attention, MLP (router included), norms, and the output head (0 when tied)."""
+    c = config
+    d, hd = c.dim, c.dim // c.n_heads
+    q, kv = c.n_heads * hd, c.n_kv_heads * hd
+    attention = 2 * d * q + 2 * d * kv + (q + 2 * kv + d if c.bias else 0)  # q, o; k, v
+    if c.n_experts:
+        mlp = d * c.n_experts + (c.top_k if active else c.n_experts) * 3 * d * c.hidden_dim
+    else:
+        mats = 3 if c.mlp == "swiglu" else 2
+        mlp = mats * d * c.hidden_dim + (c.hidden_dim + d if c.bias and c.mlp == "gelu" else 0)
+    norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
+    return {
+        "embeddings": c.vocab_size * d + (c.max_seq_len * d if c.pos == "learned" else 0),
+        "attention": c.n_layers * attention,
+        "mlp": c.n_layers * mlp,
+        "norms": (2 * c.n_layers + 1) * norm,
+        "head": 0 if c.tie_embeddings else c.vocab_size * d,
+    }
 
 
-def compute_optimal(C: float) -> tuple[float, float]:
+def training_flops(N: float, D: float, n_layers: int = 0, dim: int = 0,
+                   context: int = 0) -> float:
+    """About ``6 N D`` FLOPs to train ``N`` parameters on ``D`` tokens (Kaplan et al., 2020).
+
+    Forward: 2 FLOPs (a multiply and an add) per parameter per token; backward: twice that.
+    With ``n_layers``, ``dim`` and ``context``, add the attention scores and their weighted
+    sum, ``12 * n_layers * dim * context`` per token (PaLM's count, Chowdhery et al. 2022),
+    which no parameter accounts for.
+    """
+    return 6 * N * D + 12 * n_layers * dim * context * D
+
+
+def chinchilla_loss(N: float, D: float, E: float = 1.69, A: float = 406.4, B: float = 410.7,
+                    alpha: float = 0.34, beta: float = 0.28) -> float:
+    """Predicted pre-training loss of a model with ``N`` parameters trained on ``D`` tokens.
+
+    Hoffmann et al. (2022), eq. 10: ``L(N, D) = E + A / N^alpha + B / D^beta``. Works
+    elementwise on tensors or arrays of ``N`` and ``D`` too.
+    """
+    return E + A / N**alpha + B / D**beta
+
+
+def compute_optimal(C: float, A: float = 406.4, B: float = 410.7, alpha: float = 0.34,
+                    beta: float = 0.28) -> tuple[float, float]:
     """``(N, D)`` minimising ``chinchilla_loss`` with ``6 * N * D = C`` FLOPs.
 
-    Setting the derivative of ``L(N, C / 6N)`` to zero gives
-    ``N = G * (C / 6)^(beta / (alpha + beta))``, with
-    ``G = (alpha A / (beta B))^(1 / (alpha + beta))``.
+    Returns floats. ``E`` plays no part: it shifts the loss, not where its minimum is.
     """
-    G = (ALPHA * A / (BETA * B)) ** (1 / (ALPHA + BETA))
-    N = G * (C / 6) ** (BETA / (ALPHA + BETA))
+    G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+    # d/dN [A N^-alpha + B (C / 6N)^-beta] = 0  =>  alpha A N^-alpha = beta B (C / 6N)^-beta
+    #   =>  N^(alpha + beta) = (alpha A / (beta B)) (C / 6)^beta
+    N = G * (C / 6) ** (beta / (alpha + beta))
     return N, C / (6 * N)
