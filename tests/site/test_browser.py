@@ -181,3 +181,37 @@ def test_every_page_offline_without_console_errors(browsing, repo_site):
         if browsing.page.locator(".arithmatex, .jp-RenderedMarkdown").count():
             wait_for_mathjax(browsing.page)
         browsing.assert_clean()
+
+
+WEEKS = range(1, 9)
+
+
+@pytest.mark.parametrize("week", WEEKS, ids=[f"week{w}" for w in WEEKS])
+def test_every_quiz_passes_and_remembers(browsing, repo_site, week):
+    """Each week's quiz: the pass mark, every question answered right, kept on reload."""
+    if not (repo_site.path / f"weeks/week{week}/quiz/index.html").is_file():
+        pytest.fail(f"the site has no week {week} quiz (site/weeks/week{week}/quiz.md)")
+    page = browsing.page
+    browsing.goto(repo_site.url + f"weeks/week{week}/quiz/")
+    assert "Pass mark 70 %" in page.locator(".quiz-pass").inner_text()
+    assert pass_box(page) == ("0 %", "not passed yet")
+    quizzes = page.locator(".quiz")
+    total = quizzes.count()
+    assert total >= 10, f"week {week}: {total} questions"
+    for i in range(total):
+        options = quizzes.nth(i).locator("fieldset > div")
+        assert options.count() >= 2
+        assert options.locator(".answer-feedback").count() == options.count(), (
+            f"week {week}, question {i + 1}: an option without an explanation")
+        answer(page, quizzes.nth(i), correct=True)
+    assert page.locator(".quiz-progress-answered").first.inner_text() == str(total)
+    assert page.locator(".quiz-results-score-value").inner_text() == "100%"
+    assert pass_box(page) == ("100 %", "passed")
+    assert "You passed this quiz" in page.locator(".quiz-pass-record").inner_text()
+
+    page.reload(wait_until="networkidle")
+    assert page.locator(".quiz-progress-answered").first.inner_text() == str(total)
+    assert page.locator(".quiz-results-score-value").inner_text() == "100%"
+    assert pass_box(page) == ("100 %", "passed")
+    assert "You passed this quiz" in page.locator(".quiz-pass-record").inner_text()
+    browsing.assert_clean()

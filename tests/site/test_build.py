@@ -12,20 +12,33 @@ pytestmark = pytest.mark.site
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR = REPO / "site" / "assets" / "vendor"
+WEEKS = range(1, 9)
+WEEK_PAGES = {"lesson": ".md", "notebook": ".ipynb", "quiz": ".md"}
 
 
 def test_repo_site_builds_strictly(repo_site):
     # The `sites` fixture fails on a non-zero exit; strict mode turns warnings into one.
     assert "WARNING" not in repo_site.output
-    for page in [
+    pages = [
         "index.html",
         "getting-started/index.html",
-        "weeks/week3/lesson/index.html",
-        "weeks/week3/notebook/index.html",
-        "weeks/week3/quiz/index.html",
+        "instructors/index.html",
+        "glossary/index.html",
+        "weeks/week7/speed/index.html",
         "search/search_index.json",
-    ]:
+    ]
+    pages += [f"weeks/week{w}/{kind}/index.html" for w in WEEKS for kind in WEEK_PAGES]
+    for page in pages:
         assert (repo_site.path / page).is_file(), page
+
+
+def test_home_page_links_every_week():
+    home = (REPO / "site" / "index.md").read_text(encoding="utf-8")
+    for week in WEEKS:
+        for kind, suffix in WEEK_PAGES.items():
+            link = f"(weeks/week{week}/{kind}{suffix})"
+            assert link in home, f"site/index.md does not link {link}"
+    assert "(glossary.md)" in home and "(getting-started.md)" in home
 
 
 def test_released_notebooks_are_pages(repo_site):
