@@ -1,0 +1,326 @@
+"""Week 7 benchmark: training speed (ms per step, tokens/s, MFU) of the course's MiniGPT, and
+optionally nanoGPT's model at the same shapes; and a time-boxed run to a validation loss.
+
+    python benchmarks/train_speed.py                          # both shapes, ours only
+    python benchmarks/train_speed.py --shapes cpu --steps 20  # the small shape only
+    python benchmarks/train_speed.py --nanogpt /tmp/nanogpt   # + nanoGPT rows (its model.py)
+    python benchmarks/train_speed.py --device cuda --compile  # on a GPU, bf16 + torch.compile
+    python benchmarks/train_speed.py --train-seconds 60       # shakespeare-char for 60 s
+    python benchmarks/train_speed.py --ops                    # where ours and nanoGPT differ
+
+Shapes: nanoGPT's shakespeare-char (6 layers, 6 heads, width 384, block 256, batch 64) and its
+CPU example (4 layers, 4 heads, width 128, block 64, batch 12), vocabulary 65, dropout 0 for
+every model (nanoGPT's shakespeare-char config uses 0.2; the course model has no dropout, and
+a dropout mask costs time, so the comparison would not be like for like).
+
+Implementations: "ours GPT-2" is MiniGPT configured as nanoGPT's model (LayerNorm without
+bias, GELU MLP, learned positions, tied embeddings, no biases); "ours Llama" is the
+shakespeare_char preset's family (RMSNorm, SwiGLU, RoPE, untied); both with fused attention
+(``use_sdpa``) unless ``--no-sdpa``. nanoGPT's model is imported from the model.py you point
+at, never copied. Every implementation takes the same step: forward and loss, backward,
+gradient clipping at 1.0, AdamW (weight decay on matrices; fused on CUDA), zero_grad; on CUDA
+under bf16 autocast with TF32 on. The timed steps reuse one random batch (no data loading),
+come after warm-up steps, and alternate between the implementations, so that a busy
+neighbour on a shared machine slows all of them alike; the table shows medians.
+
+MFU = (6 N + 12 L H Q T) x tokens/s / peak, nanoGPT's estimate (after PaLM, Chowdhery et al.
+2022, appendix B), with N the weights of the matmuls (every nn.Linear, the LM head included,
+embedding lookups excluded), L layers, H heads, Q head size, T block. The peak: on CUDA the
+device's dense bf16 peak (H100 SXM 989 TFLOP/s, H100 PCIe 756, A100 312; ``--peak`` to set
+another); on a CPU ``--peak`` (e.g. cores x clock x FP32 FLOP per cycle), else the float32
+throughput of a 2048 x 2048 matmul measured here first (noisy on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from solutions.model import GPTConfig, MiniGPT  # noqa: E402
+
+VOCAB = 65
+SHAPES = {  # name: (layers, heads, width, block, batch)
+    "shakespeare_char": (6, 6, 384, 256, 64),
+    "cpu": (4, 4, 128, 64, 12),
+}
+GPU_PEAKS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def ours(shape: tuple, style: str, sdpa: bool) -> nn.Module:
+    layers, heads, width, block, _ = shape
+    common = dict(vocab_size=VOCAB, dim=width, n_layers=layers, n_heads=heads,
+                  max_seq_len=block)
+    if style == "gpt2":  # nanoGPT's choices: LayerNorm, GELU, learned positions, tied, no bias
+        cfg = GPTConfig(**common, norm="layernorm", mlp="gelu", pos="learned",
+                        tie_embeddings=True, bias=False)
+    else:
+        cfg = GPTConfig(**common)  # RMSNorm, SwiGLU, RoPE, untied
+    model = MiniGPT(cfg)
+    for module in model.modules():
+        if hasattr(module, "use_sdpa"):
+            module.use_sdpa = sdpa
+    return model
+
+
+def nanogpt(path: Path, shape: tuple) -> nn.Module:
+    layers, heads, width, block, _ = shape
+    file = path / "model.py" if path.is_dir() else path
+    spec = importlib.util.spec_from_file_location("nanogpt_model", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.GPTConfig(block_size=block, vocab_size=VOCAB, n_layer=layers, n_head=heads,
+                           n_embd=width, dropout=0.0, bias=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter count
+        return module.GPT(cfg)
+
+
+def flops_per_token(model: nn.Module, shape: tuple) -> float:
+    layers, heads, width, block, _ = shape
+    linear = {id(m.weight): m.weight.numel() for m in model.modules()
+              if isinstance(m, nn.Linear)}  # by id: a tied weight counts once
+    return 6 * sum(linear.values()) + 12 * layers * heads * (width // heads) * block
+
+
+def make_step(model: nn.Module, shape: tuple, device: torch.device, compile: bool):
+    """A closure running one full training step on a fixed random batch."""
+    _, _, _, block, batch = shape
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    cuda = device.type == "cuda"
+    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), **({"fused": True} if cuda
+                                                                    else {}))
+    forward = torch.compile(model) if compile else model
+    autocast = torch.autocast("cuda", torch.bfloat16) if cuda else contextlib.nullcontext()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(VOCAB, (2, batch, block), generator=g).to(device)  # (B, T) each
+
+    def step() -> None:
+        with autocast:
+            _, loss = forward(x, y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+
+    return step
+
+
+def matmul_flops() -> float:
+    """float32 FLOP/s of a 2048 x 2048 matmul here, the best of 10 runs (the least disturbed
+    by other work on the machine)."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(10):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def peak_flops(device: torch.device, given: float | None) -> tuple[float, str]:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if given:
+            return given, f"{name}: given with --peak"
+        for key, peak in GPU_PEAKS.items():
+            if key in name:
+                return peak, f"{name}: dense bf16 peak"
+        raise SystemExit(f"unknown GPU {name!r}: pass --peak FLOP/s")
+    measured = matmul_flops()
+    how = (f"a float32 2048x2048 matmul ran at {measured / 1e12:.3f} TFLOP/s here, "
+           f"{torch.get_num_threads()} threads")
+    return (given, f"given with --peak; {how}") if given else (measured, f"measured: {how}")
+
+
+def benchmark(args: argparse.Namespace, device: torch.device) -> None:
+    peak, how = peak_flops(device, args.peak)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(f"peak {peak / 1e12:.3f} TFLOP/s ({how}); compile={args.compile}, sdpa={args.sdpa}, "
+          f"{args.warmup} warm-up steps, median of {args.steps}\n")
+    header = (f"{'shape':<17} {'implementation':<15} {'params':>7} {'ms/step':>9} "
+              f"{'best ms':>9} {'tokens/s':>10} {'MFU':>7} {'vs nanoGPT':>10}")
+    print(header)
+    print("-" * len(header))
+    for shape_name in args.shapes:
+        shape = SHAPES[shape_name]
+        torch.manual_seed(0)
+        models = {"ours GPT-2": ours(shape, "gpt2", args.sdpa),
+                  "ours Llama": ours(shape, "llama", args.sdpa)}
+        if args.nanogpt:
+            models["nanoGPT"] = nanogpt(args.nanogpt, shape)
+        steps = {name: make_step(m, shape, device, args.compile) for name, m in models.items()}
+        for step in steps.values():
+            for _ in range(args.warmup):
+                step()
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(args.steps):  # alternate, so that load changes hit every model alike
+            for name, step in steps.items():
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        tokens = shape[3] * shape[4]
+        for name, model in models.items():
+            seconds = medians[name]
+            mfu = flops_per_token(model, shape) * tokens / seconds / peak
+            n = sum(p.numel() for p in model.parameters()) / 1e6
+            ratio = "-"
+            if "nanoGPT" in times:  # per round: the two ran back to back, under the same load
+                pairs = [a / b for a, b in zip(times["nanoGPT"], times[name], strict=True)]
+                ratio = f"{statistics.median(pairs):.2f}x"
+            print(f"{shape_name:<17} {name:<15} {n:>6.2f}M {1000 * seconds:>9.1f} "
+                  f"{1000 * min(times[name]):>9.1f} {tokens / seconds:>10,.0f} "
+                  f"{100 * mfu:>6.1f}% {ratio:>10}")
+        del models, steps
+    print("\nms/step, tokens/s and MFU: medians; best ms: the fastest step; vs nanoGPT: the median"
+          "\nover rounds of nanoGPT's step time divided by ours (above 1: ours is faster)")
+
+
+def paired_ms(a, b, rounds: int) -> tuple[float, float, float]:
+    """Median ms of ``a`` and of ``b``, run alternately, and the median of their ratio."""
+    for _ in range(3):
+        a(), b()
+    ta, tb = [], []
+    for _ in range(rounds):
+        for fn, times in ((a, ta), (b, tb)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    ratio = statistics.median(x / y for x, y in zip(ta, tb, strict=True))
+    return 1000 * statistics.median(ta), 1000 * statistics.median(tb), ratio
+
+
+def op_pairs(rows: int, width: int) -> dict[str, tuple]:
+    """(ours, nanoGPT's) closures, forward + backward, for each place where the work differs."""
+    import torch.nn.functional as F
+
+    x = torch.randn(rows, 4 * width, requires_grad=True)  # (B*T, hidden): the MLP activation
+    grad = torch.randn(rows, 4 * width)
+    h = torch.randn(rows, width, requires_grad=True)  # (B*T, dim): attention's input
+    apart = [torch.randn(width, width, requires_grad=True) for _ in range(3)]
+    joint = torch.randn(3 * width, width, requires_grad=True)
+    return {
+        f"GELU tanh vs erf, ({rows}, {4 * width})": (
+            lambda: F.gelu(x, approximate="tanh").backward(grad),
+            lambda: F.gelu(x).backward(grad)),
+        f"q, k, v: 3 matmuls vs 1, ({rows}, {width})": (
+            lambda: sum(F.linear(h, w).sum() for w in apart).backward(),
+            lambda: F.linear(h, joint).sum().backward()),
+    }
+
+
+def ops(args: argparse.Namespace) -> None:
+    """The two places where MiniGPT configured as nanoGPT differs in work from nanoGPT's
+    model, timed alone at each shape's activation sizes (at most 2048 rows of the batch)."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; forward + backward, "
+          f"medians of {args.steps} alternating runs\n")
+    header = f"{'shape':<17} {'operation':<44} {'ours ms':>8} {'nanoGPT ms':>10} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    for shape_name in args.shapes:
+        _, _, width, block, batch = SHAPES[shape_name]
+        for name, (ours_fn, theirs_fn) in op_pairs(min(batch * block, 2048), width).items():
+            ours_ms, theirs_ms, ratio = paired_ms(ours_fn, theirs_fn, args.steps)
+            print(f"{shape_name:<17} {name:<44} {ours_ms:>8.2f} {theirs_ms:>10.2f} "
+                  f"{ratio:>5.2f}x")
+    print("\nratio: the median over rounds of ours / nanoGPT's (above 1: ours is slower)")
+
+
+def train_to_loss(args: argparse.Namespace, device: torch.device) -> None:
+    """Shakespeare-char with every CUDA switch for ``args.train_seconds`` of training steps.
+
+    nanoGPT's recipe (lr 1e-3 to 1e-4, batch 64, block 256, 6x6x384, warm-up 100, beta2
+    0.99) on the Llama-style preset, whose lack of dropout is made up for by a shorter run:
+    the second half of the warm-up measures the speed (the first half includes compilation),
+    then the cosine is set to end when the time does, at most ``--max-iters`` steps (a
+    dropout-free model of this size overfits the 1 MB text on long runs). Evaluation time is
+    not counted; compilation is (``--compile`` turns it on; bf16, TF32, fused AdamW and fused
+    attention are on by default on CUDA).
+    """
+    from solutions.data import load_dataset
+    from solutions.train import TRAIN_PRESETS, TrainConfig, Trainer
+
+    data = load_dataset("char")
+    torch.manual_seed(1337)
+    model = MiniGPT(GPTConfig.preset("shakespeare_char", vocab_size=data.vocab_size))
+    cfg = TrainConfig(**{**TRAIN_PRESETS["shakespeare_char"], "max_iters": args.max_iters,
+                         "eval_interval": 250, "eval_iters": args.eval_iters,
+                         "device": str(device), "compile": args.compile, "sdpa": args.sdpa,
+                         "time_limit": args.train_seconds})
+    trainer = Trainer(model, data, cfg)
+    half = cfg.warmup_iters // 2  # the first half compiles; the second half measures
+    trainer.fit(max_iters=half, progress=args.progress)
+    compiled = trainer.train_time
+    trainer.fit(max_iters=cfg.warmup_iters, progress=args.progress)
+    per_step = (trainer.train_time - compiled) / max(1, trainer.step - half)
+    left = max(0.0, args.train_seconds - trainer.train_time)
+    fits = trainer.step + (int(left / per_step) if per_step else 0)
+    cfg.max_iters = cfg.lr_decay_iters = max(cfg.warmup_iters + 1, min(args.max_iters, fits))
+    print(f"warm-up: {1000 * per_step:.1f} ms/step; cosine to min_lr at step {cfg.max_iters}")
+    history = trainer.fit(progress=args.progress)
+    print(f"\n{'step':>6} {'train':>7} {'val':>7} {'tokens/s':>10}")
+    for rec in history:
+        print(f"{rec['step']:>6} {rec['train']:>7.4f} {rec['val']:>7.4f} "
+              f"{rec['tokens_per_s']:>10,.0f}")
+    best = min(rec["val"] for rec in history)
+    print(f"\n{trainer.step} steps in {trainer.train_time:.1f} s of training on {device}: "
+          f"final val {history[-1]['val']:.4f}, best val {best:.4f} "
+          f"(best {'meets' if best <= 1.47 else 'misses'} the 1.47 target; nanoGPT also "
+          "reports its best evaluation)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--steps", type=int, default=10, help="timed steps per implementation")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model")
+    p.add_argument("--sdpa", action=argparse.BooleanOptionalAction, default=True,
+                   help="fused attention in our model (use_sdpa)")
+    p.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout or its model.py")
+    p.add_argument("--peak", type=float, help="peak FLOP/s for MFU (default: see above)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--train-seconds", type=float,
+                   help="instead: train shakespeare-char for this many seconds, report val loss")
+    p.add_argument("--max-iters", type=int, default=2500, help="with --train-seconds")
+    p.add_argument("--eval-iters", type=int, default=200, help="with --train-seconds")
+    p.add_argument("--progress", action="store_true", help="with --train-seconds: tqdm bar")
+    p.add_argument("--ops", action="store_true",
+                   help="instead: time the operations where ours and nanoGPT differ")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if args.ops:
+        ops(args)
+    elif args.train_seconds:
+        train_to_loss(args, device)
+    else:
+        benchmark(args, device)
+
+
+if __name__ == "__main__":
+    main()
