@@ -30,8 +30,10 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 # as root (containers, course machines) Jupyter refuses to start without --allow-root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# course/learner/ holds the learners' nbgrader settings (the Assignments tab's exchange)
 lab: $(VENV)/.lab
-	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir=$(CURDIR) \
+	mkdir -p course/exchange
+	JUPYTER_CONFIG_PATH=$(CURDIR)/course/learner $(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir=$(CURDIR) \
 	  --LabApp.default_url=/lab/tree/course/release
 
 test: $(VENV)/.test
