@@ -240,8 +240,8 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
              for e in outcome.load_errors if isinstance(e, dict)]
     if outcome.stopped and outcome.stopped_at is None:
         notes.append(f"your code {outcome.stopped} while loading")
-    if given_note(exercise):
-        notes.append(given_note(exercise))
+    if note := given_note(exercise):
+        notes.append(note)
     return ExerciseResult(exercise, results, notes=notes, seconds=time.monotonic() - start)
 
 

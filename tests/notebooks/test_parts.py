@@ -71,7 +71,7 @@ def test_a_wrong_part_is_named_and_replaced(course, capsys):
     _wrong_rmsnorm(course.parent)
     parts = load_parts(["RMSNorm", "SwiGLU"], here=course)
     assert parts["RMSNorm"] is RMSNorm and parts["SwiGLU"] is not SwiGLU
-    assert "reference (your version failed: AssertionError: output differs" in (
+    assert "reference (your version failed: Mismatch: your output differs" in (
         capsys.readouterr().out)
 
 
