@@ -6,7 +6,7 @@ optionally nanoGPT's model at the same shapes; and a time-boxed run to a validat
     python benchmarks/train_speed.py --nanogpt /tmp/nanogpt   # + nanoGPT rows (its model.py)
     python benchmarks/train_speed.py --device cuda --compile  # on a GPU, bf16 + torch.compile
     python benchmarks/train_speed.py --train-seconds 60       # shakespeare-char for 60 s
-    python benchmarks/train_speed.py --ops                    # where ours and nanoGPT differ
+    python benchmarks/train_speed.py --ops                    # two operations, alone
 
 Shapes: nanoGPT's shakespeare-char (6 layers, 6 heads, width 384, block 256, batch 64) and its
 CPU example (4 layers, 4 heads, width 128, block 64, batch 12), vocabulary 65, dropout 0 for
@@ -14,14 +14,18 @@ every model (nanoGPT's shakespeare-char config uses 0.2; the course model has no
 a dropout mask costs time, so the comparison would not be like for like).
 
 Implementations: "ours GPT-2" is MiniGPT configured as nanoGPT's model (LayerNorm without
-bias, GELU MLP, learned positions, tied embeddings, no biases); "ours Llama" is the
+bias, exact GELU MLP, learned positions, tied embeddings, no biases); "ours Llama" is the
 shakespeare_char preset's family (RMSNorm, SwiGLU, RoPE, untied); both with fused attention
 (``use_sdpa``) unless ``--no-sdpa``. nanoGPT's model is imported from the model.py you point
 at, never copied. Every implementation takes the same step: forward and loss, backward,
-gradient clipping at 1.0, AdamW (weight decay on matrices; fused on CUDA), zero_grad; on CUDA
-under bf16 autocast with TF32 on. The timed steps reuse one random batch (no data loading),
-come after warm-up steps, and alternate between the implementations, so that a busy
-neighbour on a shared machine slows all of them alike; the table shows medians.
+gradient clipping at 1.0, AdamW with weight decay on the matrices, zero_grad; on CUDA under
+bf16 autocast with TF32 on. The AdamW is each code's own: ours is ``solutions.train``'s
+``make_optimizer`` (fused on CUDA and on the CPU), nanoGPT's is its ``configure_optimizers``
+(fused on CUDA only). So that the models can be compared apart from the optimizer, nanoGPT's
+model runs a second time with our AdamW ("nanoGPT, our AdamW"; the "same AdamW" column).
+The timed steps reuse one random batch (no data loading), come after warm-up steps, and
+alternate between the implementations, so that a busy neighbour on a shared machine slows
+all of them alike; the table shows medians.
 
 MFU = (6 N + 12 L H Q T) x tokens/s / peak, nanoGPT's estimate (after PaLM, Chowdhery et al.
 2022, appendix B), with N the weights of the matmuls (every nn.Linear, the LM head included,
@@ -50,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from solutions.model import GPTConfig, MiniGPT  # noqa: E402
+from solutions.train import TrainConfig, make_optimizer  # noqa: E402
 
 VOCAB = 65
 SHAPES = {  # name: (layers, heads, width, block, batch)
@@ -64,8 +69,8 @@ def ours(shape: tuple, style: str, sdpa: bool) -> nn.Module:
     common = dict(vocab_size=VOCAB, dim=width, n_layers=layers, n_heads=heads,
                   max_seq_len=block)
     if style == "gpt2":  # nanoGPT's choices: LayerNorm, GELU, learned positions, tied, no bias
-        cfg = GPTConfig(**common, norm="layernorm", mlp="gelu", pos="learned",
-                        tie_embeddings=True, bias=False)
+        cfg = GPTConfig(**common, norm="layernorm", mlp="gelu", gelu_approximate="none",
+                        pos="learned", tie_embeddings=True, bias=False)
     else:
         cfg = GPTConfig(**common)  # RMSNorm, SwiGLU, RoPE, untied
     model = MiniGPT(cfg)
@@ -94,16 +99,22 @@ def flops_per_token(model: nn.Module, shape: tuple) -> float:
     return 6 * sum(linear.values()) + 12 * layers * heads * (width // heads) * block
 
 
-def make_step(model: nn.Module, shape: tuple, device: torch.device, compile: bool):
+def our_adamw(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    return make_optimizer(model, TrainConfig(lr=1e-3, beta2=0.99, weight_decay=0.1), device)
+
+
+def nanogpt_adamw(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter groups
+        return model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), device.type)
+
+
+def make_step(model: nn.Module, adamw, shape: tuple, device: torch.device, compile: bool):
     """A closure running one full training step on a fixed random batch."""
     _, _, _, block, batch = shape
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     cuda = device.type == "cuda"
-    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), **({"fused": True} if cuda
-                                                                    else {}))
+    opt = adamw(model, device)
     forward = torch.compile(model) if compile else model
     autocast = torch.autocast("cuda", torch.bfloat16) if cuda else contextlib.nullcontext()
     g = torch.Generator().manual_seed(0)
@@ -157,18 +168,20 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"peak {peak / 1e12:.3f} TFLOP/s ({how}); compile={args.compile}, sdpa={args.sdpa}, "
           f"{args.warmup} warm-up steps, median of {args.steps}\n")
-    header = (f"{'shape':<17} {'implementation':<15} {'params':>7} {'ms/step':>9} "
-              f"{'best ms':>9} {'tokens/s':>10} {'MFU':>7} {'vs nanoGPT':>10}")
+    header = (f"{'shape':<17} {'implementation':<19} {'params':>7} {'ms/step':>9} "
+              f"{'best ms':>9} {'tokens/s':>10} {'MFU':>7} {'vs nanoGPT':>10} {'same AdamW':>10}")
     print(header)
     print("-" * len(header))
     for shape_name in args.shapes:
         shape = SHAPES[shape_name]
         torch.manual_seed(0)
-        models = {"ours GPT-2": ours(shape, "gpt2", args.sdpa),
-                  "ours Llama": ours(shape, "llama", args.sdpa)}
+        models = {"ours GPT-2": (ours(shape, "gpt2", args.sdpa), our_adamw),
+                  "ours Llama": (ours(shape, "llama", args.sdpa), our_adamw)}
         if args.nanogpt:
-            models["nanoGPT"] = nanogpt(args.nanogpt, shape)
-        steps = {name: make_step(m, shape, device, args.compile) for name, m in models.items()}
+            models["nanoGPT"] = (nanogpt(args.nanogpt, shape), nanogpt_adamw)
+            models["nanoGPT, our AdamW"] = (nanogpt(args.nanogpt, shape), our_adamw)
+        steps = {name: make_step(m, adamw, shape, device, args.compile)
+                 for name, (m, adamw) in models.items()}
         for step in steps.values():
             for _ in range(args.warmup):
                 step()
@@ -180,20 +193,28 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
                 times[name].append(time.perf_counter() - start)
         medians = {name: statistics.median(t) for name, t in times.items()}
         tokens = shape[3] * shape[4]
-        for name, model in models.items():
+        for name, (model, _) in models.items():
             seconds = medians[name]
             mfu = flops_per_token(model, shape) * tokens / seconds / peak
             n = sum(p.numel() for p in model.parameters()) / 1e6
-            ratio = "-"
-            if "nanoGPT" in times:  # per round: the two ran back to back, under the same load
-                pairs = [a / b for a, b in zip(times["nanoGPT"], times[name], strict=True)]
-                ratio = f"{statistics.median(pairs):.2f}x"
-            print(f"{shape_name:<17} {name:<15} {n:>6.2f}M {1000 * seconds:>9.1f} "
+            ratios = [paired_ratio(times, base, name) for base in ("nanoGPT",
+                                                                   "nanoGPT, our AdamW")]
+            print(f"{shape_name:<17} {name:<19} {n:>6.2f}M {1000 * seconds:>9.1f} "
                   f"{1000 * min(times[name]):>9.1f} {tokens / seconds:>10,.0f} "
-                  f"{100 * mfu:>6.1f}% {ratio:>10}")
+                  f"{100 * mfu:>6.1f}% {ratios[0]:>10} {ratios[1]:>10}")
         del models, steps
     print("\nms/step, tokens/s and MFU: medians; best ms: the fastest step; vs nanoGPT: the median"
-          "\nover rounds of nanoGPT's step time divided by ours (above 1: ours is faster)")
+          "\nover rounds of nanoGPT's step time divided by this row's (above 1: this row is"
+          "\nfaster); same AdamW: the same against nanoGPT's model with our AdamW")
+
+
+def paired_ratio(times: dict[str, list[float]], base: str, name: str) -> str:
+    """Median over rounds of ``base``'s step time / ``name``'s: the two ran back to back in
+    each round, under the same load."""
+    if base not in times:
+        return "-"
+    pairs = [a / b for a, b in zip(times[base], times[name], strict=True)]
+    return f"{statistics.median(pairs):.2f}x"
 
 
 def paired_ms(a, b, rounds: int) -> tuple[float, float, float]:
@@ -211,7 +232,8 @@ def paired_ms(a, b, rounds: int) -> tuple[float, float, float]:
 
 
 def op_pairs(rows: int, width: int) -> dict[str, tuple]:
-    """(ours, nanoGPT's) closures, forward + backward, for each place where the work differs."""
+    """(A, B) closures, forward + backward: GPT-2's GELU and the exact one; our three q, k, v
+    projections and nanoGPT's one."""
     import torch.nn.functional as F
 
     x = torch.randn(rows, 4 * width, requires_grad=True)  # (B*T, hidden): the MLP activation
@@ -220,7 +242,7 @@ def op_pairs(rows: int, width: int) -> dict[str, tuple]:
     apart = [torch.randn(width, width, requires_grad=True) for _ in range(3)]
     joint = torch.randn(3 * width, width, requires_grad=True)
     return {
-        f"GELU tanh vs erf, ({rows}, {4 * width})": (
+        f"GELU: tanh (GPT-2) vs erf, ({rows}, {4 * width})": (
             lambda: F.gelu(x, approximate="tanh").backward(grad),
             lambda: F.gelu(x).backward(grad)),
         f"q, k, v: 3 matmuls vs 1, ({rows}, {width})": (
@@ -230,20 +252,21 @@ def op_pairs(rows: int, width: int) -> dict[str, tuple]:
 
 
 def ops(args: argparse.Namespace) -> None:
-    """The two places where MiniGPT configured as nanoGPT differs in work from nanoGPT's
-    model, timed alone at each shape's activation sizes (at most 2048 rows of the batch)."""
+    """Timed alone at each shape's activation sizes (at most 2048 rows of the batch): GPT-2's
+    tanh GELU against the exact one (``gelu_approximate``: the GPT-2 presets use tanh, ours
+    configured as nanoGPT the exact one, as nanoGPT does), and q, k, v as three matmuls (our
+    ``q_proj``, ``k_proj``, ``v_proj``, transformers' state-dict names) against nanoGPT's one."""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; forward + backward, "
           f"medians of {args.steps} alternating runs\n")
-    header = f"{'shape':<17} {'operation':<44} {'ours ms':>8} {'nanoGPT ms':>10} {'ratio':>6}"
+    header = f"{'shape':<17} {'A vs B':<44} {'A ms':>8} {'B ms':>10} {'ratio':>6}"
     print(header)
     print("-" * len(header))
     for shape_name in args.shapes:
         _, _, width, block, batch = SHAPES[shape_name]
-        for name, (ours_fn, theirs_fn) in op_pairs(min(batch * block, 2048), width).items():
-            ours_ms, theirs_ms, ratio = paired_ms(ours_fn, theirs_fn, args.steps)
-            print(f"{shape_name:<17} {name:<44} {ours_ms:>8.2f} {theirs_ms:>10.2f} "
-                  f"{ratio:>5.2f}x")
-    print("\nratio: the median over rounds of ours / nanoGPT's (above 1: ours is slower)")
+        for name, (a, b) in op_pairs(min(batch * block, 2048), width).items():
+            a_ms, b_ms, ratio = paired_ms(a, b, args.steps)
+            print(f"{shape_name:<17} {name:<44} {a_ms:>8.2f} {b_ms:>10.2f} {ratio:>5.2f}x")
+    print("\nratio: the median over rounds of A's time / B's (above 1: A is slower)")
 
 
 def train_to_loss(args: argparse.Namespace, device: torch.device) -> None:

@@ -134,6 +134,8 @@ class GPTConfig:
 
     ``n_kv_heads=None`` means ``n_heads`` (MHA); ``hidden_dim=None`` means ``4 * dim`` for the
     GELU MLP and LLaMA's ``8/3 * dim`` rounded up to a multiple of 256 for SwiGLU;
+    ``gelu_approximate`` is ``F.gelu``'s argument: GPT-2 was trained with the tanh
+    approximation, which its weights need; the exact GELU is cheaper on a CPU.
     ``window=None`` is full causal attention; ``n_experts=0`` is a dense MLP (else a MoE of
     SwiGLU experts with ``top_k`` per token); ``bias`` adds biases to the attention, MLP and
     LayerNorms (GPT-2).
@@ -148,6 +150,7 @@ class GPTConfig:
     max_seq_len: int = 64
     norm: str = "rmsnorm"  # "rmsnorm" | "layernorm"
     mlp: str = "swiglu"  # "swiglu" | "gelu"
+    gelu_approximate: str = "tanh"  # the GELU MLP's: "tanh" (GPT-2) | "none" (exact, nanoGPT)
     pos: str = "rope"  # "rope" | "learned"
     rope_theta: float = 10000.0
     window: int | None = None
@@ -159,6 +162,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         assert self.norm in ("rmsnorm", "layernorm") and self.mlp in ("swiglu", "gelu")
+        assert self.gelu_approximate in ("tanh", "none")
         assert self.pos in ("rope", "learned") and self.dim % self.n_heads == 0
         self.n_kv_heads = self.n_kv_heads or self.n_heads
         if self.hidden_dim is None:
@@ -203,19 +207,22 @@ def make_norm(cfg: GPTConfig) -> nn.Module:
 
 
 class GeluMLP(nn.Module):
-    """GPT-2's feed-forward block: ``down_proj(gelu(up_proj(x)))``, tanh-approximated GELU.
+    """GPT-2's feed-forward block: ``down_proj(gelu(up_proj(x)))``; ``approximate="tanh"`` is
+    GPT-2's GELU (transformers' ``gelu_new``), ``"none"`` the exact one (erf).
 
     State dict: ``up_proj.weight`` ``(hidden_dim, dim)``, ``down_proj.weight``
     ``(dim, hidden_dim)``, and their ``.bias`` when ``bias`` (GPT-2's ``c_fc``, ``c_proj``).
     """
 
-    def __init__(self, dim: int, hidden_dim: int, bias: bool = True) -> None:
+    def __init__(self, dim: int, hidden_dim: int, bias: bool = True,
+                 approximate: str = "tanh") -> None:
         super().__init__()
+        self.approximate = approximate
         self.up_proj = nn.Linear(dim, hidden_dim, bias=bias)
         self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))  # (..., dim)
+        return self.down_proj(F.gelu(self.up_proj(x), approximate=self.approximate))  # (..., dim)
 
 
 class Block(nn.Module):
@@ -237,7 +244,7 @@ class Block(nn.Module):
         elif cfg.mlp == "swiglu":
             self.mlp = SwiGLU(cfg.dim, cfg.hidden_dim)
         else:
-            self.mlp = GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias)
+            self.mlp = GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
         """Returns the new ``(B, T, dim)`` activations and the router logits (None if dense)."""
@@ -359,10 +366,12 @@ def from_hf(model: nn.Module) -> MiniGPT:
     c = model.config
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     if c.model_type == "gpt2":
-        assert c.activation_function == "gelu_new" and not c.scale_attn_by_inverse_layer_idx
+        assert not c.scale_attn_by_inverse_layer_idx
+        gelu = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
         cfg = GPTConfig(vocab_size=c.vocab_size, dim=c.n_embd, n_layers=c.n_layer,
                         n_heads=c.n_head, hidden_dim=c.n_inner, max_seq_len=c.n_positions,
                         norm="layernorm", mlp="gelu", pos="learned",
+                        gelu_approximate=gelu[c.activation_function],
                         tie_embeddings=c.tie_word_embeddings, bias=True,
                         norm_eps=c.layer_norm_epsilon)
         state = _gpt2_state_dict(sd, c.n_layer)

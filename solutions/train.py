@@ -6,9 +6,10 @@
 
 AdamW (weight decay on matrices only), linear warm-up then cosine decay, gradient
 accumulation, gradient clipping, periodic evaluation, and checkpoints that resume exactly. On
-CUDA: bf16 autocast, TF32 matmuls, fused AdamW, ``torch.compile`` and fused attention, each
-switchable. Under ``torchrun`` every process draws the same global batch from the same
-generator and trains on its slice, so DDP on N processes equals one process on the whole batch.
+CUDA: bf16 autocast, TF32 matmuls, fused AdamW (on the CPU too), ``torch.compile`` and fused
+attention, each switchable. Under ``torchrun`` every process draws the same global batch from
+the same generator and trains on its slice, so DDP on N processes equals one process on the
+whole batch.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class TrainConfig:
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" (autocast); auto = bf16 on CUDA
     compile: bool = False  # torch.compile
     tf32: bool = True  # CUDA matmul/cudnn TF32
-    fused_adamw: bool = True  # CUDA only
+    fused_adamw: bool = True  # one AdamW kernel for all parameters (CUDA and CPU)
     sdpa: bool = True  # use_sdpa = True on every module that has that attribute
     out_dir: str | None = None  # checkpoints (ckpt.pt) when set
     time_limit: float | None = None  # seconds of training steps (checked every 10 steps)
@@ -90,6 +91,18 @@ def _init_distributed(device: str) -> tuple[int, int, int]:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW that decays the matrices (and embeddings), not the norm weights and biases; fused
+    (one kernel updates every parameter) where PyTorch has that kernel: CUDA, and since 2.4 the
+    CPU."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    fused = cfg.fused_adamw and device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                             **({"fused": True} if fused else {}))
 
 
 class Trainer:
@@ -125,7 +138,7 @@ class Trainer:
             if hasattr(module, "use_sdpa"):
                 module.use_sdpa = cfg.sdpa
         self.raw_model = model.to(self.device)
-        self.optimizer = self._make_optimizer(fused=cuda and cfg.fused_adamw)
+        self.optimizer = make_optimizer(model, cfg, self.device)
         self.model = torch.compile(model) if cfg.compile else model
         if self.world_size > 1:  # MoE experts a rank's tokens skip get no gradient there
             moe = bool(getattr(getattr(model, "config", None), "n_experts", 0))
@@ -136,15 +149,6 @@ class Trainer:
         self._losses: list[float] = []
         self._pending: list[Tensor] = []  # losses still on the device: reading them waits
         self.history: list[dict] = []
-
-    def _make_optimizer(self, fused: bool) -> torch.optim.AdamW:
-        # decay the matrices (and embeddings), not the norm weights and biases
-        params = [p for p in self.raw_model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2],
-                   "weight_decay": self.cfg.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2),
-                                 **({"fused": True} if fused else {}))
 
     def _batch(self, split: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """This rank's slice of a global batch; every rank draws the same global batch."""

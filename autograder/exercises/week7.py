@@ -38,6 +38,9 @@ FAMILIES = {
     "Llama": dict(SMALL),
     "GPT-2": dict(SMALL, n_kv_heads=None, norm="layernorm", mlp="gelu", pos="learned",
                   tie_embeddings=True, bias=True),
+    # nanoGPT's model: the exact GELU, and no biases (LayerNorm without one)
+    "nanoGPT": dict(SMALL, n_kv_heads=None, norm="layernorm", mlp="gelu", pos="learned",
+                    gelu_approximate="none", tie_embeddings=True),
     "Mistral": dict(SMALL, window=5),
     "Mixtral": dict(SMALL, n_experts=4, top_k=2),
 }
@@ -145,6 +148,12 @@ def _logit_mistakes(model: MiniGPT, idx: Tensor) -> dict[str, Tensor]:
             "the residual connections are missing: each block returns x + attn(...) and "
             "h + mlp(...)": _forward_variant(model, idx, no_residual=True),
         }
+        if model.config.mlp == "gelu":
+            other = "none" if model.config.gelu_approximate == "tanh" else "tanh"
+            swapped = MiniGPT(GPTConfig(**{**vars(model.config), "gelu_approximate": other}))
+            swapped.load_state_dict(model.state_dict())
+            mistakes[f"the GELU: pass cfg.gelu_approximate (here {model.config.gelu_approximate!r})"
+                     " to GeluMLP; yours computes the other GELU"] = swapped.eval()(idx)[0]
         if model.config.pos == "learned":
             mistakes["the learned positions are not added: x = embed_tokens(idx) + "
                      "embed_positions(positions)"] = _forward_variant(model, idx,
@@ -236,7 +245,8 @@ def _forward_case(gen: torch.Generator, name: str, T: int, with_grads: bool = Fa
         model(idx, targets)[1].backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     what = {"Llama": "RMSNorm, SwiGLU, RoPE, GQA", "GPT-2": "LayerNorm, GELU, learned "
-            "positions, biases, tied embeddings", "Mistral": f"sliding window {cfg.get('window')}"
+            "positions, biases, tied embeddings", "nanoGPT": "exact GELU, LayerNorm without "
+            "bias", "Mistral": f"sliding window {cfg.get('window')}"
             f" < {T} tokens", "Mixtral": "mixture of experts, router_logits"}[name]
     call = script_call(FORWARD, cfg=cfg, state=state, idx=idx, targets=targets,
                        with_grads=with_grads)
@@ -288,6 +298,7 @@ def build_minigpt(gen: torch.Generator) -> list[Case]:
     return [
         _forward_case(gen, "Llama", 12, with_grads=True),
         _forward_case(gen, "GPT-2", 12, with_grads=True),
+        _forward_case(gen, "nanoGPT", 12),
         _forward_case(gen, "Mistral", 14),
         _forward_case(gen, "Mixtral", 10),
         _cached_case(gen, "GPT-2"),

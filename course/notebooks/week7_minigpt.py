@@ -106,7 +106,9 @@ for field in FIELDS:
 #   rope_theta, bias=cfg.bias)` with `rope_theta = cfg.rope_theta` for `pos="rope"` and
 #   `None` for learned positions;
 # - `mlp`: `MoE(dim, hidden_dim, n_experts, top_k)` when `cfg.n_experts`, else
-#   `SwiGLU(dim, hidden_dim)` for `mlp="swiglu"`, else `GeluMLP(dim, hidden_dim, cfg.bias)`;
+#   `SwiGLU(dim, hidden_dim)` for `mlp="swiglu"`, else
+#   `GeluMLP(dim, hidden_dim, cfg.bias, cfg.gelu_approximate)` (GPT-2's tanh GELU, or the
+#   exact one);
 #
 # and `forward(x, cache=None) -> (x, router_logits)`:
 # $h = x + \mathrm{attn}(\mathrm{norm}_1(x))$, then $h + \mathrm{mlp}(\mathrm{norm}_2(h))$,

@@ -28,6 +28,9 @@ CONFIGS = {
     "gpt2": lambda: transformers.GPT2Config(
         vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=128,
         attn_implementation="eager"),
+    "gpt2_exact_gelu": lambda: transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=128,
+        activation_function="gelu", attn_implementation="eager"),
     "llama": lambda: _llama_like(
         transformers.LlamaConfig, rope_parameters={"rope_type": "default", "rope_theta": 500.0}),
     "llama_mha_tied": lambda: _llama_like(
@@ -39,7 +42,8 @@ CONFIGS = {
         rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
 }
 MODELS = {
-    "gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "llama_mha_tied": "LlamaForCausalLM",
+    "gpt2": "GPT2LMHeadModel", "gpt2_exact_gelu": "GPT2LMHeadModel",
+    "llama": "LlamaForCausalLM", "llama_mha_tied": "LlamaForCausalLM",
     "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
 }
 
@@ -73,7 +77,8 @@ def test_config_is_read_from_the_hf_model():
     cfg = MiniGPT.from_hf(_hf_model("gpt2")).config
     assert (cfg.norm, cfg.mlp, cfg.pos, cfg.tie_embeddings, cfg.bias) == (
         "layernorm", "gelu", "learned", True, True)
-    assert cfg.hidden_dim == 256 and cfg.max_seq_len == 128
+    assert cfg.hidden_dim == 256 and cfg.max_seq_len == 128 and cfg.gelu_approximate == "tanh"
+    assert MiniGPT.from_hf(_hf_model("gpt2_exact_gelu")).config.gelu_approximate == "none"
     cfg = MiniGPT.from_hf(_hf_model("mistral")).config
     assert (cfg.norm, cfg.mlp, cfg.pos, cfg.window, cfg.n_kv_heads) == (
         "rmsnorm", "swiglu", "rope", 8, 2)

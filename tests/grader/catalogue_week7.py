@@ -42,6 +42,9 @@ WRONG = {
     "minigpt_router_logits_not_reset": ("minigpt", patch(
         MODEL, ("        self.router_logits = []\n        for i, layer", "        for i, layer")),
         "reset the list"),
+    "minigpt_gelu_approximation_ignored": ("minigpt", patch(MODEL, (
+        "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate)",
+        "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias)")), "pass cfg.gelu_approximate"),
     "minigpt_loss_summed": ("minigpt", patch(
         MODEL, ("targets.flatten())", "targets.flatten(), reduction=\"sum\")")),
         "mean over the counted tokens"),

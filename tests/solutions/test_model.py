@@ -73,6 +73,25 @@ def test_module_names_and_tying():
     assert llama.lm_head.weight is not llama.embed_tokens.weight
 
 
+def test_gelu_approximate_picks_the_gelu():
+    """GPT-2's tanh GELU by default (its weights need it); "none" is the exact erf GELU."""
+    torch.manual_seed(0)
+    tanh = MiniGPT(GPTConfig.preset("tiny_gpt2")).eval()
+    with torch.no_grad():  # large enough weights that the two GELUs part
+        for p in tanh.parameters():
+            p.normal_(0, 0.5)
+    exact = MiniGPT(GPTConfig.preset("tiny_gpt2", gelu_approximate="none")).eval()
+    exact.load_state_dict(tanh.state_dict())
+    with torch.no_grad():
+        for model, gelu in ((exact, torch.nn.GELU()), (tanh, torch.nn.GELU("tanh"))):
+            mlp, x = model.layers[0].mlp, torch.randn(3, 64)
+            assert_close(mlp(x), mlp.down_proj(gelu(mlp.up_proj(x))), atol=1e-6, rtol=1e-6)
+        idx = torch.randint(0, 65, (2, 16))
+        assert (tanh(idx)[0] - exact(idx)[0]).abs().max() > 1e-4  # the tolerance of from_hf
+    with pytest.raises(AssertionError):
+        GPTConfig(gelu_approximate="erf")
+
+
 @pytest.mark.parametrize("name", ["tiny", "tiny_gpt2", "tiny_mistral", "tiny_mixtral"])
 def test_forward_loss_and_backward(name):
     torch.manual_seed(0)

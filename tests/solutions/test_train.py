@@ -171,6 +171,18 @@ def test_cli_trains_and_resumes(tmp_path):
     assert len(record["losses"]) == 5 and [h["step"] for h in record["history"]] == [0, 3, 5]
 
 
+def test_fused_adamw_on_cpu_takes_the_same_steps(chars):
+    """The CPU gets PyTorch's fused AdamW too (the speed page measures it); switching it off
+    takes the per-tensor update, and the two train alike up to float32 rounding."""
+    fused, plain = (_trainer(chars, fused_adamw=on, max_iters=5) for on in (True, False))
+    assert fused.optimizer.defaults["fused"] and not plain.optimizer.defaults.get("fused")
+    for _ in range(5):
+        fused.train_step(), plain.train_step()
+    assert_close(torch.tensor(fused.losses), torch.tensor(plain.losses), atol=1e-5, rtol=1e-5)
+    for a, b in zip(fused.raw_model.parameters(), plain.raw_model.parameters(), strict=True):
+        assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_all_cuda_switches(chars):
