@@ -156,6 +156,9 @@ for key in ("embed_tokens.weight", "embed_positions.weight", "layers.0.input_lay
     assert key in keys, f"the state dict should have `{key}`"
 assert gpt2.lm_head.weight is gpt2.embed_tokens.weight, (
     "with tie_embeddings, lm_head.weight must be the same Parameter as embed_tokens.weight")
+exact = MiniGPT(GPTConfig.preset("tiny_gpt2", gelu_approximate="none"))
+assert all(layer.mlp.approximate == "none" for layer in exact.layers), (
+    "pass cfg.gelu_approximate to GeluMLP: nanoGPT-style models use the exact GELU")
 llama = MiniGPT(GPTConfig.preset("tiny")).eval()
 assert "embed_positions.weight" not in llama.state_dict(), "RoPE models have no position table"
 assert "layers.0.mlp.gate_proj.weight" in llama.state_dict(), "tiny is Llama-style: SwiGLU"
