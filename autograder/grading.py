@@ -16,7 +16,7 @@ import torch
 
 from autograder.compare import Mismatch, unwrap
 from autograder.sandbox import DEFAULT_TIMEOUT_S, run_job
-from autograder.submission import Submission
+from autograder.submission import Submission, assigned_names
 
 
 @dataclass
@@ -82,16 +82,6 @@ def _statement_source(source: str, node: ast.stmt) -> str:
     return "\n".join(source.splitlines()[first - 1 : node.end_lineno])
 
 
-def _assigned(node: ast.stmt) -> set[str]:
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return {node.name}
-    if isinstance(node, ast.Assign):
-        return {t.id for t in node.targets if isinstance(t, ast.Name)}
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-        return {node.target.id}
-    return set()
-
-
 @functools.cache
 def given_code(spec: str) -> str:
     """The reference code of ``"module:Sym,Sym"`` as one chunk for the worker: the module's
@@ -103,7 +93,7 @@ def given_code(spec: str) -> str:
     body = ast.parse(source).body
     wanted = {s.strip() for s in symbols.split(",") if s.strip()}
     constants = {name: node for node in body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                 for name in _assigned(node)}
+                 for name in assigned_names(node)}
     todo = [name for name in wanted if name in constants]
     while todo:  # the constants a wanted constant refers to
         node = constants[todo.pop()]
@@ -111,13 +101,13 @@ def given_code(spec: str) -> str:
             if isinstance(ref, ast.Name) and ref.id in constants and ref.id not in wanted:
                 wanted.add(ref.id)
                 todo.append(ref.id)
-    missing = wanted - {name for node in body for name in _assigned(node)}
+    missing = wanted - {name for node in body for name in assigned_names(node)}
     if missing:
         raise ValueError(f"{module_name} has no top-level {', '.join(sorted(missing))}")
     imports = [node for node in body if isinstance(node, (ast.Import, ast.ImportFrom))
                and not (isinstance(node, ast.ImportFrom) and node.level == 0
                         and (node.module or "").split(".")[0] == "solutions")]
-    chosen = [node for node in body if _assigned(node) & wanted]
+    chosen = [node for node in body if assigned_names(node) & wanted]
     return "\n\n".join(_statement_source(source, node) for node in [*imports, *chosen]) + "\n"
 
 
