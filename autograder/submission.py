@@ -69,10 +69,22 @@ def _course_import(node: ast.stmt) -> bool:
     return False
 
 
+def _literal_constant(node: ast.stmt) -> bool:
+    """``NAME = <a literal>`` (``ROPE_THETA = 10000.0``): what a definition's default may name."""
+    names = assigned_names(node) if isinstance(node, ast.Assign) else set()
+    if not names or any(name.startswith("__") for name in names):
+        return False
+    try:
+        ast.literal_eval(node.value)
+    except ValueError:
+        return False
+    return True
+
+
 def _definitions_only(source: str) -> str:
     tree = ast.parse(source)
-    keep = [node for node in tree.body
-            if isinstance(node, KEEP_ALWAYS) and not _course_import(node)]
+    keep = [node for node in tree.body if _literal_constant(node)
+            or isinstance(node, KEEP_ALWAYS) and not _course_import(node)]
     def segment(node: ast.stmt) -> str:  # decorators included (``@dataclass`` matters)
         decorators = [f"@{ast.get_source_segment(source, d)}\n"
                       for d in getattr(node, "decorator_list", [])]

@@ -7,6 +7,7 @@ optionally nanoGPT's model at the same shapes; and a time-boxed run to a validat
     python benchmarks/train_speed.py --device cuda --compile  # on a GPU, bf16 + torch.compile
     python benchmarks/train_speed.py --train-seconds 60       # shakespeare-char for 60 s
     python benchmarks/train_speed.py --ops                    # two operations, alone
+    python benchmarks/train_speed.py --profile                # per part and per operator
 
 Shapes: nanoGPT's shakespeare-char (6 layers, 6 heads, width 384, block 256, batch 64) and its
 CPU example (4 layers, 4 heads, width 128, block 64, batch 12), vocabulary 65, dropout 0 for
@@ -15,17 +16,26 @@ a dropout mask costs time, so the comparison would not be like for like).
 
 Implementations: "ours GPT-2" is MiniGPT configured as nanoGPT's model (LayerNorm without
 bias, exact GELU MLP, learned positions, tied embeddings, no biases); "ours Llama" is the
-shakespeare_char preset's family (RMSNorm, SwiGLU, RoPE, untied); both with fused attention
-(``use_sdpa``) unless ``--no-sdpa``. nanoGPT's model is imported from the model.py you point
-at, never copied. Every implementation takes the same step: forward and loss, backward,
-gradient clipping at 1.0, AdamW with weight decay on the matrices, zero_grad; on CUDA under
-bf16 autocast with TF32 on. The AdamW is each code's own: ours is ``solutions.train``'s
-``make_optimizer`` (fused on CUDA and on the CPU), nanoGPT's is its ``configure_optimizers``
-(fused on CUDA only). So that the models can be compared apart from the optimizer, nanoGPT's
-model runs a second time with our AdamW ("nanoGPT, our AdamW"; the "same AdamW" column).
+shakespeare_char preset's family (RMSNorm, SwiGLU, RoPE, untied); both with the model's fast
+paths (``fast``: fused attention, RMSNorm and RoPE) unless ``--no-fast``. nanoGPT's model is
+imported from the model.py you point at, never copied. Every implementation takes the same
+step: forward and loss, backward, gradient clipping at 1.0, AdamW with weight decay on the
+matrices, zero_grad; on CUDA under bf16 autocast with TF32 on. The AdamW is each code's own:
+ours is ``solutions.train``'s ``make_optimizer`` (fused on CUDA and on the CPU), nanoGPT's is
+its ``configure_optimizers`` (fused on CUDA only). So that the models can be compared apart
+from the optimizer, nanoGPT's model runs a second time with our AdamW ("nanoGPT, our AdamW";
+the "same AdamW" column).
 The timed steps reuse one random batch (no data loading), come after warm-up steps, and
 alternate between the implementations, so that a busy neighbour on a shared machine slows
-all of them alike; the table shows medians.
+all of them alike; the table shows medians, and "time/GPT-2" the median over rounds of each
+row's step time divided by ours GPT-2's in the same round.
+
+``--profile`` runs the forward and backward passes (no optimizer) of the GPT-2-style and the
+Llama-style model at each shape, alternating: each part alone (embeddings, a norm, an
+attention layer, the same layer without RoPE, an MLP, the final norm with the LM head and the
+loss), timed on the inputs it receives in a real forward pass, and the whole pass; then the
+time of each operator PyTorch dispatches in a whole pass (a ``TorchDispatchMode`` times each
+one as it runs), the median over as many passes.
 
 MFU = (6 N + 12 L H Q T) x tokens/s / peak, nanoGPT's estimate (after PaLM, Chowdhery et al.
 2022, appendix B), with N the weights of the matmuls (every nn.Linear, the LM head included,
@@ -62,9 +72,15 @@ SHAPES = {  # name: (layers, heads, width, block, batch)
     "cpu": (4, 4, 128, 64, 12),
 }
 GPU_PEAKS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+clock = time.perf_counter  # --clock cpu: time.process_time, the CPU time of this process
 
 
-def ours(shape: tuple, style: str, sdpa: bool) -> nn.Module:
+def set_clock(name: str) -> None:
+    global clock
+    clock = time.process_time if name == "cpu" else time.perf_counter
+
+
+def ours(shape: tuple, style: str, fast: bool) -> nn.Module:
     layers, heads, width, block, _ = shape
     common = dict(vocab_size=VOCAB, dim=width, n_layers=layers, n_heads=heads,
                   max_seq_len=block)
@@ -75,8 +91,8 @@ def ours(shape: tuple, style: str, sdpa: bool) -> nn.Module:
         cfg = GPTConfig(**common)  # RMSNorm, SwiGLU, RoPE, untied
     model = MiniGPT(cfg)
     for module in model.modules():
-        if hasattr(module, "use_sdpa"):
-            module.use_sdpa = sdpa
+        if hasattr(module, "fast"):
+            module.fast = fast
     return model
 
 
@@ -166,17 +182,18 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"peak {peak / 1e12:.3f} TFLOP/s ({how}); compile={args.compile}, sdpa={args.sdpa}, "
-          f"{args.warmup} warm-up steps, median of {args.steps}\n")
+    print(f"peak {peak / 1e12:.3f} TFLOP/s ({how}); compile={args.compile}, fast={args.fast}, "
+          f"{args.warmup} warm-up steps, median of {args.steps}, {args.clock} clock\n")
     header = (f"{'shape':<17} {'implementation':<19} {'params':>7} {'ms/step':>9} "
-              f"{'best ms':>9} {'tokens/s':>10} {'MFU':>7} {'vs nanoGPT':>10} {'same AdamW':>10}")
+              f"{'best ms':>9} {'tokens/s':>10} {'MFU':>7} {'time/GPT-2':>10} "
+              f"{'vs nanoGPT':>10} {'same AdamW':>10}")
     print(header)
     print("-" * len(header))
     for shape_name in args.shapes:
         shape = SHAPES[shape_name]
         torch.manual_seed(0)
-        models = {"ours GPT-2": (ours(shape, "gpt2", args.sdpa), our_adamw),
-                  "ours Llama": (ours(shape, "llama", args.sdpa), our_adamw)}
+        models = {"ours GPT-2": (ours(shape, "gpt2", args.fast), our_adamw),
+                  "ours Llama": (ours(shape, "llama", args.fast), our_adamw)}
         if args.nanogpt:
             models["nanoGPT"] = (nanogpt(args.nanogpt, shape), nanogpt_adamw)
             models["nanoGPT, our AdamW"] = (nanogpt(args.nanogpt, shape), our_adamw)
@@ -188,9 +205,9 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
         times: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(args.steps):  # alternate, so that load changes hit every model alike
             for name, step in steps.items():
-                start = time.perf_counter()
+                start = clock()
                 step()
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
         medians = {name: statistics.median(t) for name, t in times.items()}
         tokens = shape[3] * shape[4]
         for name, (model, _) in models.items():
@@ -201,11 +218,14 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
                                                                    "nanoGPT, our AdamW")]
             print(f"{shape_name:<17} {name:<19} {n:>6.2f}M {1000 * seconds:>9.1f} "
                   f"{1000 * min(times[name]):>9.1f} {tokens / seconds:>10,.0f} "
-                  f"{100 * mfu:>6.1f}% {ratios[0]:>10} {ratios[1]:>10}")
+                  f"{100 * mfu:>6.1f}% {paired_ratio(times, name, 'ours GPT-2'):>10} "
+                  f"{ratios[0]:>10} {ratios[1]:>10}")
         del models, steps
-    print("\nms/step, tokens/s and MFU: medians; best ms: the fastest step; vs nanoGPT: the median"
-          "\nover rounds of nanoGPT's step time divided by this row's (above 1: this row is"
-          "\nfaster); same AdamW: the same against nanoGPT's model with our AdamW")
+    print("\nms/step, tokens/s and MFU: medians; best ms: the fastest step; time/GPT-2: the median"
+          "\nover rounds of this row's step time divided by ours GPT-2's (above 1: this row is"
+          "\nslower); vs nanoGPT: the median over rounds of nanoGPT's step time divided by this"
+          "\nrow's (above 1: this row is faster); same AdamW: the same against nanoGPT's model"
+          "\nwith our AdamW")
 
 
 def paired_ratio(times: dict[str, list[float]], base: str, name: str) -> str:
@@ -224,9 +244,9 @@ def paired_ms(a, b, rounds: int) -> tuple[float, float, float]:
     ta, tb = [], []
     for _ in range(rounds):
         for fn, times in ((a, ta), (b, tb)):
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     ratio = statistics.median(x / y for x, y in zip(ta, tb, strict=True))
     return 1000 * statistics.median(ta), 1000 * statistics.median(tb), ratio
 
@@ -269,6 +289,168 @@ def ops(args: argparse.Namespace) -> None:
     print("\nratio: the median over rounds of A's time / B's (above 1: A is slower)")
 
 
+def module_closures(model: nn.Module, shape: tuple) -> dict[str, tuple[int, object]]:
+    """``{part: (how many, closure)}``: each closure runs that part of ``model`` alone, forward
+    and backward, on the inputs it receives inside a real forward pass (captured by hooks)."""
+    import torch.nn.functional as F
+
+    _, _, _, block, batch = shape
+    g = torch.Generator().manual_seed(0)
+    idx, targets = torch.randint(VOCAB, (2, batch, block), generator=g)  # (B, T) each
+    inputs: dict[str, torch.Tensor] = {}
+    layer = model.layers[0]
+    parts = {"norm": layer.input_layernorm, "attention": layer.self_attn, "mlp": layer.mlp,
+             "head": model.norm}
+    hooks = [m.register_forward_pre_hook(lambda m, a, name=name: inputs.setdefault(
+        name, a[0].detach())) for name, m in parts.items()]
+    with torch.no_grad():
+        model(idx)
+    for hook in hooks:
+        hook.remove()
+
+    def run(fn, x: torch.Tensor):
+        def closure() -> None:
+            leaf = x.clone().requires_grad_()
+            out = fn(leaf)
+            out.backward(torch.ones_like(out) / out.numel())
+        return closure
+
+    def embeddings() -> None:
+        x = model.embed_tokens(idx)
+        if hasattr(model, "embed_positions"):
+            x = x + model.embed_positions(torch.arange(block))
+        x.sum().backward()
+
+    def head(x: torch.Tensor) -> torch.Tensor:
+        logits = model.lm_head(model.norm(x))
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    L = len(model.layers)
+    closures = {
+        "embeddings": (1, embeddings),
+        "norm": (2 * L, run(layer.input_layernorm, inputs["norm"])),
+        "attention": (L, run(layer.self_attn, inputs["attention"])),
+        "mlp": (L, run(layer.mlp, inputs["mlp"])),
+        "final norm, LM head, loss": (1, run(head, inputs["head"])),
+    }
+    if getattr(layer.self_attn, "rope_theta", None) is not None:  # the same layer without RoPE
+        theta = layer.self_attn.rope_theta
+
+        def no_rope(x: torch.Tensor) -> torch.Tensor:
+            layer.self_attn.rope_theta = None
+            try:
+                return layer.self_attn(x)
+            finally:
+                layer.self_attn.rope_theta = theta
+
+        closures["attention without RoPE"] = (L, run(no_rope, inputs["attention"]))
+    return closures
+
+
+def op_times(step) -> dict[str, float]:
+    """Milliseconds per operator (``aten.mm``, ...) over one call of ``step``, forward and
+    backward, on ``clock``: every operator PyTorch dispatches, timed as it runs (each one's
+    own time; a composite operator shows as the operators it is made of)."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpTimer(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ms: Counter[str] = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            start = clock()
+            out = func(*args, **(kwargs or {}))
+            self.ms[str(func.overloadpacket)] += 1000 * (clock() - start)
+            return out
+
+    with OpTimer() as timer:
+        step()
+    return dict(timer.ms)
+
+
+def profile_models(args: argparse.Namespace) -> None:
+    """Where the time of a forward + backward goes, per part of the model and per operator,
+    for the GPT-2-style and the Llama-style model side by side."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
+          f"forward + backward (no optimizer), medians of {args.steps} rounds alternating the "
+          "two models\n")
+    whole = "whole forward + backward"
+    for shape_name in args.shapes:
+        shape = SHAPES[shape_name]
+        layers, heads, width, block, batch = shape
+        torch.manual_seed(0)
+        models = {"GPT-2": ours(shape, "gpt2", args.fast),
+                  "Llama": ours(shape, "llama", args.fast)}
+        closures = {name: module_closures(m, shape) for name, m in models.items()}
+        x, y = torch.randint(VOCAB, (2, batch, block), generator=torch.Generator().manual_seed(0))
+        times: dict[tuple[str, str], list[float]] = {}
+        passes: dict[str, list[dict[str, float]]] = {name: [] for name in models}
+        for round_ in range(args.warmup + args.steps):
+            timed = round_ >= args.warmup
+            for name, model in models.items():
+                for part, (_, fn) in closures[name].items():
+                    start = clock()
+                    fn()
+                    if timed:
+                        times.setdefault((name, part), []).append(clock() - start)
+                model.zero_grad(set_to_none=True)
+                start = clock()
+                model(x, y)[1].backward()
+                if timed:
+                    times.setdefault((name, whole), []).append(clock() - start)
+                    model.zero_grad(set_to_none=True)  # once more, each operator timed
+                    passes[name].append(op_times(lambda m=model, x=x, y=y: m(x, y)[1].backward()))
+                model.zero_grad(set_to_none=True)
+        print(f"{shape_name}: {layers} layers, {heads} heads, width {width}, block {block}, "
+              f"batch {batch}")
+        header = (f"{'part':<27} {'count':>5} {'GPT-2 ms':>9} {'Llama ms':>9} "
+                  f"{'GPT-2 x n':>10} {'Llama x n':>10} {'ratio':>6}")
+        print(header)
+        print("-" * len(header))
+        totals = dict.fromkeys(models, 0.0)
+        for part in [*closures["Llama"], whole]:
+            row = {}
+            for name in models:
+                if (name, part) in times:
+                    count = 1 if part == whole else closures[name][part][0]
+                    ms = 1000 * statistics.median(times[name, part])
+                    row[name] = (count, ms)
+                    if part not in (whole, "attention without RoPE"):
+                        totals[name] += count * ms
+            count = row["Llama"][0]
+            cells = [f"{row[n][1]:.1f}" if n in row else "-" for n in models]
+            sums = [f"{row[n][0] * row[n][1]:.1f}" if n in row else "-" for n in models]
+            ratio = (f"{row['Llama'][1] / row['GPT-2'][1]:.2f}x" if len(row) == 2 else "-")
+            print(f"{part:<27} {count:>5} {cells[0]:>9} {cells[1]:>9} {sums[0]:>10} "
+                  f"{sums[1]:>10} {ratio:>6}")
+        print(f"{'sum of the parts':<27} {'':>5} {'':>9} {'':>9} {totals['GPT-2']:>10.1f} "
+              f"{totals['Llama']:>10.1f} {totals['Llama'] / totals['GPT-2']:>5.2f}x")
+        ops = {name: {op: statistics.median(p.get(op, 0.0) for p in runs)
+                      for op in set().union(*runs)} for name, runs in passes.items()}
+        top = sorted(set(ops["GPT-2"]) | set(ops["Llama"]),
+                     key=lambda op: -max(ops["GPT-2"].get(op, 0), ops["Llama"].get(op, 0)))
+        shown = top[:args.top_ops]
+        print(f"\n{'operator (in the whole pass)':<42} {'GPT-2 ms':>9} {'Llama ms':>9}")
+        print("-" * 62)
+        for op in [*shown, "all other operators", "total"]:
+            if op == "all other operators":
+                cells = [sum(v for o, v in ops[n].items() if o not in shown) for n in models]
+            elif op == "total":
+                cells = [sum(ops[n].values()) for n in models]
+            else:
+                cells = [ops[n].get(op, 0.0) for n in models]
+            short = op.replace("_scaled_dot_product_flash_attention_for_cpu", "flash_attention")
+            print(f"{short:<42} {cells[0]:>9.1f} {cells[1]:>9.1f}")
+        print()
+    print("count: how many of that part a forward pass runs (norm: two per layer; the final one "
+          "is\nin the LM-head row); x n: the median time of one, times the count; ratio: Llama "
+          "/ GPT-2,\nfor one; operators: the median over the rounds of each one's time in the "
+          "whole pass")
+
+
 def train_to_loss(args: argparse.Namespace, device: torch.device) -> None:
     """Shakespeare-char with every CUDA switch for ``args.train_seconds`` of training steps.
 
@@ -288,7 +470,7 @@ def train_to_loss(args: argparse.Namespace, device: torch.device) -> None:
     model = MiniGPT(GPTConfig.preset("shakespeare_char", vocab_size=data.vocab_size))
     cfg = TrainConfig(**{**TRAIN_PRESETS["shakespeare_char"], "max_iters": args.max_iters,
                          "eval_interval": 250, "eval_iters": args.eval_iters,
-                         "device": str(device), "compile": args.compile, "sdpa": args.sdpa,
+                         "device": str(device), "compile": args.compile, "fast": args.fast,
                          "time_limit": args.train_seconds})
     trainer = Trainer(model, data, cfg)
     half = cfg.warmup_iters // 2  # the first half compiles; the second half measures
@@ -319,11 +501,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps per implementation")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--compile", action="store_true", help="torch.compile every model")
-    p.add_argument("--sdpa", action=argparse.BooleanOptionalAction, default=True,
-                   help="fused attention in our model (use_sdpa)")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
+                   help="our model's fast paths (fast: fused attention, RMSNorm, RoPE)")
     p.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout or its model.py")
     p.add_argument("--peak", type=float, help="peak FLOP/s for MFU (default: see above)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: time the CPU this process used, not the wall clock (a busy "
+                        "machine's waits drop out; on a GPU use wall)")
     p.add_argument("--train-seconds", type=float,
                    help="instead: train shakespeare-char for this many seconds, report val loss")
     p.add_argument("--max-iters", type=int, default=2500, help="with --train-seconds")
@@ -331,14 +516,20 @@ def main() -> None:
     p.add_argument("--progress", action="store_true", help="with --train-seconds: tqdm bar")
     p.add_argument("--ops", action="store_true",
                    help="instead: time the operations where ours and nanoGPT differ")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: per part and per operator, GPT-2 style against Llama style")
+    p.add_argument("--top-ops", type=int, default=16, help="with --profile: operators shown")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_clock(args.clock)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if args.ops:
         ops(args)
+    elif args.profile:
+        profile_models(args)
     elif args.train_seconds:
         train_to_loss(args, device)
     else:

@@ -38,6 +38,8 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from autograder.submission import assigned_names
+
 COURSE = Path(__file__).resolve().parent
 NAME = re.compile(r"week(\d+)_(\w+)\.py$")
 HIDDEN = '''### BEGIN HIDDEN TESTS
@@ -55,9 +57,12 @@ def reference_code(spec: str, markers: bool) -> str:
 
 
 def symbol_code(source: str, symbol: str, markers: bool) -> str:
-    """One top-level function or class of ``source``, with markers around each body if asked."""
-    node = next(n for n in ast.parse(source).body if getattr(n, "name", None) == symbol)
+    """One top-level function, class or constant of ``source``, with markers around each
+    function body if asked."""
+    node = next(n for n in ast.parse(source).body if symbol in assigned_names(n))
     lines = source.splitlines()
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):  # a constant, with its line's comment
+        return "\n".join(lines[node.lineno - 1 : node.end_lineno])
     functions = [node] if isinstance(node, ast.FunctionDef) else [
         n for n in node.body if isinstance(n, ast.FunctionDef)]
     inserts = []  # (line index, marker line), applied bottom-up

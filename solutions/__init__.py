@@ -6,13 +6,14 @@ Every name of the exercise contract is importable from here: ``from solutions im
 from solutions.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from solutions.efficient_attention import (
     Attention,
+    KVCache,
     kv_cache_bytes,
     repeat_kv,
     sliding_window_attention,
     sliding_window_mask,
 )
 from solutions.feedforward import SwiGLU
-from solutions.model import CachedAttention, GPTConfig, KVCache, MiniGPT, generate
+from solutions.model import CachedAttention, GPTConfig, MiniGPT, generate
 from solutions.moe import MoE, dense_moe_forward, load_balancing_loss
 from solutions.normalization import RMSNorm
 from solutions.positions import (
@@ -38,11 +39,11 @@ __all__ = [
     "sinusoidal_positions",
     # week 5
     "repeat_kv", "sliding_window_mask", "sliding_window_attention", "Attention",
-    "kv_cache_bytes",
+    "KVCache", "kv_cache_bytes",
     # week 6
     "MoE", "load_balancing_loss", "dense_moe_forward",
     # week 7
-    "GPTConfig", "MiniGPT", "generate", "KVCache", "CachedAttention",
+    "GPTConfig", "MiniGPT", "generate", "CachedAttention",
     # week 8
     "count_parameters", "chinchilla_loss", "compute_optimal",
 ]

@@ -9,6 +9,8 @@ function stands alone (the notebook's answer cells are these functions) and anot
 be passed in.
 """
 
+from dataclasses import replace
+
 from solutions.model import GPTConfig
 
 
@@ -38,24 +40,26 @@ def count_parameters(config: GPTConfig, active: bool = False) -> int:
 
 def parameter_breakdown(config: GPTConfig, active: bool = False) -> dict[str, int]:
     """``count_parameters`` split by component: embeddings (with a learned position table),
-    attention, MLP (router included), norms, and the output head (0 when tied)."""
+    attention, MLP (router included), norms, and the output head (0 when tied).
+
+    Each part is what ``count_parameters`` loses when that part is taken out of the config
+    (no layers, no vocabulary, a tied head, an MLP of width 0), so the arithmetic of the
+    count is written once, in ``count_parameters``.
+    """
     c = config
-    d, hd = c.dim, c.dim // c.n_heads
-    q, kv = c.n_heads * hd, c.n_kv_heads * hd
-    attention = 2 * d * q + 2 * d * kv + (q + 2 * kv + d if c.bias else 0)  # q, o; k, v
-    if c.n_experts:
-        mlp = d * c.n_experts + (c.top_k if active else c.n_experts) * 3 * d * c.hidden_dim
-    else:
-        mats = 3 if c.mlp == "swiglu" else 2
-        mlp = mats * d * c.hidden_dim + (c.hidden_dim + d if c.bias and c.mlp == "gelu" else 0)
-    norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
-    return {
-        "embeddings": c.vocab_size * d + (c.max_seq_len * d if c.pos == "learned" else 0),
-        "attention": c.n_layers * attention,
-        "mlp": c.n_layers * mlp,
-        "norms": (2 * c.n_layers + 1) * norm,
-        "head": 0 if c.tie_embeddings else c.vocab_size * d,
-    }
+
+    def count(**change) -> int:
+        return count_parameters(replace(c, **change), active)
+
+    total = count()
+    norm = count(n_layers=0, vocab_size=0, pos="rope", tie_embeddings=True)  # the final norm
+    head = total - count(tie_embeddings=True)
+    embeddings = count(n_layers=0, tie_embeddings=True) - norm
+    mlp = total - count(n_experts=0, mlp="swiglu", hidden_dim=0)  # a width-0 SwiGLU: nothing
+    norms = (2 * c.n_layers + 1) * norm
+    attention = total - embeddings - mlp - norms - head
+    return {"embeddings": embeddings, "attention": attention, "mlp": mlp, "norms": norms,
+            "head": head}
 
 
 def training_flops(N: float, D: float, n_layers: int = 0, dim: int = 0,

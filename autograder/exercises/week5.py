@@ -20,7 +20,7 @@ from autograder.exercises.common import (
 )
 from autograder.grading import Case, Exercise
 from solutions import Attention, apply_rope, kv_cache_bytes, repeat_kv, sliding_window_mask
-from solutions.positions import rope_interleaved
+from solutions.positions import ROPE_THETA, rope_interleaved
 
 # bf16 keeps 8 significant bits: correct bf16 attentions written in different orders (RoPE in
 # bf16 or float32, torch's kernel or the textbook steps) differ from the float64 result on the
@@ -141,7 +141,7 @@ def _band(T: int, lo: float, hi: float) -> Tensor:
 
 def _mask_mistakes(T: int, window: int | None) -> dict[str, Tensor]:
     w = math.inf if window is None else window
-    expected = _band(T, 0, w)
+    expected = sliding_window_mask(T, window)
     mistakes = {
         "your mask is inverted: True must mean 'may attend'": ~expected,
         "your mask is transposed (a band above the diagonal): query i sees keys j <= i, the "
@@ -221,7 +221,7 @@ def _attn_weights(gen, dim: int, n_heads: int, n_kv: int) -> dict[str, Tensor]:
 
 
 def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
-                  window: int | None, theta: float = 10000.0, rope: str = "qk",
+                  window: int | None, theta: float = ROPE_THETA, rope: str = "qk",
                   kv_map: str = "div", mask: str = "ok", scale: float | None = None) -> Tensor:
     """One variant of GQA attention in float64: the reference and the known mistakes.
 
@@ -252,7 +252,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     idx = heads // (n_heads // n_kv) if kv_map == "div" else heads % n_kv
     k, v = k[:, idx], v[:, idx]
     win = math.inf if window is None else window
-    allowed = {"ok": _band(T, 0, win), "causal": _band(T, 0, math.inf),
+    allowed = {"ok": sliding_window_mask(T, window), "causal": _band(T, 0, math.inf),
                "plus1": _band(T, 0, win + 1), "none": _band(T, -math.inf, math.inf),
                "nocausal": _band(T, -math.inf, win)}[mask]
     scores = q @ k.transpose(-2, -1) * (D**-0.5 if scale is None else scale)
@@ -283,9 +283,9 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
         "the scores are not scaled: divide by sqrt(head_dim)": v(scale=1.0),
         "you scaled by 1/sqrt(dim); each head scales by 1/sqrt(head_dim)": v(scale=dim**-0.5),
     }
-    if theta != 10000.0:
+    if theta != ROPE_THETA:
         mistakes["use the rope_theta given to the constructor, not 10000"] = \
-            _attn_variant(x, w, n_heads, n_kv, window, 10000.0)
+            _attn_variant(x, w, n_heads, n_kv, window, ROPE_THETA)
     if window is not None:
         mistakes |= {
             OFF_BY_ONE: v(mask="plus1"),
@@ -298,7 +298,7 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
 
 def _attn_reference(dim, n_heads, n_kv, window, theta, weights, x, dtype, grad_output=None):
     kwargs = {"n_kv_heads": n_kv, "window": window}
-    if theta != 10000.0:
+    if theta != ROPE_THETA:
         kwargs["rope_theta"] = theta
     ref = Attention(dim, n_heads, **kwargs)
     if dtype == torch.bfloat16:  # float64 maths on the same bf16 weights and inputs
@@ -316,12 +316,12 @@ def _attn_kwargs(n_kv, window, theta) -> dict:
         kwargs["n_kv_heads"] = n_kv
     if window is not None:
         kwargs["window"] = window
-    if theta != 10000.0:
+    if theta != ROPE_THETA:
         kwargs["rope_theta"] = theta
     return kwargs
 
 
-def _attn_case(gen, name, shape, n_heads, n_kv=None, window=None, theta=10000.0,
+def _attn_case(gen, name, shape, n_heads, n_kv=None, window=None, theta=ROPE_THETA,
                dtype=torch.float32, grad=False, zero=False, points=1.0) -> Case:
     B, T, dim = shape
     kv = n_kv or n_heads
@@ -361,7 +361,7 @@ def _attn_state_case(gen, name, dim, n_heads, n_kv) -> Case:
             raise Mismatch(f"forward should return a tensor of shape (B, T, dim) = "
                            f"{tuple(x.shape)}, got {describe(y)}")
 
-    call = module_call("Attention", (dim, n_heads), _attn_kwargs(n_kv, None, 10000.0),
+    call = module_call("Attention", (dim, n_heads), _attn_kwargs(n_kv, None, ROPE_THETA),
                        inputs=[x])
     return Case(name, call, check)
 
@@ -375,9 +375,9 @@ def _attn_future_case(gen) -> Case:
     x2 = x.clone()
     x2[:, cut:] = 5 * randn(gen, 1, T - cut, dim)
     batch = torch.cat([x, x2])
-    expected, _ = _attn_reference(dim, n_heads, n_kv, window, 10000.0, weights, batch,
+    expected, _ = _attn_reference(dim, n_heads, n_kv, window, ROPE_THETA, weights, batch,
                                   torch.float32)
-    mistakes = _attn_mistakes(batch, weights, n_heads, n_kv, window, 10000.0)
+    mistakes = _attn_mistakes(batch, weights, n_heads, n_kv, window, ROPE_THETA)
 
     def check(result: dict) -> None:
         y = result["output"]
@@ -410,7 +410,7 @@ def _attn_equals_case(gen, name, shape, n_heads, kwargs, same_as: dict, message:
     ref = Attention(dim, n_heads, **same_as)
     ref.load_state_dict(weights)
     expected, _ = run_reference(ref, [x])
-    mistakes = _attn_mistakes(x, weights, n_heads, n_kv, kwargs.get("window"), 10000.0)
+    mistakes = _attn_mistakes(x, weights, n_heads, n_kv, kwargs.get("window"), ROPE_THETA)
 
     def check(result: dict) -> None:
         y = result["output"]

@@ -22,13 +22,14 @@ from solutions.model import GPTConfig, MiniGPT, filter_logits, generate
 
 GIVEN = (
     "solutions.attention:causal_mask,scaled_dot_product_attention",
-    "solutions.positions:rope_angles,rotate_half,apply_rope",
+    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope",
     "solutions.efficient_attention:repeat_kv,sliding_window_mask,sliding_window_attention,"
-    "Attention",
+    "KVCache,Attention",
     "solutions.normalization:RMSNorm",
     "solutions.feedforward:SwiGLU",
     "solutions.moe:route,MoE,load_balancing_loss",
-    "solutions.model:KVCache,CachedAttention,GPTConfig,PRESETS,make_norm,GeluMLP",
+    "solutions.model:pairs_side_by_side,rotate_pairs,CachedAttention,GPTConfig,PRESETS,"
+    "RMSNormFunction,FastRMSNorm,make_norm,GeluMLP",
 )
 
 # small enough that a whole grading stays well under a second of CPU

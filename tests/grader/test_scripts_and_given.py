@@ -100,7 +100,8 @@ def test_given_code_holds_imports_symbols_and_the_constants_they_need():
     assert "import torch" in code and "from solutions" not in code
     assert "class MiniGPT" not in code
     namespace: dict = {}
-    exec(given_code("solutions.normalization:RMSNorm") + code, namespace)
+    exec(given_code("solutions.positions:ROPE_THETA") + given_code(
+        "solutions.normalization:RMSNorm") + code, namespace)
     assert namespace["GPTConfig"].preset("tiny").dim == 64
     with pytest.raises(ValueError, match="no top-level Nope"):
         given_code("solutions.model:Nope")
