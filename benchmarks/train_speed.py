@@ -251,16 +251,35 @@ def paired_ms(a, b, rounds: int) -> tuple[float, float, float]:
     return 1000 * statistics.median(ta), 1000 * statistics.median(tb), ratio
 
 
-def op_pairs(rows: int, width: int) -> dict[str, tuple]:
+def op_pairs(rows: int, width: int, heads: int, block: int) -> dict[str, tuple]:
     """(A, B) closures, forward + backward: GPT-2's GELU and the exact one; our three q, k, v
-    projections and nanoGPT's one."""
+    projections and nanoGPT's one; SwiGLU's gate and up projections apart and as one matmul
+    on their weights concatenated at each call; the course's RMSNorm and its fast path; RoPE
+    as ``apply_rope`` on the heads of a projection and as ``rotate_pairs`` (pairs side by
+    side, as the fast path's projection emits them)."""
     import torch.nn.functional as F
+
+    from solutions.model import FastRMSNorm, rotate_pairs
+    from solutions.positions import apply_rope, rope_angles
 
     x = torch.randn(rows, 4 * width, requires_grad=True)  # (B*T, hidden): the MLP activation
     grad = torch.randn(rows, 4 * width)
     h = torch.randn(rows, width, requires_grad=True)  # (B*T, dim): attention's input
     apart = [torch.randn(width, width, requires_grad=True) for _ in range(3)]
     joint = torch.randn(3 * width, width, requires_grad=True)
+    hidden = GPTConfig(dim=width, n_heads=heads).hidden_dim  # SwiGLU's width by LLaMA's rule
+    gate, up = (torch.randn(hidden, width, requires_grad=True) for _ in range(2))
+    course, fast = FastRMSNorm(width), FastRMSNorm(width)
+    fast.fast = True
+    T, D = block, width // heads
+    q = torch.randn(rows // T, T, heads, D).transpose(1, 2).requires_grad_()  # (B, H, T, D)
+    q_grad = torch.randn(q.shape)
+    positions = torch.arange(T)
+
+    def rope_fast() -> None:
+        angles = rope_angles(positions, D)  # what rotate computes at each call
+        rotate_pairs(q, angles).backward(q_grad)
+
     return {
         f"GELU: tanh (GPT-2) vs erf, ({rows}, {4 * width})": (
             lambda: F.gelu(x, approximate="tanh").backward(grad),
@@ -268,24 +287,33 @@ def op_pairs(rows: int, width: int) -> dict[str, tuple]:
         f"q, k, v: 3 matmuls vs 1, ({rows}, {width})": (
             lambda: sum(F.linear(h, w).sum() for w in apart).backward(),
             lambda: F.linear(h, joint).sum().backward()),
+        f"gate, up: 2 matmuls vs 1 on cat, ({rows}, {width})": (
+            lambda: (F.silu(F.linear(h, gate)) * F.linear(h, up)).sum().backward(),
+            lambda: (lambda g, u: F.silu(g) * u)(
+                *F.linear(h, torch.cat((gate, up))).chunk(2, dim=-1)).sum().backward()),
+        f"RMSNorm: course vs fast, ({rows}, {width})": (
+            lambda: course(h).backward(h.detach()), lambda: fast(h).backward(h.detach())),
+        f"RoPE: apply_rope vs rotate_pairs, {tuple(q.shape)}": (
+            lambda: apply_rope(q, positions).backward(q_grad), rope_fast),
     }
 
 
 def ops(args: argparse.Namespace) -> None:
     """Timed alone at each shape's activation sizes (at most 2048 rows of the batch): GPT-2's
     tanh GELU against the exact one (``gelu_approximate``: the GPT-2 presets use tanh, ours
-    configured as nanoGPT the exact one, as nanoGPT does), and q, k, v as three matmuls (our
-    ``q_proj``, ``k_proj``, ``v_proj``, transformers' state-dict names) against nanoGPT's one."""
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; forward + backward, "
-          f"medians of {args.steps} alternating runs\n")
-    header = f"{'shape':<17} {'A vs B':<44} {'A ms':>8} {'B ms':>10} {'ratio':>6}"
+    configured as nanoGPT the exact one, as nanoGPT does), q, k, v as three matmuls (our
+    ``q_proj``, ``k_proj``, ``v_proj``, transformers' state-dict names) against nanoGPT's one,
+    and the pieces of the Llama-style model's fast path (see ``op_pairs``)."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
+          f"forward + backward, medians of {args.steps} alternating runs\n")
+    header = f"{'shape':<17} {'A vs B':<46} {'A ms':>8} {'B ms':>10} {'ratio':>6}"
     print(header)
     print("-" * len(header))
     for shape_name in args.shapes:
-        _, _, width, block, batch = SHAPES[shape_name]
-        for name, (a, b) in op_pairs(min(batch * block, 2048), width).items():
+        _, heads, width, block, batch = SHAPES[shape_name]
+        for name, (a, b) in op_pairs(min(batch * block, 2048), width, heads, block).items():
             a_ms, b_ms, ratio = paired_ms(a, b, args.steps)
-            print(f"{shape_name:<17} {name:<44} {a_ms:>8.2f} {b_ms:>10.2f} {ratio:>5.2f}x")
+            print(f"{shape_name:<17} {name:<46} {a_ms:>8.2f} {b_ms:>10.2f} {ratio:>5.2f}x")
     print("\nratio: the median over rounds of A's time / B's (above 1: A is slower)")
 
 
@@ -392,6 +420,7 @@ def profile_models(args: argparse.Namespace) -> None:
             timed = round_ >= args.warmup
             for name, model in models.items():
                 for part, (_, fn) in closures[name].items():
+                    fn()  # untimed: the first call after the whole passes pays for memory
                     start = clock()
                     fn()
                     if timed:

@@ -5,6 +5,10 @@ learned positions, tied embeddings, biases), Llama 2 (RMSNorm, SwiGLU, RoPE, GQA
 (+ sliding window) and Mixtral (+ mixture of experts) are all presets of it, and
 ``MiniGPT.from_hf`` loads those models' transformers weights. ``generate`` samples from it
 with temperature, top-k and top-p, and decodes with a KV cache.
+
+The attention and RMSNorm layers have a fast path (``fast``, off by default, on in the
+trainer), with the same results up to float rounding: PyTorch's fused kernels, RoPE as one
+complex multiplication, and on a CPU RMSNorm's backward written out by hand.
 """
 
 import math
@@ -56,14 +60,14 @@ class CachedAttention(Attention):
     (GPT-2), no rotary embedding (``rope_theta=None``: GPT-2 adds learned positions to the
     embeddings instead), and a fast path.
 
-    ``fast`` (a class attribute; the trainer's ``fast`` switch sets it per module) replaces
-    two steps with faster code of the same result up to float rounding. ``rotate``: the
-    projections emit each RoPE pair side by side (their rows reordered, and q . k with them:
-    queries and keys are reordered alike), so RoPE is one complex multiplication
-    (``rotate_pairs``); not under ``torch.compile``, which fuses the plain form and has no
-    complex numbers. ``attend``: PyTorch's fused ``F.scaled_dot_product_attention``. The
-    cache then holds keys in the reordered layout: set ``fast`` between generations, not
-    during one.
+    ``fast`` (a class attribute; the trainer's ``fast`` switch sets it per module) swaps in
+    faster steps with the same results up to float rounding. ``project`` and ``rotate``: RoPE
+    as one complex multiplication (``rotate_pairs``), which wants each rotated pair side by
+    side in memory, so the rows of ``q_proj`` and ``k_proj`` are read in that order (no
+    q . k changes: queries and keys are reordered alike); not under ``torch.compile``, which
+    fuses the plain form and has no complex numbers. ``attend``: PyTorch's fused
+    ``F.scaled_dot_product_attention``. The cache then holds keys in the reordered layout:
+    set ``fast`` between generations, not during one.
 
     State dict: as :class:`Attention`; with ``bias``, also ``{q,k,v,o}_proj.bias``.
     """

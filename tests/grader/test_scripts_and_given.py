@@ -166,3 +166,21 @@ def test_locked_cells_keep_decorators_and_drop_course_imports(tmp_path):
     namespace: dict = {}
     exec(source, namespace)
     assert namespace["Config"](dim=8).dim == 8
+
+
+def test_locked_cells_keep_literal_constants_a_definition_may_name(tmp_path):
+    """``ROPE_THETA = 10000.0`` in a locked cell reaches the worker (an answer's default may
+    name it); other assignments, which may run anything, and dunder names do not."""
+    from autograder.submission import read_notebook
+
+    locked = {"nbgrader": {"grade": False, "locked": True, "solution": False}}
+    cell = {"cell_type": "code", "metadata": locked, "source": (
+        "ROPE_THETA = 10000.0  # the base\nSIZES = (1, 2)\nx = torch.randn(3)\n"
+        "__builtins__ = {}\nA, B = 1, 2\n\ndef rope(theta=ROPE_THETA):\n    return theta\n")}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": [cell], "metadata": {}}))
+    sub = read_notebook(path)
+    assert sub.defined == {"ROPE_THETA", "SIZES", "rope"}
+    namespace: dict = {}
+    exec(sub.chunks[0]["source"], namespace)
+    assert namespace["rope"]() == 10000.0 and namespace["SIZES"] == (1, 2)

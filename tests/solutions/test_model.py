@@ -19,7 +19,7 @@ from solutions.model import (
     rotate_pairs,
 )
 from solutions.normalization import RMSNorm
-from solutions.positions import apply_rope, rope_angles
+from solutions.positions import apply_rope, interleaved_to_halves, rope_angles, rope_interleaved
 
 pytestmark = pytest.mark.minigpt
 
@@ -257,8 +257,10 @@ def test_rotate_pairs_is_apply_rope_on_reordered_dimensions():
     positions = torch.arange(5, 5 + T)
     order = pairs_side_by_side(1, D)
     assert order.tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+    assert torch.equal(interleaved_to_halves(D)[order], torch.arange(D))  # the inverse
     angles = rope_angles(positions, D, 500.0)
     assert_close(rotate_pairs(q[..., order], angles), apply_rope(q, positions, 500.0)[..., order])
+    assert_close(rotate_pairs(q, angles), rope_interleaved(q, positions, 500.0))  # week 4's
     scores = apply_rope(q, positions) @ apply_rope(k, positions).transpose(-2, -1)
     angles = rope_angles(positions, D)
     pairs = rotate_pairs(q[..., order], angles) @ rotate_pairs(k[..., order], angles).mT
