@@ -289,7 +289,7 @@ torch.autograd.set_detect_anomaly(True)
 # ------------------------------------------------ attacks on the machine (need an OS sandbox)
 # Walks the disk for the answer key and runs it: the worker's own path gives the checkout
 # away, and the usual places are tried before the whole disk (10 s at most).
-_DISK_SEARCH = """
+DISK_SEARCH = """
 import os
 import sys
 import time
@@ -325,7 +325,7 @@ _Reference = _search_reference()
 # Reports in one line what the worker could reach; every value must be "shut" in a sandbox.
 # The test fills in a secret file of its own, an entry of the grader's home folder, a
 # listener's port, a folder anyone may write, the checkout and the grader's pid.
-_OS_PROBE = """
+OS_PROBE = """
 import os
 import socket
 
@@ -365,21 +365,34 @@ _report = {
 raise RuntimeError("OSPROBE " + " ".join(f"{k}={v}" for k, v in _report.items()))
 """
 
-# Forks until the kernel says no (every process forks again), then returns the wrong norm.
-# The forked processes name themselves {{TOKEN}} and sleep, so a test can look for them.
-_FORK_BOMB_FORWARD = """
-        import ctypes, os, time
-        me = os.getpid()
+# Forks until the kernel says no (every process forks again); the forked processes name
+# themselves {{TOKEN}} and sleep, the first reports how far it got. It refuses to run where
+# there is no process limit, so that a sandbox that failed costs a test, not the machine.
+FORK_BOMB_FORWARD = """
+        import ctypes, os, resource, time
+        limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+        if limit == resource.RLIM_INFINITY or limit > 4096:
+            raise RuntimeError(f"BOMB refused: the process limit is {limit}")
+        me, forks, why = os.getpid(), 0, "no error"
         for _ in range(64):
             try:
                 os.fork()
-            except OSError:
+                forks += 1
+            except OSError as exc:
+                why = type(exc).__name__
                 break
         if os.getpid() != me:
             ctypes.CDLL(None).prctl(15, b"{{TOKEN}}", 0, 0, 0)
             time.sleep(60)
             os._exit(0)
-        return _wrong(self, x)"""
+        raise RuntimeError(f"BOMB stopped after {forks} forks: {why}")"""
+
+STOLEN_FORWARD = (
+    "        if _Reference is not None:\n"
+    "            ref = _Reference(x.shape[-1], self.eps)\n"
+    "            ref.load_state_dict(self.state_dict())\n"
+    "            return ref.to(x.dtype)(x)\n"
+    "        return _wrong(self, x)")
 
 # Signals the grader and the fork server (SIGSTOP would hang grading, SIGKILL end it), and
 # reports what the kernel answered. Signal 0 first: a target it reaches (a sandbox that
@@ -465,12 +478,7 @@ ATTACKS = {
     "returns_tuple_and_list": ("rmsnorm", rms(
         "        return [_wrong(self, x), 'passed']"), "rmsnorm_stub"),
     # ------------------------------------------------ reading the reference solutions
-    "import_or_read_reference": ("rmsnorm", rms(
-        "        if _Reference is not None:\n"
-        "            ref = _Reference(x.shape[-1], self.eps)\n"
-        "            ref.load_state_dict(self.state_dict())\n"
-        "            return ref.to(x.dtype)(x)\n"
-        "        return _wrong(self, x)", pre=_STEAL), "rmsnorm_wrong"),
+    "import_or_read_reference": ("rmsnorm", rms(STOLEN_FORWARD, pre=_STEAL), "rmsnorm_wrong"),
     "probe_what_the_worker_can_see": ("rmsnorm", rms(WRONG_FORWARD, post=_PROBE),
                                       "rmsnorm_wrong"),
     "caller_stack_frames": ("rmsnorm", rms(
@@ -592,20 +600,17 @@ ATTACKS = {
     "swiglu_patched_comparisons": ("swiglu", HEADER + _PATCH_ALL + swiglu(
         WRONG_SWIGLU_FORWARD).replace(HEADER, "", 1), "swiglu_wrong"),
     # ------------------------------------------------ the machine: files, network, processes
-    "disk_search_for_the_reference": ("rmsnorm", rms(
-        "        if _Reference is not None:\n"
-        "            ref = _Reference(x.shape[-1], self.eps)\n"
-        "            ref.load_state_dict(self.state_dict())\n"
-        "            return ref.to(x.dtype)(x)\n"
-        "        return _wrong(self, x)", pre=_DISK_SEARCH), "rmsnorm_wrong"),
+    "disk_search_for_the_reference": ("rmsnorm", rms(STOLEN_FORWARD, pre=DISK_SEARCH),
+                                      "rmsnorm_wrong"),
     "links_and_pipes_as_results": ("rmsnorm", rms(WRONG_FORWARD, post=_LINKS_AND_PIPES),
                                    "nothing"),
-    "probe_the_machine": (("rmsnorm", "swiglu"), rms(WRONG_FORWARD, post=_OS_PROBE,
-                                                     companion=True), "rmsnorm_wrong"),
-    "fork_bomb": (("rmsnorm", "swiglu"), rms(_FORK_BOMB_FORWARD.lstrip("\n"),
+    # (these two raise at import: the companion comes first, so that it is defined)
+    "probe_the_machine": (("rmsnorm", "swiglu"), rms(WRONG_FORWARD, companion=True) + OS_PROBE,
+                          "rmsnorm_wrong"),
+    "fork_bomb": (("rmsnorm", "swiglu"), rms(FORK_BOMB_FORWARD.lstrip("\n"),
                                              companion=True), "rmsnorm_wrong"),
     "kills_the_grader_and_server": (("rmsnorm", "swiglu"), rms(
-        WRONG_FORWARD, post=_KILLER, companion=True), "rmsnorm_wrong"),
+        WRONG_FORWARD, companion=True) + _KILLER, "rmsnorm_wrong"),
     "tampers_with_other_jobs": ("rmsnorm", rms(_TAMPER_FORWARD.lstrip("\n")), "rmsnorm_wrong"),
 }
 
