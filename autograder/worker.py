@@ -253,6 +253,7 @@ def _probe_job(config: dict, ns) -> None:
     jobs = ns.JOBS if config["level"] == "strict" else config["jobs"]
     folder = os.path.join(jobs, ".probe")
     os.makedirs(folder, exist_ok=True)
+    imports = [p for p in sys.path if os.path.isdir(p)]
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -264,6 +265,11 @@ def _probe_job(config: dict, ns) -> None:
             else:
                 ns.become(*run_as)
             ns.limit_processes(config["max_procs"])
+            for path in imports:  # the learner's code must be able to import what we can
+                try:
+                    os.listdir(path)
+                except OSError as exc:
+                    raise OSError(f"the job's user cannot read {path} ({exc.strerror})") from None
             os._exit(0)
         except BaseException as exc:
             os.write(w, f"a job could not be isolated: {type(exc).__name__}: {exc}".encode())

@@ -35,6 +35,7 @@ from tests.grader.catalogue_attacks import (
     DISK_SEARCH,
     OS_PROBE,
     STOLEN_FORWARD,
+    WRONG_FORWARD,
     rms,
 )
 from tests.grader.test_attacks import (
@@ -400,27 +401,84 @@ def test_jobs_cannot_reach_each_other(tmp_path, strict, wrong_score):
 # ----------------------------------------------------------------- as an ordinary user
 
 
-def as_nobody(cmd: list[str], tmp: Path) -> list[str] | None:
-    """``cmd`` run as an unprivileged user: as is when we are not root, else as nobody
-    (``setpriv``). When the interpreter lives in a folder nobody may not enter (pyenv under
-    ``/root``), a mount namespace of the command's own covers that folder with an empty one
-    that shows the interpreter alone. None where this cannot be arranged."""
-    if os.getuid() != 0:
-        return cmd
-    if not shutil.which("setpriv") or not shutil.which("unshare"):
+def reachable_python(cmd: list[str], tmp: Path) -> list[str] | None:
+    """``cmd`` as root, where nobody may enter the interpreter's folders: when the interpreter
+    lives in a folder nobody may not enter (pyenv under ``/root``), a mount namespace of the
+    command's own covers that folder with an empty one that shows the interpreter alone.
+    None where this cannot be arranged."""
+    if not shutil.which("unshare"):
         return None
-    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
     prefix = Path(os.path.realpath(sys.base_prefix))
     closed = [p for p in [*reversed(prefix.parents), prefix]
               if not os.stat(p).st_mode & stat.S_IXOTH]
     if not closed:
-        return drop + cmd
+        return cmd
     stash = tmp / "python"
     stash.mkdir()
     script = ('set -e; mount --bind "$1" "$2"; mount -t tmpfs -o mode=0755 tmpfs "$3"; '
               'mkdir -p "$1"; mount --bind "$2" "$1"; shift 3; exec "$@"')
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-            str(prefix), str(stash), str(closed[0]), *drop, *cmd]
+            str(prefix), str(stash), str(closed[0]), *cmd]
+
+
+def as_nobody(cmd: list[str], tmp: Path) -> list[str] | None:
+    """``cmd`` run as an unprivileged user: as is when we are not root, else as nobody
+    (``setpriv``), with the interpreter made reachable. None where that cannot be arranged."""
+    if os.getuid() != 0:
+        return cmd
+    if not shutil.which("setpriv"):
+        return None
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    return reachable_python([*drop, *cmd], tmp)
+
+
+def hostile_file(folder: Path, listener: Listener, token: str, outside: Path,
+                 search: bool = True) -> Path:
+    """Searches the disk for the answer key (unless not ``search``), then probes the
+    machine; with a correct SwiGLU."""
+    if search:
+        hostile = rms(STOLEN_FORWARD, pre=DISK_SEARCH, companion=True) + OS_PROBE
+    else:
+        hostile = rms(WRONG_FORWARD, companion=True) + OS_PROBE
+    path = folder / "hostile.py"
+    path.write_text(fill_probe(hostile, folder, listener, token, outside), encoding="utf-8")
+    path.chmod(0o644)
+    return path
+
+
+def test_user_level_runs_jobs_as_nobody(tmp_path, wrong_score):
+    """Root without namespaces (a container that refuses them): jobs run as nobody, who
+    cannot read the grader's private files or /etc/shadow, or signal the grader; the network
+    and world-writable folders stay open, as documented. (What nobody may read, a checkout
+    with the usual modes included, stays readable: the Gradescope bundle locks its copy.)"""
+    if sys.platform != "linux" or isolation.run_as() is None:
+        pytest.skip("the user level needs a root grader and the user nobody")
+    listener, token, outside = Listener(), uuid.uuid4().hex[:12], world_writable_folder()
+    private = tmp_path / "private"  # pytest's folders: root's alone
+    private.mkdir()
+    try:
+        path = hostile_file(private, listener, token, outside, search=False)
+        out = private / "out.json"
+        cmd = reachable_python([sys.executable, "-m", "autograder", "grade", str(path), "--seed",
+                                str(SEED), "--json", str(out), "--isolation", "user"], tmp_path)
+        if cmd is None:
+            pytest.skip("needs util-linux's unshare to make the interpreter reachable")
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        data = json.loads(out.read_text())
+        scores = {e["name"]: e for e in data["exercises"]}
+        assert data["isolation"] == "user" and "isolation: user" in proc.stdout
+        report = next(n for n in scores["rmsnorm"]["notes"] if "OSPROBE" in n)
+        for door in ("shadow", "secret", "grader"):
+            assert f"{door}=shut" in report, report
+        assert "net=open" in report and "write=open" in report, report
+        assert scores["rmsnorm"]["score"] <= wrong_score
+        assert scores["swiglu"]["score"] == 10
+    finally:
+        listener.close()
+        for folder in (outside, Path("/tmp")):
+            (folder / f"pwned-{token}").unlink(missing_ok=True)
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_an_ordinary_user_grades_under_strict_isolation(tmp_path, wrong_score):
@@ -430,11 +488,7 @@ def test_an_ordinary_user_grades_under_strict_isolation(tmp_path, wrong_score):
     work = world_writable_folder()
     listener, token = Listener(), uuid.uuid4().hex[:12]
     try:
-        hostile = rms(STOLEN_FORWARD, pre=DISK_SEARCH, companion=True) + OS_PROBE
-        hostile = fill_probe(hostile, work, listener, token, work)
-        path = work / "hostile.py"
-        path.write_text(hostile, encoding="utf-8")
-        path.chmod(0o644)
+        path = hostile_file(work, listener, token, work)
         out = work / "out.json"
         cmd = as_nobody([sys.executable, "-m", "autograder", "grade", str(path), "--seed",
                          str(SEED), "--json", str(out)], tmp_path)
