@@ -229,16 +229,17 @@ def _gone(pid: int) -> bool:
         return False
 
 
-def _run_forked(job: dict, timeout_s: float) -> tuple[int | None, bool]:
-    """(exit code or None if unknown, timed out?) of a job run through the fork server."""
+def _run_forked(job: dict, timeout_s: float) -> tuple[int | None, bool, bool]:
+    """(exit code or None if unknown, timed out?, server lost?) of a job run through the
+    fork server."""
     pid, box = _SERVER.start(job)
     # outside "strict" the server's pids are ours too, and a job can be killed from here
     host_pid = pid if _SERVER.level != "strict" else None
     deadline = time.monotonic() + timeout_s
-    returncode, timed_out = None, False
+    returncode, timed_out, lost = None, False, False
     try:
         if pid is None:
-            return None, False
+            return None, False, True
         while True:
             try:
                 msg = box.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -246,8 +247,9 @@ def _run_forked(job: dict, timeout_s: float) -> tuple[int | None, bool]:
                 timed_out = True
                 break
             if "returncode" in msg:
-                return msg["returncode"], False
-            if msg.get("lost"):  # the server died (under strict, its jobs died with it)
+                return msg["returncode"], False, False
+            if msg.get("lost"):  # the server died; under strict its jobs died with it
+                lost = True
                 while host_pid and not _gone(host_pid) and time.monotonic() < deadline:
                     time.sleep(0.05)
                 timed_out = bool(host_pid) and not _gone(host_pid)
@@ -258,17 +260,17 @@ def _run_forked(job: dict, timeout_s: float) -> tuple[int | None, bool]:
                 os.killpg(host_pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        try:
-            msg = box.get(timeout=10)
-            returncode = msg.get("returncode")
-        except queue.Empty:
-            pass
-        return returncode, timed_out
+        if not lost:  # the server reports how the job ended
+            try:
+                returncode = box.get(timeout=10).get("returncode")
+            except queue.Empty:
+                pass
+        return returncode, timed_out, lost
     finally:
         _SERVER.done(job["id"])
 
 
-def _run_spawned(job: dict, timeout_s: float) -> tuple[int | None, bool]:
+def _run_spawned(job: dict, timeout_s: float) -> tuple[int | None, bool, bool]:
     """The same job in a fresh interpreter (no fork server)."""
     workdir = job["workdir"]
     with open(os.path.join(workdir, "stdout"), "wb") as out, \
@@ -289,7 +291,7 @@ def _run_spawned(job: dict, timeout_s: float) -> tuple[int | None, bool]:
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
-    return proc.returncode, timed_out
+    return proc.returncode, timed_out, False
 
 
 def _read_regular(path: Path, limit: int) -> bytes | None:
@@ -344,7 +346,7 @@ def run_job(
         job = {"name": workdir.name, "workdir": str(workdir), "memory_mb": memory_mb}
         start = time.monotonic()
         run = _run_forked if USE_FORK else _run_spawned
-        returncode, timed_out = run(job, timeout_s)
+        returncode, timed_out, lost = run(job, timeout_s)
         seconds = time.monotonic() - start
 
         results = [_load(workdir / f"result_{i}.pt") for i in range(len(calls))]
@@ -357,6 +359,8 @@ def run_job(
         stopped = None
         if timed_out:
             stopped = f"timed out after {timeout_s:.0f} s"
+        elif lost:
+            stopped = "was stopped: the grading server went away (killed from outside?)"
         elif returncode is not None and returncode < 0:
             sig = signal.Signals(-returncode).name
             stopped = f"was killed by {sig}"

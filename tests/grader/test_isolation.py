@@ -398,6 +398,29 @@ def test_jobs_cannot_reach_each_other(tmp_path, strict, wrong_score):
         assert attack.result(timeout=300)["rmsnorm"].score <= wrong_score
 
 
+def test_a_dead_server_costs_the_running_job_only(tmp_path, grade):
+    """The fork server killed while a job runs: that job scores zero at once, and the next
+    one gets a new server at the same level."""
+    level = sandbox.active_level()
+    server = _server_pids()[-1]  # the process whose children the jobs are
+    hang = rms("        while True:\n            pass")
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(grade_all, tmp_path, hang, ["rmsnorm"], 25)
+        deadline = time.monotonic() + 60
+        while (not Path(f"/proc/{server}/task/{server}/children").read_text().split()
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        time.sleep(0.5)  # the job is running its code
+        os.kill(sandbox.server_pid(), 9)
+        start = time.monotonic()
+        result = running.result(timeout=60)["rmsnorm"]
+    assert time.monotonic() - start < 15
+    assert result.score < result.max_score
+    assert any("grading server went away" in c.message for c in result.failures)
+    assert_full_marks(grade(REFERENCE["rmsnorm"], "rmsnorm"))
+    assert sandbox.active_level() == level
+
+
 # ----------------------------------------------------------------- as an ordinary user
 
 
