@@ -20,6 +20,7 @@ test can run the bundle in a temporary folder laid out like Gradescope's.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -36,10 +37,10 @@ SETUP = f"""#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
 set -euo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
-if ! python3 -m venv --help >/dev/null 2>&1; then
+python3 -m venv "$ROOT/venv" || {{  # Ubuntu ships venv without ensurepip
   apt-get install -y -q python3 python3-venv python3-pip
-fi
-python3 -m venv "$ROOT/venv"
+  python3 -m venv "$ROOT/venv"
+}}
 PIP="$ROOT/venv/bin/pip"
 "$PIP" install -q --upgrade pip
 # the CPU build of torch first, so that the package's torch>=2.4 finds it installed
@@ -124,7 +125,8 @@ def run(root: Path, weeks: list[int] | None, isolation: str) -> int:
               "container allows, then regrade all submissions.", file=sys.stderr)
         return 2
     print(f"isolation: {describe(level)}")
-    results = grade_submission(subs, select_exercises(subs, None, weeks))
+    results = grade_submission(subs, select_exercises(subs, None, weeks),
+                               parallel=os.cpu_count() or 1)
     print(table(results, title=str(root / "submission")))
     data = as_gradescope(results)
     data["execution_time"] = round(time.monotonic() - start, 1)
