@@ -67,11 +67,18 @@ PRESETS: dict[str, dict] = {
     # Radford et al. (2019)
     "gpt2": dict(vocab_size=50257, dim=768, n_layers=12, n_heads=12, max_seq_len=1024,
                  norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True, bias=True),
+    "gpt2_medium": dict(vocab_size=50257, dim=1024, n_layers=24, n_heads=16, max_seq_len=1024,
+                        norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True,
+                        bias=True),
+    "gpt2_large": dict(vocab_size=50257, dim=1280, n_layers=36, n_heads=20, max_seq_len=1024,
+                       norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True,
+                       bias=True),
     "gpt2_xl": dict(vocab_size=50257, dim=1600, n_layers=48, n_heads=25, max_seq_len=1024,
                     norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True,
                     bias=True),
     # Touvron et al. (2023); the 7B's hidden_dim, 11008, follows from LLaMA's rule
     "llama2_7b": dict(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, max_seq_len=4096),
+    "llama2_13b": dict(vocab_size=32000, dim=5120, n_layers=40, n_heads=40, max_seq_len=4096),
     "llama2_70b": dict(vocab_size=32000, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8,
                        hidden_dim=28672, max_seq_len=4096),
     # Jiang et al. (2023, 2024)
@@ -81,7 +88,8 @@ PRESETS: dict[str, dict] = {
                          hidden_dim=14336, max_seq_len=32768, rope_theta=1e6, n_experts=8,
                          top_k=2),
 }
-NAMES = {"gpt2": "GPT-2 small", "gpt2_xl": "GPT-2 XL", "llama2_7b": "Llama 2 7B",
+NAMES = {"gpt2": "GPT-2 small", "gpt2_medium": "GPT-2 medium", "gpt2_large": "GPT-2 large",
+         "gpt2_xl": "GPT-2 XL", "llama2_7b": "Llama 2 7B", "llama2_13b": "Llama 2 13B",
          "llama2_70b": "Llama 2 70B", "mistral_7b": "Mistral 7B", "mixtral_8x7b": "Mixtral 8x7B"}
 print(GPTConfig.preset("llama2_7b"))
 
