@@ -24,6 +24,7 @@ import contextlib
 import functools
 import math
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -565,7 +566,7 @@ def routing() -> plt.Figure:
 def balance() -> plt.Figure:
     """Share of routed tokens per expert after training, with and without the balancing loss."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharey=True)
-    for ax, coef in zip(axes, (0.0, 0.02), strict=True):
+    for ax, coef in zip(axes, (0.0, 0.1), strict=True):
         trainer, _, _ = trained_char_model(n_experts=4, aux_loss_coef=coef)
         model, data = trainer.raw_model.eval(), trainer.data
         idx = data.val[:1024].view(16, 64)
@@ -579,7 +580,8 @@ def balance() -> plt.Figure:
                    label=f"layer {layer + 1}", color=C[layer])
             loss += load_balancing_loss(logits, 4, 2).item() / len(model.router_logits)
         ax.axhline(0.25, color=fg(), ls=":", lw=1)
-        ax.set(title=f"aux_loss_coef {coef}: balancing loss {loss:.2f}", xlabel="expert")
+        ax.set(title=f"aux_loss_coef {coef}: balancing loss {loss:.2f} (even: 2)",
+               xlabel="expert")
         ax.set_xticks(range(4))
         ax.grid(axis="y", alpha=0.4)
     axes[0].set_ylabel("share of top-2 picks")
@@ -633,8 +635,9 @@ def loss_curves() -> plt.Figure:
     ax.legend(frameon=False)
     for y, label, text in ((0.93, "before training", before), (0.47, "after", after)):
         fig.text(0.53, y, label, weight="bold", va="top")
-        fig.text(0.53, y - 0.06, text.strip()[:240], va="top", family="monospace",
-                 fontsize=8, wrap=True)
+        lines = [row for line in text.strip().splitlines()
+                 for row in textwrap.wrap(line, 56) or [""]][:6]
+        fig.text(0.53, y - 0.06, "\n".join(lines), va="top", family="monospace", fontsize=8)
     return fig
 
 
