@@ -176,9 +176,9 @@ def causal_mask_and_trained_head() -> plt.Figure:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     mask = causal_mask(T).float()
-    axes[0].imshow(mask, cmap="Blues", vmin=-0.3, vmax=1.3)
+    axes[0].imshow(mask.numpy(), cmap="Blues", vmin=-0.3, vmax=1.3)
     axes[0].set_title("causal_mask(T): True = may attend")
-    axes[1].imshow(weights[head], cmap="viridis", vmin=0)
+    axes[1].imshow(weights[head].numpy(), cmap="viridis", vmin=0)
     axes[1].set_title(f"trained model, layer 2, head {head + 1}: softmax weights")
     for ax in axes:
         ax.set_xticks(range(T), labels, fontsize=7, family="monospace")
@@ -228,7 +228,7 @@ def next_token_distribution() -> plt.Figure:
     top = probs.topk(10)
     chars = [repr(tok.decode([i]))[1:-1].replace(" ", "␣") for i in top.indices.tolist()]
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    ax.bar(range(10), top.values, color=C[0])
+    ax.bar(range(10), top.values.numpy(), color=C[0])
     ax.set_xticks(range(10), chars, family="monospace")
     ax.set(ylabel="probability", title=f"next character after “…{prompt[-16:]}”".replace(
         "\n", "⏎"))
@@ -337,9 +337,10 @@ def norms_2d() -> plt.Figure:
     for ax, y, title in ((axes[0], y_rms, "RMSNorm: divide by the root mean square"),
                          (axes[1], y_ln, "LayerNorm: subtract the mean, then divide")):
         for a, b in zip(x, y, strict=True):
-            ax.plot([a[0], b[0]], [a[1], b[1]], color=fg(), alpha=0.15, lw=0.8)
-        ax.scatter(x[:, 0], x[:, 1], s=14, color=C[0], label="input x")
-        ax.scatter(y[:, 0], y[:, 1], s=22, color=C[1], label="normalised", zorder=3)
+            ax.plot([a[0].item(), b[0].item()], [a[1].item(), b[1].item()], color=fg(),
+                    alpha=0.15, lw=0.8)
+        ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=14, color=C[0], label="input x")
+        ax.scatter(y[:, 0].numpy(), y[:, 1].numpy(), s=22, color=C[1], label="normalised", zorder=3)
         ax.add_patch(plt.Circle((0, 0), math.sqrt(2), fill=False, ls=":", color=fg(), lw=1))
         ax.set_aspect("equal")
         ax.set_title(title)
@@ -361,8 +362,8 @@ def activations() -> plt.Figure:
     for n, (name, fn) in enumerate(fns.items()):
         y = fn(x)
         (grad,) = torch.autograd.grad(y.sum(), x)
-        axes[0].plot(x.detach(), y.detach(), label=name, color=C[n])
-        axes[1].plot(x.detach(), grad, label=name, color=C[n])
+        axes[0].plot(x.detach().numpy(), y.detach().numpy(), label=name, color=C[n])
+        axes[1].plot(x.detach().numpy(), grad.numpy(), label=name, color=C[n])
     axes[0].set(title="f(x)", xlabel="x")
     axes[1].set(title="f′(x): SiLU and GELU dip below 0, ReLU's jumps", xlabel="x")
     for ax in axes:
@@ -381,8 +382,9 @@ def swiglu_gate() -> plt.Figure:
     z = F.silu(g)[None, :] * u[:, None]  # (up, gate)
     fig, ax = plt.subplots(figsize=(5.4, 4.3))
     lim = float(z.abs().max())
-    im = ax.imshow(z, origin="lower", extent=(-4, 4, -4, 4), cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax.contour(g, u, z, levels=[0], colors=[fg()], linewidths=0.8)
+    im = ax.imshow(z.numpy(), origin="lower", extent=(-4, 4, -4, 4), cmap="RdBu_r", vmin=-lim,
+                   vmax=lim)
+    ax.contour(g.numpy(), u.numpy(), z.numpy(), levels=[0], colors=[fg()], linewidths=0.8)
     fig.colorbar(im, ax=ax, label="SiLU(gate) · up")
     ax.set(xlabel="gate_proj(x) for one unit", ylabel="up_proj(x) for the same unit",
            title="SwiGLU: the gate decides, the up projection carries the sign")
@@ -396,7 +398,7 @@ def swiglu_gate() -> plt.Figure:
 def sinusoidal() -> plt.Figure:
     pe = sinusoidal_positions(64, 64)
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    im = ax.imshow(pe.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, origin="lower")
+    im = ax.imshow(pe.T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, origin="lower")
     fig.colorbar(im, ax=ax)
     ax.set(xlabel="position", ylabel="dimension",
            title="sinusoidal positions: fast waves in the first dimensions, slow in the last")
@@ -436,7 +438,7 @@ def rope_decay() -> plt.Figure:
     k = apply_rope(ones.expand(n, head_dim), torch.arange(n))  # at positions 0..n-1
     dots = (k @ q.T).squeeze(1) / head_dim
     fig, ax = plt.subplots(figsize=(6.8, 3.6))
-    ax.plot(torch.arange(n), dots, lw=0.8)
+    ax.plot(range(n), dots.numpy(), lw=0.8)
     ax.set(xscale="symlog", xlabel="distance between query and key (tokens)",
            ylabel="q·k / d (q = k = ones)",
            title="RoPE: the same query and key agree less the farther apart they are")
@@ -453,7 +455,7 @@ def alibi() -> plt.Figure:
     mask = ~causal_mask(16)
     for ax, h in zip(axes, heads, strict=True):
         shown = bias[h].masked_fill(mask, float("nan"))
-        im = ax.imshow(shown, cmap="magma", vmin=float(bias[0].min()), vmax=0)
+        im = ax.imshow(shown.numpy(), cmap="magma", vmin=float(bias[0].min()), vmax=0)
         slope = 2 ** (-8 * (h + 1) / 8)
         ax.set(title=f"head {h + 1}: slope {slope:g}", xlabel="key j", ylabel="query i")
         ax.spines[:].set_visible(False)
@@ -478,7 +480,7 @@ def receptive_field() -> plt.Figure:
         if layer in layers:
             layers[layer] = reach.clone()
     for ax, (layer, m) in zip(axes, layers.items(), strict=True):
-        ax.imshow(m, cmap="Blues", vmin=-0.3, vmax=1.3)
+        ax.imshow(m.numpy(), cmap="Blues", vmin=-0.3, vmax=1.3)
         ax.set(title=f"after {layer} layer{'s' * (layer > 1)}: "
                      f"{layer * (w - 1) + 1} tokens", xlabel="input token", ylabel="position")
         ax.spines[:].set_visible(False)
@@ -548,7 +550,7 @@ def routing() -> plt.Figure:
     for t, ax in enumerate(axes):
         chosen = set(top.indices[t].tolist())
         colors = [C[1] if e in chosen else C[7] for e in range(8)]
-        ax.bar(range(8), probs[t], color=colors)
+        ax.bar(range(8), probs[t].numpy(), color=colors)
         weights = top.values[t] / top.values[t].sum()
         for e, wgt in zip(top.indices[t].tolist(), weights.tolist(), strict=True):
             ax.text(e, probs[t, e] + 0.02, f"{wgt:.2f}", ha="center", fontsize=9)
@@ -576,7 +578,7 @@ def balance() -> plt.Figure:
         for layer, logits in enumerate(model.router_logits):
             picks = logits.topk(2, dim=-1).indices.flatten()
             share = torch.bincount(picks, minlength=4).float() / picks.numel()
-            ax.bar(torch.arange(4) + 0.27 * (layer - 1), share, width=0.27,
+            ax.bar((torch.arange(4) + 0.27 * (layer - 1)).numpy(), share.numpy(), width=0.27,
                    label=f"layer {layer + 1}", color=C[layer])
             loss += load_balancing_loss(logits, 4, 2).item() / len(model.router_logits)
         ax.axhline(0.25, color=fg(), ls=":", lw=1)
@@ -599,8 +601,8 @@ def total_vs_active() -> plt.Figure:
     active = [count_parameters(GPTConfig.preset(n), active=True) / 1e9 for n in names]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     xs = torch.arange(len(names))
-    ax.bar(xs - 0.2, total, width=0.4, label="total (must fit in memory)")
-    ax.bar(xs + 0.2, active, width=0.4, label="active per token (compute)")
+    ax.bar((xs - 0.2).numpy(), total, width=0.4, label="total (must fit in memory)")
+    ax.bar((xs + 0.2).numpy(), active, width=0.4, label="active per token (compute)")
     for x, t, a in zip(xs.tolist(), total, active, strict=True):
         ax.text(x - 0.2, t, f"{t:.1f}", ha="center", va="bottom", fontsize=9)
         ax.text(x + 0.2, a, f"{a:.1f}", ha="center", va="bottom", fontsize=9)
@@ -654,12 +656,13 @@ def sampling() -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for n, temp in enumerate((0.5, 1.0, 1.5)):
         p = (logits / temp).softmax(-1)[0, order]
-        axes[0].plot(range(16), p, "o-", label=f"temperature {temp}", color=C[n])
+        axes[0].plot(range(16), p.numpy(), "o-", label=f"temperature {temp}", color=C[n])
     axes[0].set(title="temperature", ylabel="probability")
     for n, (name, kw) in enumerate((("top-k = 3", {"top_k": 3}), ("top-p = 0.9",
                                                                   {"top_p": 0.9}))):
         p = filter_logits(logits, **kw).softmax(-1)[0, order]
-        axes[1].bar(torch.arange(16) + (n - 0.5) * 0.4, p, width=0.4, label=name, color=C[n + 3])
+        axes[1].bar((torch.arange(16) + (n - 0.5) * 0.4).numpy(), p.numpy(), width=0.4,
+                    label=name, color=C[n + 3])
     axes[1].set(title="filter_logits, then softmax (temperature 1)")
     for ax in axes:
         ax.set_xticks(range(16), chars, family="monospace")
@@ -712,12 +715,12 @@ def chinchilla() -> plt.Figure:
     D = torch.logspace(8, 14, 200, dtype=torch.float64)
     L = chinchilla_loss(N[None, :], D[:, None])
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
-    cs = ax.contourf(N, D, L, levels=20, cmap="viridis_r")
+    cs = ax.contourf(N.numpy(), D.numpy(), L.numpy(), levels=20, cmap="viridis_r")
     fig.colorbar(cs, ax=ax, label="predicted loss")
     budgets = [1e18, 1e20, 1e22, 1e24, 1e26]
     for C_ in budgets:
         n = N[(C_ / (6 * N) >= D[0]) & (C_ / (6 * N) <= D[-1])]
-        ax.plot(n, C_ / (6 * n), color="white", lw=0.7, ls="--")
+        ax.plot(n.numpy(), (C_ / (6 * n)).numpy(), color="white", lw=0.7, ls="--")
     opt = [compute_optimal(C_) for C_ in torch.logspace(17, 27, 40).tolist()]
     ax.plot([o[0] for o in opt], [o[1] for o in opt], color=C[1], lw=2.2,
             label="compute-optimal N, D")
