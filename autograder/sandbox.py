@@ -15,6 +15,7 @@ interpreter per job instead.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -85,6 +86,7 @@ class ForkServer:
 
     def _start(self) -> None:
         home = tempfile.mkdtemp(prefix="autograder-server-")
+        atexit.register(shutil.rmtree, home, ignore_errors=True)  # the server's own folder
         self.proc = subprocess.Popen(
             _command("--serve"), cwd=home, env=_worker_env(home), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
