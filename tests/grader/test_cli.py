@@ -263,6 +263,18 @@ def test_the_grading_command_runs_from_anywhere(tmp_path):
     proc = subprocess.run([str(script), "grade", "rmsnorm_swiglu.ipynb"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0 and "20 / 20" in proc.stdout, proc.stderr
+    # the notebook's own last cell, in a kernel started in the notebook's folder
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(tmp_path / "rmsnorm_swiglu.ipynb", as_version=4)
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    assert "sys.executable" in last.source
+    nb.cells = [last]
+    NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert "20 / 20" in printed, printed
+
     bare = subprocess.run([sys.executable, "-S", "-m", "autograder", "grade", "x.ipynb"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60,
                           env={"PATH": os.environ["PATH"]})
