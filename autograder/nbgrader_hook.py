@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 import nbformat
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.plugins import CsvExportPlugin
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
@@ -106,11 +106,12 @@ class IsolatedGrades(NbGraderPreprocessor):
 class ResilientExecute(Execute):
     """nbgrader's ``Execute``, except that a kernel that dies does not fail the notebook.
 
-    nbgrader drops a notebook whose kernel died ("Removing failed assignment"): no score, no
-    feedback, and the export shows a zero like an empty hand-in. Here the cells after the one
-    that killed it stay unrun, each unrun grade cell gets an error output (so that nothing can
-    count it as passed), the problem goes into the notebook's metadata, and ``IsolatedGrades``
-    then grades every exercise in its own worker, where the exit costs only its own exercise.
+    nbgrader drops a notebook whose kernel died ("Removing failed assignment"), or stopped
+    answering after a cell timed out and was interrupted: no score, no feedback, and the export
+    shows a zero like an empty hand-in. Here the cells after that one stay unrun, each unrun
+    grade cell gets an error output (so that nothing can count it as passed), the problem goes
+    into the notebook's metadata, and ``IsolatedGrades`` then grades every exercise in its own
+    worker, where an exit or a hang costs only its own exercise.
     """
 
     def preprocess(self, nb, resources=None, km=None):
@@ -121,16 +122,19 @@ class ResilientExecute(Execute):
         if self._died_at is None:
             try:
                 return super().preprocess_cell(cell, resources, index)
-            except DeadKernelError:
+            except (DeadKernelError, CellTimeoutError) as exc:
                 self._died_at = index
-                message = (f"the kernel died while running cell {index + 1} (os._exit, a crash "
-                           "or running out of memory); the cells after it did not run, and "
-                           "every exercise was graded in isolation")
+                what = ("died" if isinstance(exc, DeadKernelError) else
+                        "stopped answering after it was interrupted")
+                message = (f"the kernel {what} while running cell {index + 1} (os._exit, a "
+                           "crash, running out of memory, or a cell past the time limit); the "
+                           "cells after it did not run, and every exercise was graded in "
+                           "isolation")
                 self.log.warning(message)
                 _problems(self.nb).append(message)
         if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
             cell.outputs = [new_output(
-                "error", ename="KernelDied", evalue=f"not run: the kernel died in cell "
+                "error", ename="KernelDied", evalue=f"not run: the kernel failed in cell "
                 f"{self._died_at + 1}", traceback=[])]
         return cell, self.resources
 
