@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autograder.classroom import (
     GRADEBOOK,
+    Found,
     UsageError,
     check_output_file,
     check_output_folder,
@@ -16,6 +17,7 @@ from autograder.classroom import (
     choose_exercises,
     declared_weeks,
     find_files,
+    folder_week,
     grade_class,
     is_class_folder,
     problems,
@@ -25,7 +27,10 @@ from autograder.classroom import (
 )
 from autograder.exercises import BY_NAME
 from autograder.grading import Exercise, grade_submission, zero_result
+from autograder.isolation import CHOICES, IsolationUnavailable, describe
 from autograder.report import as_gradescope, as_json, internal_warning, table, write_json
+from autograder.sandbox import configure
+from autograder.submission import Submission, SubmissionError
 
 DEFAULT_OUT = Path("grades")
 
@@ -56,11 +61,37 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, help="fix the hidden inputs (default: fresh every run)")
     g.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
                    help="exercises graded at once (default: one per core)")
+    g.add_argument("--isolation", choices=CHOICES,
+                   default=os.environ.get("AUTOGRADER_ISOLATION", "auto"),
+                   help="how the learner's code is isolated (default: the strongest available; "
+                        "strict fails where namespaces are not available)")
+    b = sub.add_parser("gradescope-bundle", help="build Gradescope's autograder zip")
+    b.add_argument("out", type=Path, help="the zip to write")
+    b.add_argument("--week", action="append", type=int,
+                   help="grade only this week (repeatable; default: what is submitted)")
+    b.add_argument("--isolation", choices=CHOICES, default="strict",
+                   help="the level run_autograder demands (default: strict)")
     return parser
+
+
+def isolate(requested: str) -> None:
+    """Start the workers' server at ``requested`` and say which level it runs at."""
+    try:
+        level = configure(requested)
+    except IsolationUnavailable as exc:
+        raise UsageError(f"isolation {requested!r} is not available on this machine ({exc}); "
+                         "use --isolation auto to grade with the strongest level there is"
+                         ) from None
+    print(f"isolation: {describe(level)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "gradescope-bundle":
+        from autograder.gradescope import build_bundle
+
+        print(f"wrote {build_bundle(args.out, args.week, args.isolation)}")
+        return 0
     try:
         weeks = {check_week(w, "--week") for w in args.week} if args.week else None
         if args.json is None and args.gradescope is None and is_class_folder(args.path):
@@ -101,6 +132,7 @@ def grade_one(args: argparse.Namespace, weeks: set[int] | None) -> int:
         for week in weeks:
             check_week(week, str(args.path))
         exercises = choose_exercises(weeks, args.exercise)
+    isolate(args.isolation)
     results = grade_submission(subs, exercises, seed=args.seed, parallel=args.parallel)
     for problem in unreadable:
         print(f"note: not graded: {problem}")
@@ -134,6 +166,7 @@ def grade_a_class(args: argparse.Namespace, weeks: set[int] | None) -> int:
         for week in weeks:
             check_week(week, str(args.path))
     exercises = choose_exercises(weeks, args.exercise)
+    isolate(args.isolation)
     replacing = (out / GRADEBOOK).exists()
     print(f"{len(learners)} learners, week {', '.join(map(str, sorted(weeks)))}: "
           f"{', '.join(e.name for e in exercises)}")
@@ -152,3 +185,41 @@ def grade_a_class(args: argparse.Namespace, weeks: set[int] | None) -> int:
     print(f"gradebook: {out / GRADEBOOK}{' (replaced the earlier one)' if replacing else ''}; "
           f"each learner's results.json, grading.json and feedback.txt under {out}/")
     return 0
+
+
+# The steps of grading one submission, for ``autograder.gradescope``: each raises
+# ``SubmissionError`` with a sentence for the learner when it cannot go on.
+
+
+def submission_files(path: Path) -> list[Path]:
+    """One submission's files: the file itself, or the notebooks and .py files under a folder
+    (with ``read_files``, a file in a week folder such as ``week3/`` belongs to that week)."""
+    found = find_files(path)
+    if found.problem:
+        raise SubmissionError(found.problem)
+    return [file for file, _ in found.files]
+
+
+def read_files(files: list[Path]) -> list[Submission]:
+    """The readable ones of ``files``; one unreadable file costs only its own exercises."""
+    subs, problems = read_found(Found([(f, folder_week(f.parent)) for f in files]))
+    if not subs:
+        raise SubmissionError("; ".join(problems) or "no readable notebook or .py file")
+    return subs
+
+
+def select_exercises(subs: list[Submission], names: list[str] | None,
+                     weeks: list[int] | None) -> list[Exercise]:
+    """``names``, else the exercises of ``weeks``, else of the weeks the files declare."""
+    try:
+        if names and not weeks:
+            return [BY_NAME[n] for n in names]
+        chosen = set(weeks or ()) or declared_weeks(subs)
+        if not chosen:
+            raise UsageError("none of your files says which week it is for (no course "
+                             "notebook, none of the exercises defined)")
+        for week in chosen:
+            check_week(week, "the submission")
+        return choose_exercises(chosen, names)
+    except UsageError as exc:
+        raise SubmissionError(str(exc)) from None

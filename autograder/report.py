@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from autograder.grading import ExerciseResult
+from autograder.sandbox import level_used
 
 
 def total(results: list[ExerciseResult]) -> tuple[float, float]:
@@ -67,6 +68,7 @@ def as_json(results: list[ExerciseResult], path: str | None = None) -> dict:
         "submission": path,
         "score": score,
         "max_score": max_score,
+        "isolation": level_used(),
         # cases the grader's own code failed on: zero points, not the submission's fault
         "internal_errors": internal_errors(results),
         "exercises": [
@@ -89,7 +91,8 @@ def as_gradescope(results: list[ExerciseResult], problem: str = "") -> dict:
     Specifications"): one test per exercise, with the case-by-case feedback. ``problem``: why
     the submission could not be graded at all (every test then scores zero)."""
     score, max_score = total(results)
-    output = f"{score:g} / {max_score:g} points"
+    level = level_used()
+    output = f"{score:g} / {max_score:g} points" + (f" (isolation: {level})" if level else "")
     if problem:
         output = f"{problem}\n{output}"
     if internal_errors(results):
@@ -101,6 +104,7 @@ def as_gradescope(results: list[ExerciseResult], problem: str = "") -> dict:
         "output": output,
         "visibility": "visible",
         "stdout_visibility": "hidden",
+        "extra_data": {"isolation": level},
         "tests": [
             {"name": f"week {r.exercise.week}: {r.exercise.title} ({r.exercise.name})",
              "score": r.score, "max_score": r.max_score,
