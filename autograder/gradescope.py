@@ -108,6 +108,7 @@ def run(root: Path, weeks: list[int] | None, isolation: str) -> int:
     results_path = root / "results" / "results.json"
     try:
         subs = read_files(submission_files(root / "submission"))
+        exercises = select_exercises(subs, None, weeks)
     except SubmissionError as exc:
         write_json(_not_graded(f"No gradable file in your submission: {exc}. Upload the "
                                "week's .ipynb notebook (or a .py file).", None), results_path)
@@ -125,8 +126,7 @@ def run(root: Path, weeks: list[int] | None, isolation: str) -> int:
               "container allows, then regrade all submissions.", file=sys.stderr)
         return 2
     print(f"isolation: {describe(level)}")
-    results = grade_submission(subs, select_exercises(subs, None, weeks),
-                               parallel=os.cpu_count() or 1)
+    results = grade_submission(subs, exercises, parallel=os.cpu_count() or 1)
     print(table(results, title=str(root / "submission")))
     data = as_gradescope(results)
     data["execution_time"] = round(time.monotonic() - start, 1)

@@ -15,10 +15,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests on other texts (random words, emoji, several scripts)
-# grade the submission. You can run the same grader yourself from a terminal:
+# grade the submission. You can run the same grader yourself: save the notebook and run its
+# last cell, **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week2/bpe.ipynb
+# .venv/bin/autograder grade course/release/week2/bpe.ipynb   # from the course folder
+# autograder grade bpe.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -388,3 +390,22 @@ for language, s in versions.items():
 #
 # Week 7 feeds token ids like these to the mini-GPT you assemble. Next: take the
 # [week 2 quiz](../../../site/weeks/week2/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "bpe.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

@@ -15,10 +15,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other shapes, dtypes and gradients grade the
-# submission. You can run the same grader yourself from a terminal:
+# submission. You can run the same grader yourself: save the notebook and run its last cell,
+# **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week6/moe.ipynb
+# .venv/bin/autograder grade course/release/week6/moe.ipynb   # from the course folder
+# autograder grade moe.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -376,3 +378,22 @@ for batch in [1, 2, 4, 8, 16, 64]:
 #
 # In week 7 an `n_experts` setting in your GPT's config swaps the feed-forward block for this
 # one. Next: take the [week 6 quiz](../../../site/weeks/week6/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "moe.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

@@ -22,10 +22,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other configurations grade the submission. You can
-# run the same grader yourself from a terminal:
+# run the same grader yourself: save the notebook and run its last cell, **Grade this
+# notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week8/scale.ipynb
+# .venv/bin/autograder grade course/release/week8/scale.ipynb   # from the course folder
+# autograder grade scale.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -547,3 +549,22 @@ assert torch.allclose(parallel, recurrent)
 # With them you priced famous training runs, saw why Chinchilla beat Gopher and why Llama 2
 # 7B was trained "too long" on purpose, fitted a scaling law of your own, and measured the
 # quadratic cost of context. Next: take the [week 8 quiz](../../../site/weeks/week8/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "scale.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)
