@@ -14,13 +14,22 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.lab: pyproject.toml | $(BIN)/python
+# One stamp per TORCH: `make lab TORCH=...` installs that torch even when .venv exists.
+# --force-reinstall --no-deps swaps the build even when the version is the same (a CUDA wheel
+# for a CPU one); the second install brings whatever that torch depends on.
+TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH)' | cksum | cut -d' ' -f1)
+
+$(TORCH_STAMP): | $(BIN)/python
+	$(BIN)/pip install -q --force-reinstall --no-deps $(TORCH)
 	$(BIN)/pip install -q $(TORCH)
+	rm -f $(VENV)/.torch-*
+	touch $@
+
+$(VENV)/.lab: pyproject.toml $(TORCH_STAMP) | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(TORCH)
+$(VENV)/.test: pyproject.toml $(TORCH_STAMP) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
