@@ -150,15 +150,86 @@ class LatentKVCache:
         return latent, k_rope
 
 
+def _queries(attn: nn.Module, x: Tensor, n_heads: int) -> Tensor:
+    """``(B, T, dim)`` -> ``(B, H, T, nope + rope)``: through ``q_proj``, or the compressed
+    path ``q_a_proj``, ``q_a_layernorm``, ``q_b_proj``."""
+    B, T, _ = x.shape
+    if getattr(attn, "q_a_proj", None) is None:
+        q = attn.q_proj(x)
+    else:
+        q = attn.q_b_proj(attn.q_a_layernorm(attn.q_a_proj(x)))
+    return q.view(B, T, n_heads, -1).transpose(1, 2)
+
+
+def decode_from_latents(attn: nn.Module, x: Tensor, cache: LatentKVCache, n_heads: int,
+                        qk_nope_head_dim: int, qk_rope_head_dim: int,
+                        rope_theta: float = 10000.0) -> Tensor:
+    """MLA on new tokens ``x`` that attend to themselves and to a :class:`LatentKVCache`, in
+    the absorbed form; works on any module with the contract's submodule names.
+
+    The score of head ``h`` against token ``j``, ``q_nope_h . (W_UK_h c_j)``, is computed as
+    ``(W_UK_h^T q_nope_h) . c_j``, and the values ``W_UV_h c_j`` are mixed as latents first and
+    expanded once, after the softmax (``W_UK_h``, ``W_UV_h``: the key and value rows of head
+    ``h`` in ``kv_b_proj``). No per-head key or value is built for the cached tokens. The
+    result equals the training form's.
+
+    Shapes:
+        ``x``: ``(B, T, dim)`` -> ``(B, T, dim)``; token ``t`` is at position
+        ``cache.pos + t``; the cache is updated in place.
+    """
+    B, T, _ = x.shape
+    H, nope, rope = n_heads, qk_nope_head_dim, qk_rope_head_dim
+    r = attn.kv_b_proj.in_features
+    v_dim = attn.kv_b_proj.out_features // H - nope
+    positions = torch.arange(cache.pos, cache.pos + T, device=x.device)
+
+    q_nope, q_rope = _queries(attn, x, H).split([nope, rope], dim=-1)  # (B, H, T, .)
+    q_rope = rope_interleaved(q_rope, positions, rope_theta)
+    latent, k_rope = attn.kv_a_proj_with_mqa(x).split([r, rope], dim=-1)
+    latent = attn.kv_a_layernorm(latent)  # (B, T, r)
+    k_rope = rope_interleaved(k_rope[:, None], positions, rope_theta)[:, 0]  # (B, T, rope)
+    latent, k_rope = cache.update(latent, k_rope)  # (B, S, r), (B, S, rope): all tokens so far
+
+    kv_b = attn.kv_b_proj.weight.view(H, nope + v_dim, r)
+    w_uk, w_uv = kv_b[:, :nope], kv_b[:, nope:]  # (H, nope, r), (H, v, r)
+    q_latent = torch.einsum("bhtn,hnr->bhtr", q_nope, w_uk)  # the query in latent space
+    scores = q_latent @ latent[:, None].transpose(-2, -1)  # (B, H, T, S)
+    scores = scores + q_rope @ k_rope[:, None].transpose(-2, -1)
+    scores = scores / math.sqrt(nope + rope)
+    key_positions = torch.arange(latent.size(1), device=x.device)
+    scores = scores.masked_fill(key_positions[None, :] > positions[:, None], float("-inf"))
+    mixed = torch.softmax(scores, dim=-1) @ latent[:, None]  # (B, H, T, r): mixed latents
+    y = torch.einsum("bhtr,hvr->bthv", mixed, w_uv)  # (B, T, H, v)
+    return attn.o_proj(y.reshape(B, T, H * v_dim))
+
+
+def absorbed_projections(attn: nn.Module, n_heads: int, qk_nope_head_dim: int) -> tuple[
+        Tensor, Tensor]:
+    """``kv_b_proj`` folded into the projections around it, once, as whole matrices.
+
+    Returns ``w_q`` ``(H, kv_lora_rank, q_in)``: ``W_UK_h^T`` times head ``h``'s nope rows of
+    ``q_b_proj`` (or ``q_proj``), mapping the (compressed) input straight to a query in latent
+    space; and ``w_o`` ``(dim, H, kv_lora_rank)``: ``o_proj``'s columns of head ``h`` times
+    ``W_UV_h``, mapping mixed latents straight to the output. Exact, but larger than the
+    factors when ``kv_lora_rank`` exceeds the head sizes, which is why DeepSeek's inference
+    code applies ``W_UK`` and ``W_UV`` at run time instead (:func:`decode_from_latents`).
+    """
+    H, nope = n_heads, qk_nope_head_dim
+    r = attn.kv_b_proj.in_features
+    kv_b = attn.kv_b_proj.weight.view(H, -1, r)
+    w_uk, w_uv = kv_b[:, :nope], kv_b[:, nope:]  # (H, nope, r), (H, v, r)
+    q_out = attn.q_proj if getattr(attn, "q_a_proj", None) is None else attn.q_b_proj
+    q_nope_rows = q_out.weight.view(H, -1, q_out.in_features)[:, :nope]  # (H, nope, q_in)
+    w_q = torch.einsum("hnr,hni->hri", w_uk, q_nope_rows)
+    w_o = torch.einsum("dhv,hvr->dhr", attn.o_proj.weight.view(-1, H, w_uv.size(1)), w_uv)
+    return w_q, w_o
+
+
 class CachedLatentAttention(MultiHeadLatentAttention):
     """:class:`MultiHeadLatentAttention` that can decode from a :class:`LatentKVCache`.
 
-    Without a cache it is the training form. With one, it attends to the cached latents
-    directly (the absorbed form): the score of head ``h`` against token ``j``,
-    ``q_nope_h . (W_UK_h c_j)``, is computed as ``(W_UK_h^T q_nope_h) . c_j``, and the values
-    ``W_UV_h c_j`` are mixed as latents first and expanded once, after the softmax, with
-    ``W_UK_h`` and ``W_UV_h`` the key and value rows of head ``h`` in ``kv_b_proj``. The
-    result is the same; no per-head key or value is ever built for the cached tokens.
+    Without a cache it is the training form; with one, the absorbed form of
+    :func:`decode_from_latents` (the same outputs).
 
     State dict: as :class:`MultiHeadLatentAttention`.
 
@@ -170,38 +241,8 @@ class CachedLatentAttention(MultiHeadLatentAttention):
     def forward(self, x: Tensor, cache: LatentKVCache | None = None) -> Tensor:
         if cache is None:
             return super().forward(x)
-        B, T, _ = x.shape
-        H, nope, rope, r = self.n_heads, self.qk_nope_head_dim, self.qk_rope_head_dim, \
-            self.kv_lora_rank
-        start = cache.pos
-        positions = torch.arange(start, start + T, device=x.device)
-
-        if self.q_lora_rank is None:
-            q = self.q_proj(x)
-        else:
-            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
-        q = q.view(B, T, H, nope + rope).transpose(1, 2)  # (B, H, T, nope + rope)
-        q_nope, q_rope = q.split([nope, rope], dim=-1)
-        q_rope = rope_interleaved(q_rope, positions, self.rope_theta)
-
-        latent, k_rope = self.kv_a_proj_with_mqa(x).split([r, rope], dim=-1)
-        latent = self.kv_a_layernorm(latent)  # (B, T, r)
-        k_rope = rope_interleaved(k_rope[:, None], positions, self.rope_theta)[:, 0]
-        latent, k_rope = cache.update(latent, k_rope)  # (B, S, r), (B, S, rope)
-        S = latent.size(1)
-
-        kv_b = self.kv_b_proj.weight.view(H, nope + self.v_head_dim, r)
-        w_uk, w_uv = kv_b[:, :nope], kv_b[:, nope:]  # (H, nope, r), (H, v, r)
-        q_latent = torch.einsum("bhtn,hnr->bhtr", q_nope, w_uk)  # the query in latent space
-        scores = q_latent @ latent[:, None].transpose(-2, -1)  # (B, H, T, S)
-        scores = scores + q_rope @ k_rope[:, None].transpose(-2, -1)
-        scores = scores / math.sqrt(nope + rope)
-        k_pos = torch.arange(S, device=x.device)
-        scores = scores.masked_fill(k_pos[None, :] > positions[:, None], float("-inf"))
-        weights = torch.softmax(scores, dim=-1)  # (B, H, T, S)
-        mixed = weights @ latent[:, None]  # (B, H, T, r): the values' latents, mixed
-        y = torch.einsum("bhtr,hvr->bthv", mixed, w_uv)  # (B, T, H, v)
-        return self.o_proj(y.reshape(B, T, H * self.v_head_dim))
+        return decode_from_latents(self, x, cache, self.n_heads, self.qk_nope_head_dim,
+                                   self.qk_rope_head_dim, self.rope_theta)
 
 
 def latent_cache_bytes(n_layers: int, kv_lora_rank: int, qk_rope_head_dim: int, seq_len: int,

@@ -14,6 +14,8 @@ from solutions.latent_attention import (
     CachedLatentAttention,
     LatentKVCache,
     MultiHeadLatentAttention,
+    absorbed_projections,
+    decode_from_latents,
     latent_cache_bytes,
 )
 from solutions.moe import route
@@ -127,12 +129,10 @@ def test_folding_kv_b_proj_into_the_query_and_output_projections():
     """W_UK folded into q_b_proj and W_UV into o_proj: attention over the latents alone."""
     attn = _mla()
     x = torch.randn(1, 7, 32, dtype=torch.float64)
-    H, nope, rope, r, v = 4, 8, 4, 16, 6
+    H, nope, rope, r = 4, 8, 4, 16
     T = x.shape[1]
-    kv_b = attn.kv_b_proj.weight.view(H, nope + v, r)
-    q_b = attn.q_b_proj.weight.view(H, nope + rope, -1)
-    w_q = torch.einsum("hnr,hni->hri", kv_b[:, :nope], q_b[:, :nope])  # (H, r, q_lora)
-    w_o = torch.einsum("dhv,hvr->dhr", attn.o_proj.weight.view(32, H, v), kv_b[:, nope:])
+    w_q, w_o = absorbed_projections(attn, H, nope)  # (H, r, q_lora), (dim, H, r)
+    assert w_q.shape == (H, r, 24) and w_o.shape == (32, H, r)
     c_q = attn.q_a_layernorm(attn.q_a_proj(x))  # (1, T, q_lora)
     latent, k_rope = attn.kv_a_proj_with_mqa(x).split([r, rope], -1)
     latent = attn.kv_a_layernorm(latent)
@@ -358,3 +358,14 @@ def test_sdpa_scale_is_the_full_query_width():
     v = torch.randn(1, 1, 3, 5)
     expected = F.softmax(q @ k.transpose(-1, -2) / math.sqrt(12), -1) @ v
     assert_close(scaled_dot_product_attention(q, k, v), expected)
+
+
+@pytest.mark.multi_head_latent_attention
+def test_decode_from_latents_needs_only_the_contract_names():
+    """The notebook runs it on the learner's module: only submodule names are used."""
+    attn = _mla(q_lora_rank=None)
+    x = torch.randn(1, 5, 32, dtype=torch.float64)
+    cache = LatentKVCache()
+    out = torch.cat([decode_from_latents(attn, x[:, t:t + 1], cache, 4, 8, 4) for t in range(5)],
+                    dim=1)
+    assert_close(out, attn(x), rtol=1e-10, atol=1e-10)
