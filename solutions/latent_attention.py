@@ -244,6 +244,9 @@ class CachedLatentAttention(MultiHeadLatentAttention):
         return decode_from_latents(self, x, cache, self.n_heads, self.qk_nope_head_dim,
                                    self.qk_rope_head_dim, self.rope_theta)
 
+    def new_cache(self) -> LatentKVCache:
+        return LatentKVCache()
+
 
 def latent_cache_bytes(n_layers: int, kv_lora_rank: int, qk_rope_head_dim: int, seq_len: int,
                        batch_size: int = 1, bytes_per_elem: int = 2) -> int:
