@@ -17,8 +17,11 @@ from solutions.latent_attention import (
     CachedLatentAttention,
     LatentKVCache,
     MultiHeadLatentAttention,
+    absorbed_projections,
+    decode_from_latents,
     latent_cache_bytes,
 )
+from solutions.llama4 import Llama4MoE, attention_temperature, chunked_attention_mask, qk_norm
 from solutions.model import CachedAttention, GPTConfig, KVCache, MiniGPT, generate
 from solutions.moe import MoE, dense_moe_forward, load_balancing_loss
 from solutions.normalization import RMSNorm
@@ -54,5 +57,7 @@ __all__ = [
     "count_parameters", "chinchilla_loss", "compute_optimal",
     # week 9
     "MultiHeadLatentAttention", "CachedLatentAttention", "LatentKVCache", "latent_cache_bytes",
+    "decode_from_latents", "absorbed_projections",
     "DeepSeekMoE", "deepseek_route", "expert_load", "update_routing_bias",
+    "Llama4MoE", "chunked_attention_mask", "attention_temperature", "qk_norm",
 ]

@@ -18,6 +18,7 @@ from solutions.latent_attention import (
     decode_from_latents,
     latent_cache_bytes,
 )
+from solutions.llama4 import attention_temperature, chunked_attention_mask, qk_norm
 from solutions.moe import route
 from solutions.positions import apply_rope, rope_interleaved
 
@@ -369,3 +370,42 @@ def test_decode_from_latents_needs_only_the_contract_names():
     out = torch.cat([decode_from_latents(attn, x[:, t:t + 1], cache, 4, 8, 4) for t in range(5)],
                     dim=1)
     assert_close(out, attn(x), rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------- Llama 4's helpers
+
+
+def test_chunked_mask_is_causal_within_chunks_and_the_model_uses_it():
+    mask = chunked_attention_mask(10, 4)
+    for i in range(10):
+        for j in range(10):
+            assert bool(mask[i, j]) == (j <= i and j // 4 == i // 4)
+    assert torch.equal(chunked_attention_mask(6, 6), torch.ones(6, 6, dtype=torch.bool).tril())
+    # the model's chunked attention equals attention under this mask
+    from solutions.model import CachedAttention
+
+    torch.manual_seed(0)
+    attn = CachedAttention(32, 4, 2, rope_theta=500.0, rope_pairs="interleaved", chunk=4)
+    x = torch.randn(2, 10, 32)
+    B, T = 2, 10
+    q = rope_interleaved(attn.q_proj(x).view(B, T, 4, 8).transpose(1, 2), torch.arange(T), 500.0)
+    k = rope_interleaved(attn.k_proj(x).view(B, T, 2, 8).transpose(1, 2), torch.arange(T), 500.0)
+    v = attn.v_proj(x).view(B, T, 2, 8).transpose(1, 2)
+    k, v = k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
+    y = scaled_dot_product_attention(q, k, v, chunked_attention_mask(T, 4))
+    assert_close(attn(x), attn.o_proj(y.transpose(1, 2).reshape(B, T, 32)))
+
+
+def test_attention_temperature_values():
+    t = attention_temperature(torch.tensor([0, 8190, 8191, 16383, 10**6]), 0.1, 8192)
+    assert_close(t[:2], torch.ones(2))
+    assert_close(t[2], torch.tensor(1 + 0.1 * math.log(2)))
+    assert_close(t[3], torch.tensor(1 + 0.1 * math.log(3)))
+    assert_close(t[4], torch.tensor(1 + 0.1 * math.log(1 + (10**6 + 1) // 8192)))
+
+
+def test_qk_norm_bounds_the_scores():
+    q, k = 100 * torch.randn(50, 64), 100 * torch.randn(50, 64)
+    scores = (qk_norm(q) * qk_norm(k)).sum(-1) / 8
+    assert scores.abs().max() <= 8 + 1e-4  # sqrt(64)
+    assert_close(qk_norm(q).pow(2).mean(-1), torch.ones(50), atol=1e-4, rtol=1e-4)
