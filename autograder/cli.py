@@ -10,7 +10,9 @@ from pathlib import Path
 from autograder.classroom import grade_class, is_class_folder
 from autograder.exercises import BY_NAME, EXERCISES
 from autograder.grading import Exercise, grade_submission
+from autograder.isolation import CHOICES, IsolationUnavailable, describe
 from autograder.report import as_gradescope, as_json, table, write_json
+from autograder.sandbox import configure
 from autograder.submission import Submission, SubmissionError, read_submission
 
 CODE_SUFFIXES = (".ipynb", ".py")
@@ -54,6 +56,19 @@ def select_exercises(subs: list[Submission], names: list[str] | None,
     return chosen or list(EXERCISES)
 
 
+def isolate(requested: str) -> bool:
+    """Start the workers' server at ``requested`` and say which level it runs at; False (with
+    a message) when that level is not available here."""
+    try:
+        level = configure(requested)
+    except IsolationUnavailable as exc:
+        print(f"error: isolation {requested!r} is not available on this machine ({exc}); "
+              "use --isolation auto to grade with the strongest level there is", file=sys.stderr)
+        return False
+    print(f"isolation: {describe(level)}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,9 +84,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="exercises graded at once (default: one per core)")
     g.add_argument("--out", type=Path, default=Path("grades"),
                    help="class mode: where the gradebook and per-learner results go")
+    g.add_argument("--isolation", choices=CHOICES,
+                   default=os.environ.get("AUTOGRADER_ISOLATION", "auto"),
+                   help="how the learner's code is isolated (default: the strongest available; "
+                        "strict fails where namespaces are not available)")
+    b = sub.add_parser("gradescope-bundle", help="build Gradescope's autograder zip")
+    b.add_argument("out", type=Path, help="the zip to write")
+    b.add_argument("--week", action="append", type=int,
+                   help="grade only this week (repeatable; default: what is submitted)")
+    b.add_argument("--isolation", choices=CHOICES, default="strict",
+                   help="the level run_autograder demands (default: strict)")
     args = parser.parse_args(argv)
 
+    if args.command == "gradescope-bundle":
+        from autograder.gradescope import build_bundle
+
+        print(f"wrote {build_bundle(args.out, args.week, args.isolation)}")
+        return 0
+
     if is_class_folder(args.path, CODE_SUFFIXES):
+        if not isolate(args.isolation):
+            return 2
         graded = grade_class(args.path, args.out, lambda p: read_files(submission_files(p)),
                              select_exercises, args.week, args.exercise, args.seed, args.parallel)
         for name, results in graded:
@@ -87,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     exercises = select_exercises(subs, args.exercise, args.week)
+    if not isolate(args.isolation):
+        return 2
     results = grade_submission(subs, exercises, seed=args.seed, parallel=args.parallel)
     print(table(results, title=f"{args.path}"))
     if args.json:

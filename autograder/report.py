@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from autograder.grading import ExerciseResult
+from autograder.sandbox import level_used
 
 
 def total(results: list[ExerciseResult]) -> tuple[float, float]:
@@ -44,6 +45,7 @@ def as_json(results: list[ExerciseResult], path: str | None = None) -> dict:
         "submission": path,
         "score": score,
         "max_score": max_score,
+        "isolation": level_used(),
         "exercises": [
             {
                 "name": r.exercise.name, "week": r.exercise.week, "title": r.exercise.title,
@@ -64,9 +66,10 @@ def as_gradescope(results: list[ExerciseResult]) -> dict:
     return {
         "score": score,
         "max_score": max_score,
-        "output": f"{score:g} / {max_score:g} points",
+        "output": f"{score:g} / {max_score:g} points (isolation: {level_used()})",
         "visibility": "visible",
         "stdout_visibility": "hidden",
+        "extra_data": {"isolation": level_used()},
         "tests": [
             {"name": f"week {r.exercise.week}: {r.exercise.title} ({r.exercise.name})",
              "score": r.score, "max_score": r.max_score, "output": feedback(r),

@@ -271,8 +271,11 @@ _LLAMA4_SCOUT = dict(vocab_size=202048, dim=5120, n_layers=48, n_heads=40, n_kv_
                      qk_norm=True, attn_scale=0.1, floor_scale=8192)
 PRESETS: dict[str, dict] = {  # GPTConfig fields; the others keep their defaults
     "gpt2": _GPT2,  # 124M
+    "gpt2_medium": dict(_GPT2, dim=1024, n_layers=24, n_heads=16),  # 355M
+    "gpt2_large": dict(_GPT2, dim=1280, n_layers=36, n_heads=20),  # 774M
     "gpt2_xl": dict(_GPT2, dim=1600, n_layers=48, n_heads=25),  # 1.5B
     "llama2_7b": _LLAMA2_7B,  # hidden_dim 11008 by LLaMA's rule
+    "llama2_13b": dict(_LLAMA2_7B, dim=5120, n_layers=40, n_heads=40),  # 13824, same rule
     "llama2_70b": dict(_LLAMA2_7B, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8,
                        hidden_dim=28672),
     "mistral_7b": _MISTRAL_7B,

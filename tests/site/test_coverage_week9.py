@@ -60,8 +60,3 @@ def test_week9_quiz_format():
     assert len(blocks) >= 12 and md.count("<quiz>") == len(blocks)
     problems = {n + 1: p for n, block in enumerate(blocks) if (p := check_question(block))}
     assert not problems, problems
-    # the right answer is not always in the same place
-    first_right = [next(i for i, line in enumerate(
-        [x for x in block.splitlines() if x.startswith("- [")]) if line.startswith("- [x]"))
-        for block in blocks]
-    assert len(set(first_right)) >= 3, first_right
