@@ -625,9 +625,9 @@ def moe_cases(gen: torch.Generator) -> list[Case]:
                   "norm_topk_prob=True", (2, 6, 16), kw={}),
         _moe_case(gen, "norm_topk_prob=False: the chosen sigmoid scores, scaled", (1, 9, 16),
                   kw=MOE_KW | {"norm_topk_prob": False}),
-        _moe_case(gen, "16 experts in 4 groups, 1 kept: every token stays in one group",
-                  (1, 10, 16), (16, 8, 16, 1, 4), kw={"n_group": 4, "topk_group": 1,
-                                                      "routed_scaling_factor": 1.5}),
+        _moe_case(gen, "16 experts in 4 groups, topk_group left to its default (1): every "
+                  "token stays in one group", (1, 10, 16), (16, 8, 16, 1, 4),
+                  kw={"n_group": 4, "routed_scaling_factor": 1.5}),
         _moe_case(gen, "top-1, one shared expert, one group", (3, 4, 16), (16, 12, 4, 1, 1),
                   kw={}),
         _moe_case(gen, "gradients: input, router, experts and shared experts", (2, 8, 16),

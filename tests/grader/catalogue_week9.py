@@ -240,6 +240,8 @@ class MultiHeadLatentAttention(nn.Module):
         "routed_scaling_factor=1.0", "routed_scaling_factor=2.5"), None),
     "moe_wrong_default_norm": ("deepseek_moe", moe_edit(
         "norm_topk_prob=True", "norm_topk_prob=False"), "divided by their sum"),
+    "moe_wrong_default_topk_group": ("deepseek_moe", moe_edit(
+        "n_group=1, topk_group=1", "n_group=1, topk_group=2"), None),
     "moe_torch_kernel_transformers_router": ("deepseek_moe", HEADER + """
 from transformers.models.deepseek_v3 import modeling_deepseek_v3 as ds
 
