@@ -370,6 +370,32 @@ for batch in [1, 2, 4, 8, 16, 64]:
 # one text are not independent, so real numbers differ; but the balancing loss exists to push
 # the usage toward exactly this even spread.
 #
+# ## DeepSeek-V3 and Llama 4
+#
+# The lesson's other rows, DeepSeek-V3 and Llama 4, have parts that come in week 9 (latent
+# attention, shared experts, dense layers between the MoE ones). The course's presets hold
+# their published configurations and its `count_parameters` (week 8) counts them exactly,
+# as `transformers` does:
+
+# %% role="locked"
+from solutions.model import GPTConfig  # noqa: E402
+from solutions.scaling import count_parameters  # noqa: E402
+
+rows = {"mixtral_8x7b": "Mixtral 8x7B", "deepseek_v3": "DeepSeek-V3",
+        "llama4_scout": "Llama 4 Scout", "llama4_maverick": "Llama 4 Maverick"}
+print(f"{'model':<17}{'routed experts':>15}{'shared':>8}{'per token':>10}{'total':>19}"
+      f"{'active':>18}{'active share':>14}")
+for preset, name in rows.items():
+    c = GPTConfig.preset(preset)
+    total, active = count_parameters(c), count_parameters(c, active=True)
+    print(f"{name:<17}{c.n_experts:>15}{c.n_shared_experts:>8}{c.top_k:>10}{total:>19,}"
+          f"{active:>18,}{active / total:>14.1%}")
+
+# %% [markdown]
+# DeepSeek-V3 activates 5.6 % of its parameters per token, Mixtral 27.6 %: many small experts,
+# few of them used. Llama 4 Maverick has eight times Scout's experts, in half of its layers,
+# for nearly the same active count.
+#
 # ## What you built
 #
 # - `MoE`: a router, top-k selection with renormalised weights, and index dispatch to SwiGLU
