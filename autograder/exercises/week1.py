@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
@@ -21,20 +22,9 @@ from autograder.exercises.common import (
 from autograder.grading import Case, Exercise
 from solutions import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 
-SDPA_PATHS = ("torch.nn.functional.scaled_dot_product_attention",
-              "torch._C._nn.scaled_dot_product_attention")
-WHY_NOT_SDPA = ("this exercise is to write attention out yourself, so "
-                "F.scaled_dot_product_attention is not allowed (the notebook compares yours "
-                "with it in a demo cell)")
-
 # bf16 keeps 8 significant bits: a correct bf16 attention and one computed in float32 and cast
 # back differ by up to ~2 % of the largest value (measured over many seeds), so allow 3 %
 BF16_TOL = {"rtol": 3e-2, "atol": 3e-2}
-
-
-# checked in the source (a learner's own function of the same name is fine) and made to
-# raise in the worker
-FORBIDDEN_SDPA = {path: WHY_NOT_SDPA for path in SDPA_PATHS}
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -399,9 +389,11 @@ def mha_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("causal_mask", 1, "causal_mask", "The causal mask", causal_mask_cases),
+    Exercise("causal_mask", 1, "causal_mask", "The causal mask", causal_mask_cases,
+             forbidden=shortcuts.CAUSAL_MASK),
     Exercise("scaled_dot_product_attention", 1, "scaled_dot_product_attention",
-             "Scaled dot-product attention", sdpa_cases, forbidden=FORBIDDEN_SDPA),
+             "Scaled dot-product attention", sdpa_cases,
+             forbidden=shortcuts.ATTENTION_KERNELS | shortcuts.MULTI_HEAD),
     Exercise("multi_head_attention", 1, "MultiHeadAttention", "Causal multi-head attention",
-             mha_cases, forbidden=FORBIDDEN_SDPA),
+             mha_cases, forbidden=shortcuts.ATTENTION_KERNELS | shortcuts.MULTI_HEAD),
 ]

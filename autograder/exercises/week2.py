@@ -22,6 +22,7 @@ from itertools import pairwise
 import torch
 
 from autograder.compare import Mismatch, describe, unwrap
+from autograder.exercises import shortcuts
 from autograder.grading import Case, Exercise
 from solutions.tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, merge_pair
 
@@ -633,5 +634,6 @@ def bpe_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("bpe", 2, SYMBOL, "Byte-level BPE tokenizer", bpe_cases),
+    Exercise("bpe", 2, SYMBOL, "Byte-level BPE tokenizer", bpe_cases,
+             forbidden=shortcuts.BPE),
 ]

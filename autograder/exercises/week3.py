@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
@@ -207,6 +208,7 @@ def swiglu_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("rmsnorm", 3, "RMSNorm", "RMSNorm", rmsnorm_cases),
-    Exercise("swiglu", 3, "SwiGLU", "SwiGLU feed-forward", swiglu_cases),
+    Exercise("rmsnorm", 3, "RMSNorm", "RMSNorm", rmsnorm_cases, forbidden=shortcuts.RMSNORM),
+    Exercise("swiglu", 3, "SwiGLU", "SwiGLU feed-forward", swiglu_cases,
+             forbidden=shortcuts.SWIGLU),
 ]

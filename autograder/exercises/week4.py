@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect_grads,
     expect_inputs_untouched,
@@ -483,6 +484,8 @@ def alibi_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases),
-    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases),
+    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases,
+             forbidden=shortcuts.ROPE),
+    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases,
+             forbidden=shortcuts.ALIBI),
 ]

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, close, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
@@ -553,10 +554,11 @@ def kv_cache_bytes_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("repeat_kv", 5, "repeat_kv", "repeat_kv (grouped-query heads)", repeat_kv_cases),
+    Exercise("repeat_kv", 5, "repeat_kv", "repeat_kv (grouped-query heads)", repeat_kv_cases,
+             forbidden=shortcuts.REPEAT_KV),
     Exercise("sliding_window_mask", 5, "sliding_window_mask", "The sliding-window mask",
-             sliding_window_mask_cases),
+             sliding_window_mask_cases, forbidden=shortcuts.SLIDING_WINDOW),
     Exercise("attention", 5, "Attention", "Attention: GQA, RoPE and a sliding window",
-             attention_cases),
+             attention_cases, forbidden=shortcuts.GQA_ATTENTION),
     Exercise("kv_cache_bytes", 5, "kv_cache_bytes", "KV-cache memory", kv_cache_bytes_cases),
 ]

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch, check_tensor, close, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_inputs_untouched,
@@ -467,7 +468,8 @@ def load_balancing_loss_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("moe", 6, "MoE", "Mixture of experts (top-k routing)", moe_cases),
+    Exercise("moe", 6, "MoE", "Mixture of experts (top-k routing)", moe_cases,
+             forbidden=shortcuts.MOE),
     Exercise("load_balancing_loss", 6, "load_balancing_loss", "Load-balancing loss",
-             load_balancing_loss_cases),
+             load_balancing_loss_cases, forbidden=shortcuts.LOAD_BALANCING),
 ]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import expect, randn, script_call
 from autograder.grading import Case, Exercise, given_code
 from solutions.model import GPTConfig, MiniGPT, filter_logits, generate
@@ -479,9 +480,9 @@ def build_generate(gen: torch.Generator) -> list[Case]:
 
 EXERCISES = [
     Exercise("minigpt", 7, "MiniGPT", "MiniGPT: the assembled model", build_minigpt,
-             given=GIVEN),
+             given=GIVEN, forbidden=shortcuts.MINIGPT),
     # with the reference MiniGPT too: `generate` is graded on the reference model, and a
     # broken MiniGPT cell must not break the definition of `generate` (its annotations)
     Exercise("generate", 7, "generate", "generate: sampling and the KV cache", build_generate,
-             given=(*GIVEN, "solutions.model:Block,MiniGPT")),
+             given=(*GIVEN, "solutions.model:Block,MiniGPT"), forbidden=shortcuts.GENERATE),
 ]

@@ -14,6 +14,7 @@ import math
 import torch
 
 from autograder.compare import Mismatch
+from autograder.exercises import shortcuts
 from autograder.exercises.common import script_call
 from autograder.grading import Case, Exercise, given_code
 from solutions.model import PRESETS, GPTConfig
@@ -330,7 +331,7 @@ def compute_optimal_cases(gen: torch.Generator) -> list[Case]:
 
 EXERCISES = [
     Exercise("count_parameters", 8, "count_parameters", "Exact parameter counts",
-             count_parameters_cases),
+             count_parameters_cases, forbidden=shortcuts.COUNT_PARAMETERS),
     Exercise("chinchilla_loss", 8, "chinchilla_loss", "The Chinchilla loss",
              chinchilla_loss_cases),
     Exercise("compute_optimal", 8, "compute_optimal", "The compute-optimal N and D",
