@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -81,6 +83,29 @@ def expect(actual, expected: Tensor, what: str = "output", mistakes=None, **tol)
             if same_as(actual, wrong, **tol):
                 raise Mismatch(message) from None
         raise
+
+
+def expect_property(holds: str, prop: Callable[[], bool], value: Callable[[], None]) -> None:
+    """A property case, reported by what actually failed.
+
+    ``prop`` checks the property on the learner's output: it raises ``Mismatch`` (its own
+    message) when the property fails, and returns False when the output is too malformed to
+    check it (wrong type or shape, NaN), leaving ``value`` to say why. ``value`` compares the
+    output with the reference; when only it fails, the message says so, so that the case's
+    name ("property: ...") is not read as the failure."""
+    checked = prop()
+    try:
+        value()
+    except Mismatch as exc:
+        if not checked:
+            raise
+        raise Mismatch(f"the property holds ({holds}), but the values are wrong: {exc}") from None
+
+
+def well_formed(y, shape) -> bool:
+    """``y`` is a finite floating-point tensor of ``shape``: a property can be checked on it."""
+    return (type(y) is Tensor and tuple(y.shape) == tuple(shape) and y.is_floating_point()
+            and bool(torch.isfinite(y).all()))
 
 
 def expect_state(result: dict, shapes: dict[str, tuple[int, ...]]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 
 def _why(work: str, allowed: str = "") -> str:
-    return f"it does this exercise's own work ({work}): write it yourself" + (
+    return f"not allowed, it does this exercise's own work ({work}): write it yourself" + (
         f"; {allowed}" if allowed else "")
 
 
@@ -205,6 +205,6 @@ GENERATE = _paths((
 COUNT_PARAMETERS = _paths((
     "torch.Tensor.numel",
     "torch.Tensor.nelement",
-), "count_parameters counts from the config alone (analytically), so it sizes a 70B model "
-   "in microseconds on a laptop: building a model and summing numel() is what the notebook's "
-   "check does, not the exercise")
+), "not allowed: count_parameters counts from the config alone (analytically), so it sizes "
+   "a 70B model in microseconds on a laptop; building a model and summing numel() is what the "
+   "notebook's check does, not the exercise")

@@ -186,6 +186,8 @@ def _encode_variant(merges: dict, text: str, pattern, specials, how: str) -> lis
     """What a tokenizer with one known encoding mistake returns, with the given merges."""
     if how == "no_presplit":
         return _with_merges(merges, None, specials).encode(text)
+    if how == "presplit":  # the GPT-2 pattern although none was given
+        return _with_merges(merges, PATTERN, specials).encode(text)
     if how == "specials_split":
         return _with_merges(merges, pattern, None).encode(text)
     tok = BPETokenizer(pattern, specials)
@@ -229,6 +231,12 @@ ENCODE_ORDER = ("encode must apply the merges in the order they were learned (th
                 "the text being encoded")
 ENCODE_NO_PRESPLIT = ("encode must pre-split the text with the pattern too, and merge only "
                       "inside each chunk, as in training")
+TRAIN_PRESPLIT = ("BPETokenizer() has no pattern by default (pattern=None): the whole text is "
+                  "one sequence, so merges may cross spaces and punctuation; yours pre-split it")
+ENCODE_PRESPLIT = ("without a pattern (pattern=None, the default) encode must not pre-split: "
+                   "the whole text is one sequence")
+IGNORE_ERRORS = ("decode dropped the bytes that are not valid UTF-8 (errors='ignore'): decode "
+                 "with errors='replace', so each becomes U+FFFD as in GPT-2")
 SPECIAL = ("special tokens must be found before the pre-split and encoded as their own id; "
            "yours were split into ordinary tokens")
 JOIN_BYTES = ("your decode produced U+FFFD replacement characters: join the bytes of all "
@@ -332,7 +340,9 @@ def _check_encoding(got, text: str, merges: dict, pattern, specials, what: str,
     if got == expected:
         return
     messages = {"frequency": ENCODE_ORDER, "no_presplit": ENCODE_NO_PRESPLIT, "rtl": RTL,
-                "specials_split": SPECIAL}
+                "specials_split": SPECIAL, "presplit": ENCODE_PRESPLIT}
+    if pattern is not None:
+        known = tuple(k for k in known if k != "presplit")
     for how in known:
         if got == _encode_variant(merges, text, pattern, specials, how):
             raise Mismatch(messages[how])
@@ -427,6 +437,8 @@ def _invalid_utf8_case(gen) -> Case:
 
     def check(result: dict) -> None:
         got = _text_result(_steps(result, 1)[0])
+        if got == bytes(data).decode("utf-8", "ignore"):
+            raise Mismatch(IGNORE_ERRORS)
         if got != expected:
             raise Mismatch(f"decode({data}) should give {expected!r}: bytes that are not valid "
                            "UTF-8 decode with errors='replace' (U+FFFD), as in GPT-2; got "
@@ -452,6 +464,8 @@ def _train_case(gen, name: str, text: str, vocab_size: int, pattern=None,
         if key == "no_presplit":
             if pattern is not None:
                 variants[TRAIN_NO_PRESPLIT] = _train_variant(text, vocab_size, None)
+            else:
+                variants[TRAIN_PRESPLIT] = _train_variant(text, vocab_size, PATTERN)
             continue
         message, options = all_variants[key]
         variants[message] = _train_variant(text, vocab_size, pattern, **options)
@@ -469,7 +483,8 @@ def _train_case(gen, name: str, text: str, vocab_size: int, pattern=None,
         merges = _parse_merges(steps[1])
         _check_merges(merges, ref, vocab_size, variants)
         for text_, got in zip(encode, steps[2:], strict=True):
-            _check_encoding(got, text_, merges, pattern, None, f"encode({text_[:16]!r})")
+            _check_encoding(got, text_, merges, pattern, None, f"encode({text_[:16]!r})",
+                            known=("frequency", "no_presplit", "rtl", "presplit"))
 
     steps = [("train", [text, vocab_size], {}), GET_MERGES] + [("encode", [t], {})
                                                               for t in encode]
@@ -615,8 +630,9 @@ def bpe_cases(gen: torch.Generator) -> list[Case]:
         _untrained_encode_case(gen),
         _untrained_decode_case(gen),
         _invalid_utf8_case(gen),
-        _train_case(gen, "train, no pre-split: most frequent pair first, ties to the smallest "
-                    "pair, ids from 256", _text(gen, small, 250), 256 + 50, None, points=2),
+        _train_case(gen, "train and encode, no pre-split (the default): most frequent pair "
+                    "first, ties to the smallest pair, ids from 256", _text(gen, small, 250),
+                    256 + 50, None, encode=[_text(gen, small, 30)], points=2),
         _train_case(gen, "train with the GPT-2-style pattern: merges never cross chunks",
                     _text(gen, vocabulary, 500), 256 + 100, PATTERN, points=2),
         _train_case(gen, "runs of one letter ('aaaa'): overlapping pairs counted at every "

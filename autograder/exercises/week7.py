@@ -323,15 +323,30 @@ torch.manual_seed(seed)
 out = generate(model, idx, max_new_tokens, **kwargs)
 result = {"tokens": out}
 """
+# every call of the model is recorded: (tokens fed, whether a cache was passed)
+GENERATE_COUNTING = MODEL + """
+calls = []
+_forward = model.forward
+def _counting(idx, targets=None, cache=None):
+    calls.append([int(idx.shape[1]), cache is not None])
+    return _forward(idx, targets, cache)
+model.forward = _counting
+torch.manual_seed(seed)
+out = generate(model, idx, max_new_tokens)
+result = {"tokens": out, "calls": calls}
+"""
+# a vocabulary wider than transformers' default top_k of 50, with a long tail
+DEFAULTS_CFG = dict(GEN_CFG, vocab_size=96)
 
 
-def _gen_model(gen: torch.Generator, sharpen: float) -> tuple[dict, MiniGPT]:
-    state = _random_state(gen, GEN_CFG)
+def _gen_model(gen: torch.Generator, sharpen: float, cfg: dict = GEN_CFG) -> tuple[dict, MiniGPT]:
+    state = _random_state(gen, cfg)
     state["lm_head.weight"] = state["lm_head.weight"] * sharpen
-    return state, _reference(GEN_CFG, state)
+    return state, _reference(cfg, state)
 
 
-def _tokens(result: dict, B: int, T: int, new: int, prompt: Tensor) -> Tensor:
+def _tokens(result: dict, B: int, T: int, new: int, prompt: Tensor,
+            vocab_size: int = GEN_CFG["vocab_size"]) -> Tensor:
     out = result["output"]["tokens"]
     if type(out) is not Tensor or out.dtype not in (torch.int64, torch.int32):
         raise Mismatch(f"generate should return a tensor of token ids, got {describe(out)}")
@@ -343,7 +358,7 @@ def _tokens(result: dict, B: int, T: int, new: int, prompt: Tensor) -> Tensor:
                        f"(B, T + max_new_tokens) = {(B, T + new)}")
     if not torch.equal(out[:, :T].long(), prompt):
         raise Mismatch("the output should start with the prompt, unchanged")
-    if (out < 0).any() or (out >= GEN_CFG["vocab_size"]).any():
+    if (out < 0).any() or (out >= vocab_size).any():
         raise Mismatch("generate returned ids outside the vocabulary")
     return out.long()
 
@@ -462,6 +477,58 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
                 points=1.5)
 
 
+def _defaults_case(gen: torch.Generator) -> Case:
+    """``generate(model, idx, n)`` alone: temperature 1 over the whole vocabulary (no top-k, no
+    top-p) and the KV cache. The first sampled token's frequencies are compared with
+    softmax(logits) by rank bins (a wrong default moves whole bins: top_k=50 empties the
+    ranks past 50, top_p=0.9 the last tenth of the mass, temperature 0.9 or 1.1 shifts mass
+    between head and tail), each within 5 standard deviations plus a margin; the model's
+    calls show whether the cache was used."""
+    B, T, new = 20000, 4, 2
+    state, model = _gen_model(gen, sharpen=1.4, cfg=DEFAULTS_CFG)
+    vocab = DEFAULTS_CFG["vocab_size"]
+    prompt = torch.randint(0, vocab, (1, T), generator=gen)
+    with torch.no_grad():
+        first = model(prompt)[0][0, -1].float()  # (V,)
+    want = first.softmax(-1)
+    order = want.argsort(descending=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(vocab)
+    cum_before = want[order].cumsum(0) - want[order]
+    bins = {"the most likely token": rank == 0, "ranks 2 to 8": (rank >= 1) & (rank < 8),
+            "ranks 9 to 50": (rank >= 8) & (rank < 50), "ranks past 50": rank >= 50,
+            "the last tenth of the probability mass": cum_before[rank] >= 0.9}
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        tokens = _tokens(result, B, T, new, prompt.expand(B, T), vocab)
+        counts = torch.bincount(tokens[:, T], minlength=vocab).float() / B
+        for what, members in bins.items():
+            p, got = float(want[members].sum()), float(counts[members].sum())
+            bound = 5 * (p * (1 - p) / B) ** 0.5 + 0.002
+            if abs(got - p) > bound:
+                hint = ("top_k must default to None, no cut (transformers' default is 50)"
+                        if what == "ranks past 50" and got < 0.005 else
+                        "top_p must default to None, no nucleus cut"
+                        if what.startswith("the last tenth") and got < 0.005 else
+                        "temperature must default to 1.0: sample from softmax(logits)")
+                raise Mismatch(f"generate(model, idx, n) with the defaults drew {what} with "
+                               f"frequency {got:.3f}, expected {p:.3f} (+- {bound:.3f}): {hint}")
+        calls = out.get("calls")
+        if not isinstance(calls, list) or not calls or not all(c[1] for c in calls) or \
+                sum(c[0] for c in calls) != T + new - 1:
+            fed = ", ".join(f"{n} tokens{' with a cache' if c else ''}" for n, c in calls or [])
+            raise Mismatch("use_cache must default to True: feed the prompt once, then only "
+                           "the newest token each step, with the cache from model.new_cache(); "
+                           f"your calls of the model fed {fed}")
+
+    call = script_call(GENERATE_COUNTING, cfg=DEFAULTS_CFG, state=state,
+                       idx=prompt.expand(B, T).clone(), max_new_tokens=new,
+                       seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+    return Case("defaults: temperature 1 over the whole vocabulary (no top-k, no top-p), with "
+                "the KV cache", call, check, points=1.5)
+
+
 def build_generate(gen: torch.Generator) -> list[Case]:
     cache_hint = (" (with the cache: run the prompt once, then feed only the newest token; "
                   "the cache holds the rest and their positions)")
@@ -475,6 +542,7 @@ def build_generate(gen: torch.Generator) -> list[Case]:
         _sampling_case(gen, "temperature"),
         _sampling_case(gen, "top_k"),
         _sampling_case(gen, "top_p"),
+        _defaults_case(gen),
     ]
 
 
