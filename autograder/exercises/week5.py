@@ -154,6 +154,9 @@ def _mask_mistakes(T: int, window: int | None) -> dict[str, Tensor]:
     if window is None:
         mistakes["window=None must give the full causal mask, key j visible iff j <= i"] = \
             torch.ones(T, T, dtype=torch.bool)
+        for w in range(1, T):  # a default window instead of None
+            mistakes[f"window=None (the default) must give the full causal mask; yours cuts a "
+                     f"window of {w}"] = _band(T, 0, w)
         return mistakes
     d = torch.arange(T)[:, None] - torch.arange(T)[None, :]
     mistakes |= {

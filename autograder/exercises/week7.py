@@ -477,6 +477,9 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
                 points=1.5)
 
 
+NUCLEUS_TAIL = "the last tenth of the probability mass"
+
+
 def _defaults_case(gen: torch.Generator) -> Case:
     """``generate(model, idx, n)`` alone: temperature 1 over the whole vocabulary (no top-k, no
     top-p) and the KV cache. The first sampled token's frequencies are compared with
@@ -497,23 +500,29 @@ def _defaults_case(gen: torch.Generator) -> Case:
     cum_before = want[order].cumsum(0) - want[order]
     bins = {"the most likely token": rank == 0, "ranks 2 to 8": (rank >= 1) & (rank < 8),
             "ranks 9 to 50": (rank >= 8) & (rank < 50), "ranks past 50": rank >= 50,
-            "the last tenth of the probability mass": cum_before[rank] >= 0.9}
+            NUCLEUS_TAIL: cum_before[rank] >= 0.9}
 
     def check(result: dict) -> None:
         out = result["output"]
         tokens = _tokens(result, B, T, new, prompt.expand(B, T), vocab)
         counts = torch.bincount(tokens[:, T], minlength=vocab).float() / B
+        stats = {}
         for what, members in bins.items():
             p, got = float(want[members].sum()), float(counts[members].sum())
-            bound = 5 * (p * (1 - p) / B) ** 0.5 + 0.002
-            if abs(got - p) > bound:
+            stats[what] = (p, got, 5 * (p * (1 - p) / B) ** 0.5 + 0.002)
+        failed = [what for what, (p, got, bound) in stats.items() if abs(got - p) > bound]
+        if failed:
+            if any(stats[what][1] < 0.005 for what in failed):  # a tail never drawn: a cut
+                kept = int(rank[tokens[:, T]].max()) + 1
+                mass = float(want[order[:kept]].sum())
                 hint = ("top_k must default to None, no cut (transformers' default is 50)"
-                        if what == "ranks past 50" and got < 0.005 else
-                        "top_p must default to None, no nucleus cut"
-                        if what.startswith("the last tenth") and got < 0.005 else
-                        "temperature must default to 1.0: sample from softmax(logits)")
-                raise Mismatch(f"generate(model, idx, n) with the defaults drew {what} with "
-                               f"frequency {got:.3f}, expected {p:.3f} (+- {bound:.3f}): {hint}")
+                        if kept == 50 else "top_p must default to None, no nucleus cut")
+                raise Mismatch(f"with the defaults your first samples never go past the {kept} "
+                               f"most likely tokens ({mass:.0%} of the probability): {hint}")
+            p, got, bound = stats[failed[0]]
+            raise Mismatch(f"generate(model, idx, n) with the defaults drew {failed[0]} with "
+                           f"frequency {got:.3f}, expected {p:.3f} (+- {bound:.3f}): temperature "
+                           "must default to 1.0, sample from softmax(logits)")
         calls = out.get("calls")
         if not isinstance(calls, list) or not calls or not all(c[1] for c in calls) or \
                 sum(c[0] for c in calls) != T + new - 1:

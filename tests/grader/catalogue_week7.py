@@ -91,6 +91,54 @@ WRONG = {
         "outside the nucleus"),
 }
 
+# library shortcuts (keys with "shortcut" must score zero) and ignored contract defaults
+WRONG |= {
+    "minigpt_llama_shortcut": ("minigpt", """
+import torch
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+class MiniGPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        hf = LlamaForCausalLM(LlamaConfig(
+            vocab_size=config.vocab_size, hidden_size=config.dim,
+            num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
+            num_key_value_heads=config.n_kv_heads, intermediate_size=config.hidden_dim))
+        self.embed_tokens, self.layers = hf.model.embed_tokens, hf.model.layers
+        self.norm, self.lm_head = hf.model.norm, hf.lm_head
+        self.hf = [hf]
+
+    def forward(self, idx, targets=None):
+        return self.hf[0](idx, labels=targets).logits, None
+""", "not allowed"),
+    "minigpt_encoder_layer_shortcut": ("minigpt", patch(MODEL, (
+        "        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))",
+        "        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(config.dim, config.n_heads,"
+        " norm_first=True) for _ in range(config.n_layers))")), "not allowed"),
+    "generate_default_temperature": ("generate", patch(GENERATE, (
+        "temperature: float = 1.0", "temperature: float = 0.8")),
+        "temperature must default to 1.0"),
+    "generate_default_top_k_of_transformers": ("generate", patch(GENERATE, (
+        "    top_k: int | None = None,\n", "    top_k: int | None = 50,\n")),
+        "top_k must default to None"),
+    "generate_default_top_p": ("generate", patch(GENERATE, (
+        "    top_p: float | None = None,\n", "    top_p: float | None = 0.9,\n")),
+        "top_p must default to None"),
+    "generate_default_without_cache": ("generate", patch(GENERATE, (
+        "use_cache: bool = True", "use_cache: bool = False")), "use_cache must default to True"),
+    "generate_top_p_warper_shortcut": ("generate", "from transformers.generation.logits_process "
+        "import TopPLogitsWarper\n" + patch(GENERATE, (
+            """        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first always stays)
+        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))""",
+            "        logits = TopPLogitsWarper(top_p)(None, logits)")), "not allowed"),
+}
+
 CORRECT = {
     # the other direction of tying, position rows sliced from the table, a zip over the cache
     "minigpt_rewritten": ("minigpt", patch(
