@@ -114,8 +114,8 @@ ROPE = _paths((
     "transformers.models.llama.modeling_llama.apply_rotary_pos_emb*",
     "transformers.models.llama.modeling_llama.?*RotaryEmbedding",
     "transformers.modeling_rope_utils.ROPE_INIT_FUNCTIONS",
-    "transformers.modeling_rope_utils._compute_default_rope_parameters",
-    "transformers.models.mimi.modeling_mimi.apply_rotary_emb",
+    "transformers.models.llama.modeling_llama.LlamaRotaryEmbedding.compute_default_rope_parameters",
+    "transformers.models.llama4.modeling_llama4.apply_rotary_emb",
     "torchtune.modules.RotaryPositionalEmbeddings",
 ), _why("the rotary frequencies, angles and rotation", "the given rotate_half, torch.cos, "
         "torch.sin and torch.polar are the building blocks"))
@@ -138,7 +138,7 @@ SLIDING_WINDOW = _paths((
     "transformers.masking_utils.sliding_window_causal_mask_function",
     "transformers.masking_utils.sliding_window_overlay",
     "transformers.masking_utils.create_sliding_window_causal_mask",
-    "transformers.masking_utils.sliding_window_mask_function",
+    "transformers.models.t5gemma2.modeling_t5gemma2.sliding_window_mask_function",
     "transformers.modeling_attn_mask_utils.AttentionMaskConverter",
     "transformers.modeling_attn_mask_utils._prepare_4d_causal_attention_mask",
 ), _why("building the sliding-window mask", "your causal_mask, torch.tril and torch.triu are "
@@ -196,7 +196,7 @@ GENERATE = _paths((
     "transformers.generation.logits_process.MinPLogitsWarper",
     "transformers.generation.logits_process.LogitsProcessorList",
     "transformers.generation.utils.GenerationMixin",
-    "transformers.top_k_top_p_filtering",
+    "transformers.top_k_top_p_filtering",  # transformers 4
 ), _why("temperature, top-k and top-p sampling", "torch.topk, sort, cumsum, softmax and "
         "torch.multinomial are the building blocks"))
 

@@ -190,6 +190,11 @@ def _encode_variant(merges: dict, text: str, pattern, specials, how: str) -> lis
         return _with_merges(merges, PATTERN, specials).encode(text)
     if how == "specials_split":
         return _with_merges(merges, pattern, None).encode(text)
+    if how == "shortest_first":  # special tokens tried shortest first
+        tok = _with_merges(merges, pattern, specials)
+        tok._special = re.compile("(" + "|".join(map(re.escape, sorted(specials, key=len)))
+                                  + ")")
+        return tok.encode(text)
     tok = BPETokenizer(pattern, specials)
     out: list[int] = []
     for piece, special in tok._segments(text):
@@ -235,6 +240,13 @@ TRAIN_PRESPLIT = ("BPETokenizer() has no pattern by default (pattern=None): the 
                   "one sequence, so merges may cross spaces and punctuation; yours pre-split it")
 ENCODE_PRESPLIT = ("without a pattern (pattern=None, the default) encode must not pre-split: "
                    "the whole text is one sequence")
+LONGEST_FIRST = ("special tokens are matched longest first: where a longer special token starts "
+                 "with a shorter one, the longer one wins (sort them by length, longest first, "
+                 "before building the pattern)")
+NOT_RESET = ("train must start from scratch: a second train(text2, ...) learns text2's merges "
+             "only (reset merges and vocab at the start of train)")
+STALE_ENCODE = ("encode used the merges of an earlier train: clear any cache of encoded chunks "
+                "when train runs")
 IGNORE_ERRORS = ("decode dropped the bytes that are not valid UTF-8 (errors='ignore'): decode "
                  "with errors='replace', so each becomes U+FFFD as in GPT-2")
 SPECIAL = ("special tokens must be found before the pre-split and encoded as their own id; "
@@ -340,7 +352,8 @@ def _check_encoding(got, text: str, merges: dict, pattern, specials, what: str,
     if got == expected:
         return
     messages = {"frequency": ENCODE_ORDER, "no_presplit": ENCODE_NO_PRESPLIT, "rtl": RTL,
-                "specials_split": SPECIAL, "presplit": ENCODE_PRESPLIT}
+                "specials_split": SPECIAL, "presplit": ENCODE_PRESPLIT,
+                "shortest_first": LONGEST_FIRST}
     if pattern is not None:
         known = tuple(k for k in known if k != "presplit")
     for how in known:
@@ -559,15 +572,17 @@ def _round_trip_case(gen, vocabulary) -> Case:
 
 
 def _special_untrained_case(gen) -> Case:
-    specials = {EOT: 256, SEP: 257}
-    text = (_unicode(gen, 8) + EOT + "hello world" + SEP + SEP + _unicode(gen, 8) + " " + EOT)
+    # the last special starts with the first: longest first, it wins
+    specials = {EOT: 256, SEP: 257, EOT + "\n": 258}
+    text = (_unicode(gen, 8) + EOT + "hello world" + SEP + SEP + _unicode(gen, 8) + " " + EOT
+            + "\n" + _unicode(gen, 4) + EOT)
     tok = BPETokenizer(PATTERN, specials)
     expected = tok.encode(text)
 
     def check(result: dict) -> None:
         got, decoded = _steps(result, 2)
         _check_encoding(got, text, {}, PATTERN, specials, "special tokens",
-                        known=("specials_split",))
+                        known=("specials_split", "shortest_first"))
         _check_decode(decoded, expected, {}, specials, text)
 
     steps = [("encode", [text], {}), ("decode", [expected], {})]
@@ -600,6 +615,32 @@ def _special_trained_case(gen, vocabulary) -> Case:
     return Case("special tokens after training: encode(a + special + b) == "
                 "encode(a) + [id] + encode(b)", _call(steps, kwargs=_kwargs(PATTERN, specials)),
                 check)
+
+
+def _retrain_case(gen, vocabulary) -> Case:
+    """Train on one text, encode, train again on another: the second training starts from
+    scratch and encode follows the new merges."""
+    first, second = _text(gen, vocabulary, 200), _text(gen, vocabulary[::-1], 200)
+    vocab_size = 256 + 40
+    ref = _trained(second, vocab_size, PATTERN)
+    earlier = _trained(first, vocab_size, PATTERN)
+    sample = _text(gen, vocabulary, 20)
+
+    def check(result: dict) -> None:
+        steps = _steps(result, 5)
+        merges = _parse_merges(steps[3])
+        if any(p in earlier.merges and p not in ref.merges for p in merges):
+            raise Mismatch(NOT_RESET)
+        _check_merges(merges, ref, vocab_size, {})
+        got = _ids(steps[4], "encode")
+        if got != ref.encode(sample) and got == earlier.encode(sample):
+            raise Mismatch(STALE_ENCODE)
+        _check_encoding(got, sample, merges, PATTERN, None, "encode after a second train")
+
+    steps = [("train", [first, vocab_size], {}), ("encode", [sample], {}),
+             ("train", [second, vocab_size], {}), GET_MERGES, ("encode", [sample], {})]
+    return Case("train twice: the second training starts from scratch, encode follows it",
+                _call(steps, kwargs=_kwargs(PATTERN)), check)
 
 
 def _early_stop_case(gen) -> Case:
@@ -643,6 +684,7 @@ def bpe_cases(gen: torch.Generator) -> list[Case]:
         _round_trip_case(gen, vocabulary),
         _special_untrained_case(gen),
         _special_trained_case(gen, vocabulary),
+        _retrain_case(gen, vocabulary),
         _early_stop_case(gen),
         _no_merge_case(gen, "", 300),
         _no_merge_case(gen, _unicode(gen, 20), 256),

@@ -221,6 +221,10 @@ def _check_forward(name: str, cfg: dict, model: MiniGPT, idx: Tensor, targets: T
                 raise Mismatch(f"{name}: after a second forward `model.router_logits` holds "
                                f"{out['n_router']} tensors, expected {len(router)}: reset the "
                                "list at the start of each forward")
+        elif isinstance(out["router"], list | tuple) and out["router"]:
+            raise Mismatch(f"{name}: `model.router_logits` should stay empty in a model without "
+                           f"experts; yours holds {len(out['router'])} items (append only the "
+                           "router logits a MoE layer returns)")
         if grads is not None:
             got_grads = out.get("grads") or {}
             for key, expected in grads.items():
