@@ -354,7 +354,7 @@ GENERIC = re.compile(
     r"tokens differ from the reference's|decode returned|has \d+ NaN|has dtype|"
     r"has NaN or infinite|state dict keys differ|should have shape|frequency [\d.]+ for token|"
     r"expected N = ")
-INTERNAL = re.compile(r"could not be checked|could not be graded")
+INTERNAL = re.compile(r"could not be checked|could not be graded|could not be read")
 
 
 def named(result: ExerciseResult) -> bool:
