@@ -13,6 +13,7 @@ from autograder.exercises.common import (
     expect,
     expect_grads,
     expect_inputs_untouched,
+    expect_no_future_leak,
     expect_property,
     expect_state,
     function_call,
@@ -419,27 +420,7 @@ def _mha_future_case(gen) -> Case:
     mistakes = _mha_mistakes(x, weights, n_heads)
 
     def check(result: dict) -> None:
-        y = result["output"]
-
-        def prop() -> bool:
-            if not well_formed(y, batch.shape):
-                return False
-            diff = (y[0, :cut] - y[1, :cut]).abs().amax(-1)  # (cut,)
-            changed = [i for i in range(cut) if diff[i] > 1e-5 + 1e-4 * y[0, i].abs().max()]
-            if changed:
-                raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
-                               f"position(s) {changed}: an output depends on a future token "
-                               "(apply the causal mask)")
-            return True
-
-        def value() -> None:
-            if type(y) is not Tensor or y.shape != batch.shape:
-                raise Mismatch(f"your output should have shape {tuple(batch.shape)}, got "
-                               f"{describe(y)}")
-            expect(y[:1], expected, mistakes=mistakes)
-            expect_inputs_untouched(result, [batch])
-
-        expect_property("no output depends on a future token", prop, value)
+        expect_no_future_leak(result, batch, cut, expected, mistakes, "apply the causal mask")
 
     call = module_call("MultiHeadAttention", (dim, n_heads), None, weights, [batch])
     return Case("property: no output depends on a future token", call, check, points=2)

@@ -3,6 +3,7 @@ torch path names a real function, the worker refuses each one however it is reac
 instructor guide lists every refused name."""
 
 import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -36,22 +37,11 @@ def test_every_torch_path_names_a_real_function(path):
 
 @pytest.mark.grader
 def test_the_worker_refuses_every_torch_path_however_it_is_reached():
-    probe = """
-import importlib
-import re
+    probe = "import importlib\n" + inspect.getsource(resolve) + """
 result = {}
 for path in paths:
-    parts = path.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        break
     try:
-        obj()
+        resolve(path)()
         result[path] = "ran"
     except Exception as exc:
         result[path] = str(exc)
