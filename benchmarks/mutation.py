@@ -318,8 +318,10 @@ def mutants(source: str, symbols: list[str], home: dict[str, int] | None = None)
             continue
         seen.add(text)
         after = text.splitlines()
-        changed = next((b for a, b in zip(before, after, strict=False) if a != b), "")
-        out.append(Mutant(line, desc, text, changed.strip()))
+        i = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b),
+                 min(len(before), len(after)) - 1)
+        changed = f"(deleted) {before[i].strip()}" if new is None else after[i].strip()
+        out.append(Mutant(line, desc, text, changed))
     return out
 
 

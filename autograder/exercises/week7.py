@@ -299,6 +299,43 @@ def _cached_case(gen: torch.Generator, name: str) -> Case:
                 "full forward", call, check)
 
 
+INIT = """
+torch.manual_seed(seed)
+model = MiniGPT(GPTConfig(**cfg))
+result = {name: [list(p.shape), float(p.float().mean()), float(p.float().std()),
+                 float(p.float().abs().max())] for name, p in model.state_dict().items()}
+"""
+INIT_STD = 0.02  # GPT-2's
+
+
+def _init_case(gen: torch.Generator) -> Case:
+    """A freshly built model is initialised as GPT-2 (the notebook asks for ``_init_weights``):
+    linear and embedding weights normal(0, 0.02) (the residual projections o_proj and down_proj
+    may be scaled by 1/sqrt(2 n_layers), as nanoGPT does), biases zero, norm weights one."""
+    cfg = dict(FAMILIES["GPT-2"], dim=64, hidden_dim=128, vocab_size=100, max_seq_len=64)
+    layers = cfg["n_layers"]
+
+    def check(result: dict) -> None:
+        for name, (shape, mean, std, top) in result["output"].items():
+            if len(shape) == 2:
+                scaled = name.endswith(("o_proj.weight", "down_proj.weight"))
+                wanted = [INIT_STD] + ([INIT_STD / (2 * layers) ** 0.5] if scaled else [])
+                if not any(0.8 * w <= std <= 1.2 * w for w in wanted) or abs(mean) > 0.005:
+                    hint = (" (that is PyTorch's default initialisation: apply _init_weights to "
+                            "every submodule with self.apply)" if std > 0.05 else "")
+                    raise Mismatch(f"`{name}` starts with mean {mean:.3g} and std {std:.3g}; "
+                                   f"initialise linear and embedding weights as GPT-2 does, "
+                                   f"normal(0, {INIT_STD}){hint}")
+            elif name.endswith("bias") and top != 0:
+                raise Mismatch(f"`{name}` should start at zero, as GPT-2's biases do")
+            elif "norm" in name and name.endswith("weight") and (mean != 1 or top != 1):
+                raise Mismatch(f"`{name}` should start at one (a norm's weight)")
+
+    call = script_call(INIT, cfg=cfg, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+    return Case("initialised as GPT-2: weights normal(0, 0.02), biases zero, norms one", call,
+                check, points=0.5)
+
+
 def build_minigpt(gen: torch.Generator) -> list[Case]:
     return [
         _forward_case(gen, "Llama", 12, with_grads=True),
@@ -308,6 +345,7 @@ def build_minigpt(gen: torch.Generator) -> list[Case]:
         _forward_case(gen, "Mixtral", 10),
         _cached_case(gen, "GPT-2"),
         _cached_case(gen, "Mistral"),
+        _init_case(gen),
     ]
 
 
@@ -416,7 +454,10 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
             }
         elif kind == "top_k":
             temperature, kwargs = 1.0, {"temperature": 1.0, "top_k": 3}
-            alternatives = {}
+            alternatives = {
+                "top_k=3 keeps exactly the 3 largest logits; yours keeps only 2":
+                    filter_logits(first[None], top_k=2)[0].softmax(-1),
+            }
         else:
             temperature = 1.0
             # a threshold halfway through the third token: the nucleus is the top three
@@ -454,6 +495,11 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
                 raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were "
                                "outside the top_k most likely")
             if kind == "top_p":
+                flat = logits.flatten(0, 1)
+                ranks = (flat > flat.gather(1, drawn[:, None])).sum(-1)[~ok]
+                if (ranks == allowed.sum(-1)[~ok]).all():
+                    raise Mismatch("your nucleus keeps one token too many: stop at the first "
+                                   "token with which the sorted probabilities reach top_p")
                 raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were outside "
                                "the nucleus (sort the probabilities in decreasing order before "
                                "the cumulative sum)")

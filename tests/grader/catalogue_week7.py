@@ -117,6 +117,8 @@ class MiniGPT(nn.Module):
         "        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))",
         "        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(config.dim, config.n_heads,"
         " norm_first=True) for _ in range(config.n_layers))")), "not allowed"),
+    "minigpt_pytorch_default_init": ("minigpt", patch(MODEL, (
+        "        self.apply(self._init_weights)\n", "")), "PyTorch's default initialisation"),
     "generate_default_temperature": ("generate", patch(GENERATE, (
         "temperature: float = 1.0", "temperature: float = 0.8")),
         "temperature must default to 1.0"),
@@ -128,6 +130,12 @@ class MiniGPT(nn.Module):
         "top_p must default to None"),
     "generate_default_without_cache": ("generate", patch(GENERATE, (
         "use_cache: bool = True", "use_cache: bool = False")), "use_cache must default to True"),
+    "generate_top_p_keeps_one_token_too_many": ("generate", patch(GENERATE, (
+        NUCLEUS_DROP, "drop_sorted = (cum - sorted_logits.softmax(dim=-1)).roll(1, -1) >= top_p\n"
+        "        drop_sorted[:, 0] = False")), "one token too many"),
+    "generate_top_k_keeps_k_minus_one": ("generate", patch(GENERATE, (
+        "logits.topk(min(top_k, logits.size(-1)), dim=-1)",
+        "logits.topk(min(top_k - 1, logits.size(-1)), dim=-1)")), "keeps only 2"),
     "generate_top_p_warper_shortcut": ("generate", "from transformers.generation.logits_process "
         "import TopPLogitsWarper\n" + patch(GENERATE, (
             """        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
@@ -159,6 +167,13 @@ CORRECT = {
         "        out, router_logits = out if isinstance(out, tuple) else (out, None)\n",
         "        router_logits = None\n        if isinstance(self.mlp, MoE):\n"
         "            out, router_logits = out\n"))),
+    # nanoGPT's initialisation: residual projections scaled by 1/sqrt(2 n_layers)
+    "minigpt_nanogpt_scaled_residual_init": ("minigpt", patch(MODEL, (
+        "        self.apply(self._init_weights)\n", """        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, std=0.02 / (2 * config.n_layers) ** 0.5)
+"""))),
     # the loss written out: log-softmax, gather, mean over counted tokens
     "minigpt_manual_loss": ("minigpt", patch(MODEL, (
         "loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())", """\
