@@ -434,7 +434,7 @@ def attention_cases(gen: torch.Generator) -> list[Case]:
         _attn_state_case(gen, "parameters, MHA (n_kv_heads=None): four (dim, dim) "
                          "projections", 24, 4, None),
         _attn_state_case(gen, "parameters when n_heads does not divide dim: head_dim = "
-                         "dim // n_heads, q_proj (H*D, dim), o_proj (dim, H*D)", 30, 4, 2),
+                         "dim // n_heads, q_proj (H*D, dim), o_proj (dim, H*D)", 34, 4, 2),
         _attn_case(gen, "defaults: MHA (n_kv_heads=None), no window, rope_theta 10000, "
                    "(2, 40, 32), 4 heads", (2, 40, 32), 4, points=2),
         _attn_case(gen, "GQA: 8 query heads share 2 kv heads", (2, 9, 64), 8, 2, points=2),
