@@ -424,10 +424,12 @@ def _greedy_case(gen: torch.Generator, title: str, kwargs: dict, hint: str) -> C
 
 
 def _step_logits(model: MiniGPT, tokens: Tensor, T: int, temperature: float) -> Tensor:
-    """The logits (divided by ``temperature``) each new token of ``tokens`` was drawn from."""
+    """The logits (divided by ``temperature``) each new token of ``tokens`` was drawn from.
+    Rows repeat (one prompt, a few likely tokens), so each distinct row is run once."""
+    rows, inverse = tokens[:, :-1].unique(dim=0, return_inverse=True)
     with torch.no_grad():
-        logits, _ = model(tokens[:, :-1])  # (B, T + new - 1, V)
-    return logits[:, T - 1:].float() / temperature  # (B, new, V)
+        logits, _ = model(rows)  # (distinct rows, T + new - 1, V)
+    return logits[inverse, T - 1:].float() / temperature  # (B, new, V)
 
 
 def _sampling_case(gen: torch.Generator, kind: str) -> Case:
