@@ -77,6 +77,10 @@ print(f"torch {torch.__version__}")
 # the `(N, k)` chosen experts; using it is up to you. The efficient way to run the experts
 # ("index dispatch"): for each expert, find the tokens that chose it (`torch.where(chosen ==
 # e)`), run the expert on those rows only, and add the weighted result back with `index_add_`.
+#
+# **Not allowed:** `transformers`' `MixtralSparseMoeBlock` and its `...Experts` and
+# `...TopKRouter` classes. `torch.topk`, `F.softmax`, `torch.where` and `index_add_` are the
+# building blocks.
 
 # %% role="answer" exercise="moe" solution="solutions.moe:route,MoE"
 
@@ -153,6 +157,8 @@ print("MoE: visible checks passed")
 # - `load_balancing_loss(router_logits, n_experts, top_k)` with `router_logits` of shape
 #   `(N, n_experts)` (what your `MoE` returns);
 # - return a 0-dimensional float32 tensor, differentiable with respect to the logits.
+#
+# **Not allowed:** `transformers`' `load_balancing_loss_func`, which computes the same value.
 
 # %% role="answer" exercise="load_balancing_loss" solution="solutions.moe:load_balancing_loss"
 

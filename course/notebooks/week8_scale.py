@@ -137,6 +137,10 @@ print(GPTConfig.preset("llama2_7b"))
 # number per output feature) and the LayerNorms have one too ($2d$ per norm instead of $d$).
 # With `active=True`, count only `top_k` experts per MoE layer (the router still counts): the
 # parameters one token passes through. For a dense model `active` changes nothing.
+#
+# Count from the config: building a model and summing `numel()` is not allowed (it is what
+# the checks below do), nor is calling the `parameter_breakdown` given further down. The
+# default `active=False` is graded.
 
 # %% role="answer" exercise="count_parameters" solution="solutions.scaling:count_parameters"
 
@@ -343,7 +347,8 @@ print("chinchilla_loss: visible checks passed")
 # returning the `(N, D)` (floats) that minimise `chinchilla_loss(N, D)` on that budget.
 # Substitute $D = C / (6N)$ and minimise over $N$ alone: setting the derivative to zero gives
 # a closed form (a power of $C$), or you can minimise numerically, for instance over a fine
-# grid of $\log N$. Note that $E$ plays no part: it moves the loss, not its minimum.
+# grid of $\log N$ (your own, or `scipy.optimize` if you have it: both are allowed). Note
+# that $E$ plays no part: it moves the loss, not its minimum.
 
 # %% role="answer" exercise="compute_optimal" solution="solutions.scaling:compute_optimal"
 
