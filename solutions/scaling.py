@@ -24,18 +24,26 @@ def count_parameters(config: GPTConfig, active: bool = False) -> int:
     d, hd = c.dim, c.dim // c.n_heads
     q, kv = c.n_heads * hd, c.n_kv_heads * hd
     attention = d * q + 2 * d * kv + q * d + (q + 2 * kv + d if c.bias else 0)
+    if c.kv_lora_rank:  # week 9: DeepSeek's latent attention (q and kv bottlenecks, 2 norms)
+        H, nope, rope, r = c.n_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.kv_lora_rank
+        queries = d * H * (nope + rope) if c.q_lora_rank is None else \
+            c.q_lora_rank * (d + 1 + H * (nope + rope))
+        attention = queries + d * (r + rope) + r + r * H * (nope + c.v_head_dim) + \
+            H * c.v_head_dim * d
     norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
-    if c.n_experts:
-        experts = c.top_k if active else c.n_experts
-        mlp = d * c.n_experts + experts * 3 * d * c.hidden_dim  # router + SwiGLU experts
-    elif c.mlp == "swiglu":
+    if c.mlp == "swiglu":
         mlp = 3 * d * c.hidden_dim
     else:
         mlp = 2 * d * c.hidden_dim + (c.hidden_dim + d if c.bias else 0)
-    layer = attention + mlp + 2 * norm
+    layers = c.n_layers * (attention + mlp + 2 * norm)
+    if c.n_experts:  # the MoE layers hold a router and experts instead of the dense MLP
+        width = c.hidden_dim if c.moe == "mixtral" else c.expert_hidden_dim
+        experts = (c.top_k if active else c.n_experts) + c.n_shared_experts
+        moe = d * c.n_experts + experts * 3 * d * width
+        layers += sum(c.is_moe_layer(i) for i in range(c.n_layers)) * (moe - mlp)
     embeddings = c.vocab_size * d + (c.max_seq_len * d if c.pos == "learned" else 0)
     head = 0 if c.tie_embeddings else c.vocab_size * d
-    return embeddings + c.n_layers * layer + norm + head
+    return embeddings + layers + norm + head
 
 
 def parameter_breakdown(config: GPTConfig, active: bool = False) -> dict[str, int]:

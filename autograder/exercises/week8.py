@@ -15,6 +15,7 @@ from dataclasses import replace
 import torch
 
 from autograder.compare import Mismatch
+from autograder.exercises import shortcuts
 from autograder.exercises.common import script_call
 from autograder.grading import Case, Exercise, given_code
 from solutions.model import PRESETS, GPTConfig
@@ -31,9 +32,17 @@ COUNT_SCRIPT = """
 _ns = {}
 exec(config_source, _ns)  # the reference GPTConfig, whatever the submission defines
 _config = _ns["GPTConfig"](**fields)
+if "parameter_breakdown" in count_parameters.__globals__:
+    def _refuse(*args, **kwargs):
+        raise RuntimeError("parameter_breakdown is the notebook's given answer to this exercise "
+                           "split by component: count from the config yourself")
+    count_parameters.__globals__["parameter_breakdown"] = _refuse
 result = {}
-for _active in actives:
-    _n = count_parameters(_config, active=_active)
+for _active in actives:  # "default": count_parameters(config), the default of `active`
+    if _active == "default":
+        _n = count_parameters(_config)
+    else:
+        _n = count_parameters(_config, active=_active)
     try:
         _value = _n if type(_n) is int else float(_n)
     except Exception:
@@ -47,7 +56,7 @@ def _count_mistakes(c: GPTConfig, active: bool) -> dict[str, int]:
     (or minus the part the mistake leaves out)."""
     right = count_parameters(c, active=active)
     parts = parameter_breakdown(c, active)
-    L, d = c.n_layers, c.dim
+    L, d, hd = c.n_layers, c.dim, c.dim // c.n_heads
 
     def count(**change) -> int:
         return count_parameters(replace(c, **change), active=active)
@@ -71,21 +80,36 @@ def _count_mistakes(c: GPTConfig, active: bool) -> dict[str, int]:
             right - L * d * c.n_experts,
         "the learned position table (max_seq_len x dim) is missing: pos='learned' models "
         "have one": count(pos="rope"),
+        # the mirror images
+        "lm_head is missing: without tie_embeddings the head has its own vocab_size x dim "
+        "matrix": right - parts["head"],
+        "biases counted although bias=False: only bias=True models have them": count(bias=True),
+        "a LayerNorm without bias (bias=False) has only its weight: dim per norm":
+            right + (2 * L + 1) * d * (c.norm == "layernorm" and not c.bias),
+        "the GELU MLP has two matrices (up_proj, down_proj), not three":
+            right + L * d * c.hidden_dim * (c.mlp == "gelu" and not c.n_experts),
+        "q_proj and o_proj have n_heads * head_dim features; only k_proj and v_proj shrink "
+        "with n_kv_heads": right - L * (2 * d + c.bias) * (c.n_heads - c.n_kv_heads) * hd,
+        "without active=True count all n_experts of every layer, not only top_k":
+            count_parameters(c, active=True),
+        "a position table counted for pos='rope': rotary positions have no parameters":
+            count(pos="learned"),
     }
     return {k: v for k, v in m.items() if v != right}
 
 
-def _count_case(name: str, fields: dict, actives=(False,), points: float = 1.0) -> Case:
+def _count_case(name: str, fields: dict, actives=("default",), points: float = 1.0) -> Case:
     config = GPTConfig(**fields)
-    expected = {str(a): count_parameters(config, active=a) for a in actives}
-    mistakes = {str(a): _count_mistakes(config, a) for a in actives}
+    expected = {str(a): count_parameters(config, active=a is True) for a in actives}
+    mistakes = {str(a): _count_mistakes(config, a is True) for a in actives}
 
     def check(result: dict) -> None:
         out = result["output"]
         for key, want in expected.items():
             got = out[key]
-            what = "count_parameters(config, active=True)" if key == "True" else \
-                "count_parameters(config)"
+            what = {"True": "count_parameters(config, active=True)",
+                    "False": "count_parameters(config, active=False)"}.get(
+                key, "count_parameters(config)")
             if got["type"] != "int":
                 if got["value"] == want:
                     raise Mismatch(f"{what} should return a Python int (an exact count), "
@@ -128,16 +152,18 @@ def count_parameters_cases(gen: torch.Generator) -> list[Case]:
         _count_case("multi-query attention (one kv head)", dict(llama, n_kv_heads=1)),
         _count_case("hidden_dim left to its default (LLaMA's 8/3 rule)",
                     dict(llama, hidden_dim=None)),
-        _count_case("a mixture of experts: total and active", moe, (False, True), points=2),
-        _count_case("a dense model: active=True changes nothing", llama, (False, True)),
-        _count_case("a mixture of experts with top_k = 1", dict(moe, top_k=1), (False, True)),
+        _count_case("a mixture of experts: total (active defaults to False) and active", moe,
+                    ("default", False, True), points=2),
+        _count_case("a dense model: active=True changes nothing", llama, ("default", True)),
+        _count_case("a mixture of experts with top_k = 1", dict(moe, top_k=1),
+                    ("default", True)),
     ]
     for name, label in [("gpt2", "GPT-2 small: 124,439,808"), ("gpt2_xl", "GPT-2 XL"),
                         ("llama2_7b", "Llama 2 7B: 6,738,415,616"), ("llama2_70b", "Llama 2 70B"),
                         ("mistral_7b", "Mistral 7B")]:
         cases.append(_count_case(label, dict(PRESETS[name])))
     cases.append(_count_case("Mixtral 8x7B: 46.7B total, 12.9B active",
-                             dict(PRESETS["mixtral_8x7b"]), (False, True), points=2))
+                             dict(PRESETS["mixtral_8x7b"]), ("default", True), points=2))
     return cases
 
 
@@ -179,6 +205,8 @@ def _loss_mistakes(N, D) -> dict[str, object]:
             FIT["E"] + FIT["A"] * N ** FIT["alpha"] + FIT["B"] * D ** FIT["beta"],
         "write A / N^alpha, not (A / N)^alpha":
             FIT["E"] + (FIT["A"] / N) ** FIT["alpha"] + (FIT["B"] / D) ** FIT["beta"],
+        "the data term B / D^beta is missing": f(B=0.0),
+        "the parameter term A / N^alpha is missing": f(A=0.0),
     }
 
 
@@ -277,6 +305,9 @@ def _optimal_mistakes(C: float) -> dict[str, tuple[float, float]]:
         "the constant factor G = (alpha A / (beta B))^(1 / (alpha + beta)) is missing":
             (n(C, g=1.0), C / (6 * n(C, g=1.0))),
         "return (N, D) in that order: parameters first, then tokens": (D, N),
+        "D = C / (6 N): you left out the 6": (N, C / N),
+        "N = G (C / 6)^(beta / (alpha + beta)): you used C instead of C / 6":
+            (n(C * 6), C / (6 * n(C * 6))),
     }
 
 
@@ -324,7 +355,7 @@ def compute_optimal_cases(gen: torch.Generator) -> list[Case]:
 
 EXERCISES = [
     Exercise("count_parameters", 8, "count_parameters", "Exact parameter counts",
-             count_parameters_cases),
+             count_parameters_cases, forbidden=shortcuts.COUNT_PARAMETERS),
     Exercise("chinchilla_loss", 8, "chinchilla_loss", "The Chinchilla loss",
              chinchilla_loss_cases),
     Exercise("compute_optimal", 8, "compute_optimal", "The compute-optimal N and D",
