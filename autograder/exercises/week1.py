@@ -18,23 +18,12 @@ from autograder.exercises.common import (
     randn,
     run_reference,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import MultiHeadAttention, causal_mask, scaled_dot_product_attention
-
-SDPA_PATHS = ("torch.nn.functional.scaled_dot_product_attention",
-              "torch._C._nn.scaled_dot_product_attention")
-WHY_NOT_SDPA = ("this exercise is to write attention out yourself, so "
-                "F.scaled_dot_product_attention is not allowed (the notebook compares yours "
-                "with it in a demo cell)")
 
 # bf16 keeps 8 significant bits: a correct bf16 attention and one computed in float32 and cast
 # back differ by up to ~2 % of the largest value (measured over many seeds), so allow 3 %
 BF16_TOL = {"rtol": 3e-2, "atol": 3e-2}
-
-
-# checked in the source (a learner's own function of the same name is fine) and made to
-# raise in the worker
-FORBIDDEN_SDPA = {path: WHY_NOT_SDPA for path in SDPA_PATHS}
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -396,12 +385,3 @@ def mha_cases(gen: torch.Generator) -> list[Case]:
         _mha_case(gen, "float64 in, float64 out", (1, 4, 16), 4, dtype=torch.float64),
         _mha_future_case(gen),
     ]
-
-
-EXERCISES = [
-    Exercise("causal_mask", 1, "causal_mask", "The causal mask", causal_mask_cases),
-    Exercise("scaled_dot_product_attention", 1, "scaled_dot_product_attention",
-             "Scaled dot-product attention", sdpa_cases, forbidden=FORBIDDEN_SDPA),
-    Exercise("multi_head_attention", 1, "MultiHeadAttention", "Causal multi-head attention",
-             mha_cases, forbidden=FORBIDDEN_SDPA),
-]

@@ -16,7 +16,7 @@ from autograder.exercises.common import (
     randn,
     run_reference,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import RMSNorm, SwiGLU
 
 # ---------------------------------------------------------------- RMSNorm
@@ -204,9 +204,3 @@ def swiglu_cases(gen: torch.Generator) -> list[Case]:
         _swiglu_case(gen, "bfloat16 in, bfloat16 out", (2, 6, 32), 48, dtype=torch.bfloat16),
         _swiglu_case(gen, "all-zero input gives zeros", (1, 3, 8), 16, zero=True),
     ]
-
-
-EXERCISES = [
-    Exercise("rmsnorm", 3, "RMSNorm", "RMSNorm", rmsnorm_cases),
-    Exercise("swiglu", 3, "SwiGLU", "SwiGLU feed-forward", swiglu_cases),
-]

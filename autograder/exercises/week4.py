@@ -22,7 +22,7 @@ from autograder.exercises.common import (
     function_call,
     randn,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import alibi_bias, apply_rope
 
 DEFAULT_THETA = 10000.0
@@ -480,9 +480,3 @@ def alibi_cases(gen: torch.Generator) -> list[Case]:
         _alibi_case(gen, "32 heads, seq 300", 32, 300),
         _alibi_property_case(gen),
     ]
-
-
-EXERCISES = [
-    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases),
-    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases),
-]

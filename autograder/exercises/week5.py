@@ -18,7 +18,7 @@ from autograder.exercises.common import (
     randn,
     run_reference,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import Attention, apply_rope, kv_cache_bytes, repeat_kv, sliding_window_mask
 from solutions.positions import rope_interleaved
 
@@ -550,13 +550,3 @@ def kv_cache_bytes_cases(gen: torch.Generator) -> list[Case]:
                  (32, 8, 128, 1000), {"window": 4096, "batch_size": 2}),
         _kv_case("MQA: a single kv head", (L, 1, D, T)),
     ]
-
-
-EXERCISES = [
-    Exercise("repeat_kv", 5, "repeat_kv", "repeat_kv (grouped-query heads)", repeat_kv_cases),
-    Exercise("sliding_window_mask", 5, "sliding_window_mask", "The sliding-window mask",
-             sliding_window_mask_cases),
-    Exercise("attention", 5, "Attention", "Attention: GQA, RoPE and a sliding window",
-             attention_cases),
-    Exercise("kv_cache_bytes", 5, "kv_cache_bytes", "KV-cache memory", kv_cache_bytes_cases),
-]

@@ -15,7 +15,7 @@ from autograder.exercises.common import (
     randn,
     run_reference,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import MoE, SwiGLU, load_balancing_loss
 
 
@@ -464,10 +464,3 @@ def load_balancing_loss_cases(gen: torch.Generator) -> list[Case]:
         _lbl_balanced_case(gen),
         _lbl_collapsed_case(gen),
     ]
-
-
-EXERCISES = [
-    Exercise("moe", 6, "MoE", "Mixture of experts (top-k routing)", moe_cases),
-    Exercise("load_balancing_loss", 6, "load_balancing_loss", "Load-balancing loss",
-             load_balancing_loss_cases),
-]

@@ -64,12 +64,12 @@ print(f"torch {torch.__version__}")
 #
 # Hint: `torch.ones(..., dtype=torch.bool)` and `torch.tril`.
 
-# %% role="answer" exercise="causal_mask" solution="solutions.attention:causal_mask"
+# %% role="answer" exercise="causal_mask"
 
 # %% [markdown]
 # Run the checks. A failed check tells you what to look at.
 
-# %% role="test" exercise="causal_mask" points=10
+# %% role="test" exercise="causal_mask"
 m = causal_mask(4)
 assert isinstance(m, torch.Tensor), f"causal_mask should return a tensor, got {type(m)}"
 assert m.dtype == torch.bool, (
@@ -112,9 +112,9 @@ print("causal_mask: visible checks passed")
 # **Not allowed:** `torch.nn.functional.scaled_dot_product_attention`. Write the formula out
 # (the grader makes the fused function raise); you compare with it in a demo below.
 
-# %% role="answer" exercise="scaled_dot_product_attention" solution="solutions.attention:scaled_dot_product_attention"
+# %% role="answer" exercise="scaled_dot_product_attention"
 
-# %% role="test" exercise="scaled_dot_product_attention" points=10
+# %% role="test" exercise="scaled_dot_product_attention"
 def attention_by_loops(q, k, v, mask=None):
     """Attention for 2-D q (T_q, D), k (T_k, D), v (T_k, D_v), one query at a time."""
     rows = []
@@ -191,9 +191,9 @@ print("scaled_dot_product_attention: visible checks passed")
 # Careful with step 4: reshaping `(B, n_heads, T, head_dim)` straight to `(B, T, dim)` runs
 # without an error but mixes tokens with heads. Transpose first.
 
-# %% role="answer" exercise="multi_head_attention" solution="solutions.attention:MultiHeadAttention"
+# %% role="answer" exercise="multi_head_attention"
 
-# %% role="test" exercise="multi_head_attention" points=10
+# %% role="test" exercise="multi_head_attention"
 mha = MultiHeadAttention(16, 4)
 shapes = {name: tuple(p.shape) for name, p in mha.named_parameters()}
 expected_shapes = {f"{p}.weight": (16, 16) for p in ("q_proj", "k_proj", "v_proj", "o_proj")}

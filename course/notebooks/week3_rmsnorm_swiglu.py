@@ -53,12 +53,12 @@ print(f"torch {torch.__version__}")
 # Hint: `torch.rsqrt` computes $1/\sqrt{\cdot}$; `mean(dim=-1, keepdim=True)` keeps the shape
 # broadcastable.
 
-# %% role="answer" exercise="rmsnorm" solution="solutions.normalization:RMSNorm"
+# %% role="answer" exercise="rmsnorm"
 
 # %% [markdown]
 # Run the checks. A failed check tells you what to look at.
 
-# %% role="test" exercise="rmsnorm" points=10
+# %% role="test" exercise="rmsnorm"
 norm = RMSNorm(8)
 params = dict(norm.named_parameters())
 assert set(params) == {"weight"}, f"RMSNorm needs exactly one parameter, `weight`; got {set(params)}"
@@ -102,9 +102,9 @@ print("RMSNorm: visible checks passed")
 #
 # `F.silu` is allowed (it is just $z\,\sigma(z)$).
 
-# %% role="answer" exercise="swiglu" solution="solutions.feedforward:SwiGLU"
+# %% role="answer" exercise="swiglu"
 
-# %% role="test" exercise="swiglu" points=10
+# %% role="test" exercise="swiglu"
 mlp = SwiGLU(16, 40)
 shapes = {name: tuple(p.shape) for name, p in mlp.named_parameters()}
 expected = {"gate_proj.weight": (40, 16), "up_proj.weight": (40, 16), "down_proj.weight": (16, 40)}

@@ -136,7 +136,7 @@ for field in FIELDS:
 # every submodule (`self.apply`): normal with std 0.02 for linear and embedding weights, zero
 # biases (the norms keep their ones).
 
-# %% role="answer" exercise="minigpt" solution="solutions.model:Block,MiniGPT"
+# %% role="answer" exercise="minigpt"
 
 # %% [markdown]
 # Loading published weights: `from_hf` maps the names and layouts of a `transformers`
@@ -147,7 +147,7 @@ for field in FIELDS:
 # %% role="locked" code="solutions.model:_gpt2_state_dict,_unfuse_experts,from_hf"
 MiniGPT.from_hf = staticmethod(from_hf)
 
-# %% role="test" exercise="minigpt" points=10
+# %% role="test" exercise="minigpt"
 gpt2 = MiniGPT(GPTConfig.preset("tiny_gpt2"))
 keys = set(gpt2.state_dict())
 for key in ("embed_tokens.weight", "embed_positions.weight", "layers.0.input_layernorm.weight",
@@ -246,9 +246,9 @@ for name, cfg in configs.items():
 # others. Without it, rerun the whole sequence (its last `max_seq_len` tokens) every step.
 # Call the model under `torch.no_grad()`.
 
-# %% role="answer" exercise="generate" solution="solutions.model:filter_logits,generate"
+# %% role="answer" exercise="generate"
 
-# %% role="test" exercise="generate" points=10
+# %% role="test" exercise="generate"
 logits = torch.log(torch.tensor([[0.5, 0.05, 0.3, 0.15]]))
 kept = lambda out: torch.isfinite(out)[0].tolist()  # noqa: E731
 assert kept(filter_logits(logits, top_k=2)) == [True, False, True, False], "top_k=2"

@@ -3,15 +3,14 @@ submission loses points (and, where the grader knows the mistake, says so), each
 variant and the reference itself get full marks."""
 
 import importlib
-import inspect
 import pkgutil
 import re
 
 import pytest
 
-import solutions
 import tests.grader as grader_tests
-from autograder.exercises import BY_NAME
+from autograder.reference import Spec, module_source
+from autograder.registry import BY_NAME
 
 CATALOGUES = {
     int(m.name.removeprefix("catalogue_week")): importlib.import_module(f"{__package__}.{m.name}")
@@ -26,7 +25,7 @@ def reference_submission(module_name: str, seen: set[str] | None = None) -> str:
     """A reference module as one learner file: the solutions it imports inlined first."""
     seen = set() if seen is None else seen
     seen.add(module_name)
-    source = inspect.getsource(importlib.import_module(f"solutions.{module_name}"))
+    source = module_source(f"solutions.{module_name}")
     deps = [d for d in IMPORT.findall(source) if d not in seen]
     inlined = [reference_submission(d, seen) for d in deps]
     return "\n\n".join([*inlined, IMPORT.sub("", source)])
@@ -63,8 +62,8 @@ def test_correct_variant_gets_full_marks(grade, key):
 @pytest.mark.parametrize("exercise", [pytest.param(name, marks=getattr(pytest.mark, name))
                                       for name in BY_NAME])
 def test_reference_gets_full_marks_with_any_seed(grade, exercise):
-    module = getattr(solutions, BY_NAME[exercise].symbol).__module__.removeprefix("solutions.")
-    code = reference_submission(module)
+    module = Spec.parse(BY_NAME[exercise].reference).module
+    code = reference_submission(module.removeprefix("solutions."))
     for seed in (0, 7):
         result = grade(code, exercise, seed=seed)
         assert result.score == result.max_score, failures(result)

@@ -1,0 +1,139 @@
+"""``autograder/registry.py`` is the one place an exercise is written down: it is consistent,
+everything it points at exists, and the files generated from it are up to date."""
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import solutions
+from autograder import registry
+from autograder.reference import Spec, given_code
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("course_build", REPO / "course" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = load_build()
+
+
+def test_weeks_and_exercises_are_consistent():
+    names = [e.name for e in registry.EXERCISES]
+    assert len(set(names)) == len(names), "two exercises share a name"
+    assert all(n.isidentifier() for n in names), "names are pytest markers and grade ids"
+    weeks = [w.number for w in registry.WEEKS]
+    assert weeks == list(range(1, len(weeks) + 1)), "weeks are numbered 1, 2, 3, ..."
+    assert [e.week for e in registry.EXERCISES] == sorted(e.week for e in registry.EXERCISES), (
+        "EXERCISES are in course order")
+    assert {e.week for e in registry.EXERCISES} == set(weeks), "every week, and only those"
+    assert len({w.notebook for w in registry.WEEKS}) == len(weeks)
+    assert all(e.points > 0 for e in registry.EXERCISES)
+
+
+@pytest.mark.parametrize("exercise", registry.EXERCISES, ids=lambda e: e.name)
+def test_what_an_exercise_points_at_exists(exercise):
+    spec = Spec.parse(exercise.reference)
+    assert spec.module.startswith("solutions.")
+    for symbol in spec.symbols:
+        spec.load(symbol)
+    assert callable(exercise.build), f"{exercise.name}: no case builder {exercise.cases!r}"
+    for given in exercise.given:
+        assert given_code(given)
+    for path in exercise.forbidden:
+        module, _, name = path.rpartition(".")
+        owner = importlib.import_module(module.split(".")[0])
+        for part in module.split(".")[1:] + [name]:
+            owner = getattr(owner, part)
+        assert callable(owner), f"{exercise.name}: forbidden {path} is not a function"
+
+
+def test_solutions_exports_exactly_the_registrys_names():
+    """``from solutions import X`` for every name of every exercise's reference and of
+    ``ALSO_EXPORTED``, and nothing else (course/build.py writes solutions/__init__.py)."""
+    specs = [Spec.parse(e.reference) for e in registry.EXERCISES]
+    specs += [Spec.parse(s) for s in registry.ALSO_EXPORTED]
+    for spec in specs:
+        for symbol in spec.symbols:
+            assert getattr(solutions, symbol, None) is spec.load(symbol), symbol
+    assert sorted(solutions.__all__) == sorted({s for spec in specs for s in spec.symbols})
+
+
+@pytest.mark.parametrize("name", list(build.GENERATED))
+def test_generated_files_are_up_to_date(name):
+    old, new = build.generated()[REPO / name]
+    assert old == new, f"{name} is stale: run `python course/build.py`"
+
+
+def test_generated_tables_and_nav_follow_the_registry():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    home = (REPO / "site" / "index.md").read_text(encoding="utf-8")
+    nav = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    for week in registry.WEEKS:
+        symbols = ", ".join(f"`{e.symbol}`" for e in registry.exercises_of(week.number))
+        assert f"| {week.number} | {week.topics} | {symbols} |" in readme
+        assert f"| {week.number} | {week.topics} | {symbols} | [lesson](weeks/" in home
+        assert f'  - "Week {week.number}: {week.title}":\n      - Lesson: weeks/' in nav
+    assert "[speed](weeks/week7/speed.md)" in home and "Speed: weeks/week7/speed.md" in nav
+
+
+def test_text_notebooks_are_the_registrys(tmp_path):
+    found = build.text_notebooks(REPO / "course")
+    assert [(p.name, w) for p, w in found] == [(w.text_notebook, w) for w in registry.WEEKS]
+    (tmp_path / "notebooks").mkdir()
+    for path, _ in found:
+        (tmp_path / "notebooks" / path.name).write_text("")
+    (tmp_path / "notebooks" / "week3_norms.py").write_text("")
+    with pytest.raises(build.BuildError, match=r"does not name: \['week3_norms.py'\]"):
+        build.text_notebooks(tmp_path)
+    (tmp_path / "notebooks" / "week3_norms.py").unlink()
+    (tmp_path / "notebooks" / "week2_bpe.py").unlink()
+    with pytest.raises(build.BuildError, match=r"not written: \['week2_bpe.py'\]"):
+        build.text_notebooks(tmp_path)
+
+
+WEEK3 = registry.BY_WEEK[3]
+CELLS = {
+    "answer": '# %% role="answer" exercise="rmsnorm"\n',
+    "test": '# %% role="test" exercise="rmsnorm"\nprint("visible check")\n',
+    "answer2": '# %% role="answer" exercise="swiglu"\n',
+    "test2": '# %% role="test" exercise="swiglu"\nprint("visible check")\n',
+}
+
+
+def text_notebook(tmp_path: Path, *cells: str) -> Path:
+    path = tmp_path / WEEK3.text_notebook
+    path.write_text("# %% [markdown]\n# # Week 3\n\n" + "\n".join(cells), encoding="utf-8")
+    return path
+
+
+def test_cells_name_only_their_exercise_and_the_registry_fills_them(tmp_path):
+    nb = build.build_source(text_notebook(tmp_path, *CELLS.values()), WEEK3)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == Spec.parse(registry.BY_NAME["rmsnorm"].reference).code(markers=True)
+    grading = code[1].metadata["nbgrader"]
+    assert grading["grade_id"] == "test_rmsnorm" and grading["points"] == 10
+    assert 'check("rmsnorm", "rmsnorm_swiglu.ipynb")' in code[1].source
+    assert nb.metadata["course"] == {"week": 3}
+
+
+@pytest.mark.parametrize("cells, message", [
+    ((CELLS["answer"].replace("rmsnorm", "rms_norm"), CELLS["test"]),
+     "names no exercise of week 3"),
+    ((CELLS["answer"].replace("rmsnorm", "causal_mask"),), "names no exercise of week 3"),
+    ((CELLS["answer"].replace('"\n', '" solution="solutions.normalization:RMSNorm"\n'),),
+     r"sets \['solution'\]: the registry holds them"),
+    ((CELLS["test"].replace('"\n', '" points=5\n', 1),), r"sets \['points'\]"),
+    ((CELLS["answer"], CELLS["test"], CELLS["answer2"]),
+     r"test cells for \['rmsnorm'\], but the registry's week 3 has \['rmsnorm', 'swiglu'\]"),
+    (("# %%\nx = 1\n",), "every code cell needs a role"),
+])
+def test_a_notebook_that_disagrees_with_the_registry_does_not_build(tmp_path, cells, message):
+    with pytest.raises(build.BuildError, match=message):
+        build.build_source(text_notebook(tmp_path, *cells), WEEK3)
