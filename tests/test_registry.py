@@ -99,12 +99,10 @@ def test_text_notebooks_are_the_registrys(tmp_path):
 
 
 WEEK3 = registry.BY_WEEK[3]
-CELLS = {
-    "answer": '# %% role="answer" exercise="rmsnorm"\n',
-    "test": '# %% role="test" exercise="rmsnorm"\nprint("visible check")\n',
-    "answer2": '# %% role="answer" exercise="swiglu"\n',
-    "test2": '# %% role="test" exercise="swiglu"\nprint("visible check")\n',
-}
+NAMES = [e.name for e in registry.exercises_of(3)]
+ANSWER = '# %% role="answer" exercise="{}"\n'
+TEST = '# %% role="test" exercise="{}"\nprint("visible check")\n'
+CELLS = [cell.format(name) for name in NAMES for cell in (ANSWER, TEST)]
 
 
 def text_notebook(tmp_path: Path, *cells: str) -> Path:
@@ -114,25 +112,32 @@ def text_notebook(tmp_path: Path, *cells: str) -> Path:
 
 
 def test_cells_name_only_their_exercise_and_the_registry_fills_them(tmp_path):
-    nb = build.build_source(text_notebook(tmp_path, *CELLS.values()), WEEK3)
+    nb = build.build_source(text_notebook(tmp_path, *CELLS), WEEK3)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code[0].source == Spec.parse(registry.BY_NAME["rmsnorm"].reference).code(markers=True)
-    grading = code[1].metadata["nbgrader"]
-    assert grading["grade_id"] == "test_rmsnorm" and grading["points"] == 10
-    assert 'check("rmsnorm", "rmsnorm_swiglu.ipynb")' in code[1].source
+    for exercise, answer, test in zip(registry.exercises_of(3), code[::2], code[1::2],
+                                      strict=True):
+        assert answer.source == Spec.parse(exercise.reference).code(markers=True)
+        assert answer.metadata["nbgrader"]["solution"]
+        grading = test.metadata["nbgrader"]
+        assert grading["grade_id"] == f"test_{exercise.name}"
+        assert grading["points"] == exercise.points
+        assert f'check("{exercise.name}", "{WEEK3.notebook}.ipynb")' in test.source
     assert nb.metadata["course"] == {"week": 3}
 
 
+OTHERS = CELLS[2:]
+
+
 @pytest.mark.parametrize("cells, message", [
-    ((CELLS["answer"].replace("rmsnorm", "rms_norm"), CELLS["test"]),
-     "names no exercise of week 3"),
-    ((CELLS["answer"].replace("rmsnorm", "causal_mask"),), "names no exercise of week 3"),
-    ((CELLS["answer"].replace('"\n', '" solution="solutions.normalization:RMSNorm"\n'),),
-     r"sets \['solution'\]: the registry holds them"),
-    ((CELLS["test"].replace('"\n', '" points=5\n', 1),), r"sets \['points'\]"),
-    ((CELLS["answer"], CELLS["test"], CELLS["answer2"]),
-     r"test cells for \['rmsnorm'\], but the registry's week 3 has \['rmsnorm', 'swiglu'\]"),
-    (("# %%\nx = 1\n",), "every code cell needs a role"),
+    ((ANSWER.format("rms_norm"), *CELLS), "names no exercise of week 3"),
+    ((*CELLS, ANSWER.format("causal_mask")), "names no exercise of week 3"),
+    ((ANSWER.format("rmsnorm").replace('"\n', '" solution="solutions.normalization:RMSNorm"\n'),
+      *CELLS[1:]), r"sets \['solution'\]: the registry holds them"),
+    ((CELLS[0], TEST.format("rmsnorm").replace('"\n', '" points=5\n', 1), *OTHERS),
+     r"sets \['points'\]"),
+    ((CELLS[0], *OTHERS), r"test cells for \[.*\], but the registry's week 3 has \['rmsnorm', "),
+    ((*CELLS, ANSWER.format("rmsnorm")), r"answer cells for \['rmsnorm', .*'rmsnorm'\]"),
+    ((*CELLS, "# %%\nx = 1\n"), "every code cell needs a role"),
 ])
 def test_a_notebook_that_disagrees_with_the_registry_does_not_build(tmp_path, cells, message):
     with pytest.raises(build.BuildError, match=message):
