@@ -1,24 +1,76 @@
 import dataclasses
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from autograder.exercises import BY_NAME
 from autograder.grading import ExerciseResult, grade_exercise
+from autograder.registry import Exercise
 from autograder.submission import read_submission
 
 
-@pytest.fixture
-def grade(tmp_path: Path):
-    """Grade ``code`` (a .py submission) for one exercise, in the usual isolated worker."""
+class Grader:
+    """Grades ``.py`` submissions in the usual isolated workers, all through this process's one
+    warm fork server. An exercise's hidden cases depend only on the seed, so they are built
+    once per (exercise, seed) and shared by every submission graded with that seed; and
+    submissions handed to :meth:`submit` are graded ahead of their tests, one per core."""
 
-    def run(code: str, exercise: str, timeout_s: float | None = None,
-            seed: int = 1234) -> ExerciseResult:
-        path = tmp_path / f"{exercise}_submission.py"
-        path.write_text(code, encoding="utf-8")
-        ex = BY_NAME[exercise]
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.cases: dict[tuple[str, int], list] = {}
+        self.building: dict[tuple[str, int], threading.Lock] = {}
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4)))
+        self.queued: dict[str, Future] = {}
+        self.files = 0
+
+    def exercise(self, name: str, timeout_s: float | None = None) -> Exercise:
+        exercise = BY_NAME[name]
+        build = exercise.build
+
+        def cached_build(gen):
+            key = (name, gen.initial_seed())
+            with self.lock:
+                lock = self.building.setdefault(key, threading.Lock())
+            with lock:
+                if key not in self.cases:
+                    self.cases[key] = build(gen)
+            return self.cases[key]
+
+        changes = {"cases": cached_build}
         if timeout_s is not None:
-            ex = dataclasses.replace(ex, timeout_s=timeout_s)
-        return grade_exercise(ex, read_submission(path), seed=seed)
+            changes["timeout_s"] = timeout_s
+        return dataclasses.replace(exercise, **changes)
 
-    return run
+    def grade(self, code: str, exercise: str, timeout_s: float | None = None,
+              seed: int = 1234) -> ExerciseResult:
+        with self.lock:
+            self.files += 1
+            path = self.folder / f"{self.files}_{exercise}_submission.py"
+        path.write_text(code, encoding="utf-8")
+        return grade_exercise(self.exercise(exercise, timeout_s), read_submission(path),
+                              seed=seed)
+
+    def submit(self, key: str, code: str, exercise: str, seed: int = 1234) -> None:
+        """Start grading ``code`` now; :meth:`result` waits for it."""
+        if key not in self.queued:
+            self.queued[key] = self.pool.submit(self.grade, code, exercise, seed=seed)
+
+    def result(self, key: str) -> ExerciseResult:
+        return self.queued[key].result()
+
+
+@pytest.fixture(scope="session")
+def grader(tmp_path_factory):
+    grader = Grader(tmp_path_factory.mktemp("submissions"))
+    yield grader
+    grader.pool.shutdown(cancel_futures=True)
+
+
+@pytest.fixture
+def grade(grader):
+    """Grade ``code`` (a .py submission) for one exercise, in the usual isolated worker."""
+    return grader.grade
