@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.registry import exercises_of
 from solutions import feedforward, normalization
 from tests.grader.catalogue_week3 import HEADER
 
@@ -16,6 +17,8 @@ RELEASE = ROOT / "course" / "release" / "week3" / "rmsnorm_swiglu.ipynb"
 SOURCE = ROOT / "course" / "source" / "week3" / "rmsnorm_swiglu.ipynb"
 RMSNORM = HEADER + inspect.getsource(normalization)
 SWIGLU = HEADER + inspect.getsource(feedforward)
+WEEK3_POINTS = [e.points for e in exercises_of(3)]
+WEEK3_TOTAL = sum(WEEK3_POINTS)
 
 pytestmark = pytest.mark.grader
 
@@ -29,7 +32,7 @@ def test_learner_notebook_before_any_work_scores_zero_with_a_clear_message(tmp_p
     proc = grade(RELEASE, "--json", tmp_path / "r.json")
     assert proc.returncode == 0
     result = json.loads((tmp_path / "r.json").read_text())
-    assert result["score"] == 0 and result["max_score"] == 20
+    assert result["score"] == 0 and result["max_score"] == WEEK3_TOTAL
     assert "not implemented yet" in proc.stdout
 
 
@@ -37,11 +40,11 @@ def test_reference_notebook_full_marks_and_gradescope_json(tmp_path):
     out = tmp_path / "results.json"
     proc = grade(SOURCE, "--gradescope", out)
     assert proc.returncode == 0, proc.stderr
-    assert "total" in proc.stdout and "20 / 20" in proc.stdout
+    assert "total" in proc.stdout and f"{WEEK3_TOTAL:g} / {WEEK3_TOTAL:g}" in proc.stdout
     results = json.loads(out.read_text())
-    assert results["score"] == 20
+    assert results["score"] == WEEK3_TOTAL
     assert {"name", "score", "max_score", "output", "visibility"} <= set(results["tests"][0])
-    assert [t["score"] for t in results["tests"]] == [10, 10]
+    assert [t["score"] for t in results["tests"]] == WEEK3_POINTS
 
 
 def test_missing_definition_scores_zero_for_that_exercise_only(tmp_path):
@@ -120,7 +123,7 @@ def test_class_folder_gives_a_gradebook_and_per_learner_results(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with open(out / "gradebook.csv") as f:
         rows = {row["learner"]: row for row in csv.DictReader(f)}
-    assert float(rows["alice"]["total"]) == 20
+    assert float(rows["alice"]["total"]) == WEEK3_TOTAL
     assert float(rows["bob"]["total"]) == 0
     assert float(rows["dave"]["total"]) == 0 and "not a readable" in rows["dave"]["problem"]
     for learner in ("alice", "bob", "dave"):
