@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jupytext
@@ -161,18 +162,24 @@ def build(root: Path, week: int | None = None) -> list[Path]:
         write_notebook(build_source(text_path, wk), target)
         written.append(target)
         built_weeks.append(wk.folder)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # weeks are independent
+        list(pool.map(lambda week_dir: release(root, week_dir), built_weeks))
     for week_dir in built_weeks:
-        with tempfile.TemporaryDirectory() as tmp:  # a throwaway gradebook: builds never share
-            subprocess.run(
-                [sys.executable, "-m", "nbgrader", "generate_assignment", week_dir, "--force",
-                 "--log-level=WARN", f"--CourseDirectory.root={root}",
-                 f"--CourseDirectory.db_url=sqlite:///{Path(tmp) / 'gradebook.db'}"],
-                cwd=root, check=True, env=venv_env(),
-            )
         for released in sorted((root / "release" / week_dir).glob("*.ipynb")):
             write_notebook(nbformat.read(released, as_version=4), released)
             written.append(released)
     return written
+
+
+def release(root: Path, week_dir: str) -> None:
+    """nbgrader's learner version of one week (``generate_assignment``)."""
+    with tempfile.TemporaryDirectory() as tmp:  # a throwaway gradebook: builds never share
+        subprocess.run(
+            [sys.executable, "-m", "nbgrader", "generate_assignment", week_dir, "--force",
+             "--log-level=WARN", f"--CourseDirectory.root={root}",
+             f"--CourseDirectory.db_url=sqlite:///{Path(tmp) / 'gradebook.db'}"],
+            cwd=root, check=True, env=venv_env(),
+        )
 
 
 # --- what the registry generates outside the notebooks ------------------------------------

@@ -1,7 +1,5 @@
 import dataclasses
-import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,13 @@ from autograder.submission import read_submission
 class Grader:
     """Grades ``.py`` submissions in the usual isolated workers, all through this process's one
     warm fork server. An exercise's hidden cases depend only on the seed, so they are built
-    once per (exercise, seed) and shared by every submission graded with that seed; and
-    submissions handed to :meth:`submit` are graded ahead of their tests, one per core."""
+    once per (exercise, seed) and shared by every submission graded with that seed."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.cases: dict[tuple[str, int], list] = {}
         self.building: dict[tuple[str, int], threading.Lock] = {}
         self.lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4)))
-        self.queued: dict[str, Future] = {}
         self.files = 0
 
     def exercise(self, name: str, timeout_s: float | None = None) -> Exercise:
@@ -54,20 +49,10 @@ class Grader:
         return grade_exercise(self.exercise(exercise, timeout_s), read_submission(path),
                               seed=seed)
 
-    def submit(self, key: str, code: str, exercise: str, seed: int = 1234) -> None:
-        """Start grading ``code`` now; :meth:`result` waits for it."""
-        if key not in self.queued:
-            self.queued[key] = self.pool.submit(self.grade, code, exercise, seed=seed)
-
-    def result(self, key: str) -> ExerciseResult:
-        return self.queued[key].result()
-
 
 @pytest.fixture(scope="session")
-def grader(tmp_path_factory):
-    grader = Grader(tmp_path_factory.mktemp("submissions"))
-    yield grader
-    grader.pool.shutdown(cancel_futures=True)
+def grader(tmp_path_factory) -> Grader:
+    return Grader(tmp_path_factory.mktemp("submissions"))
 
 
 @pytest.fixture

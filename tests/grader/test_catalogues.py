@@ -11,6 +11,7 @@ import pytest
 import tests.grader as grader_tests
 from autograder.reference import Spec, module_source
 from autograder.registry import BY_NAME
+from tests.ahead import selected
 
 CATALOGUES = {
     int(m.name.removeprefix("catalogue_week")): importlib.import_module(f"{__package__}.{m.name}")
@@ -42,33 +43,37 @@ def failures(result) -> list:
 SEEDS = (0, 7)  # the reference is graded with these; the catalogue with the grader's default
 
 
-def submissions(test: str, key: str) -> dict[str, tuple[str, str, int]]:
-    """What a test of this module grades: label -> (code, exercise, seed)."""
+def submissions(test: str, key: str) -> dict[str, tuple]:
+    """What a test of this module grades: label -> ``Grader.grade``'s arguments (code,
+    exercise, timeout, seed)."""
     if test == "test_reference_gets_full_marks_with_any_seed":
         module = Spec.parse(BY_NAME[key].reference).module.removeprefix("solutions.")
-        return {f"{key} reference, seed {seed}": (reference_submission(module), key, seed)
+        return {f"{key} reference, seed {seed}": (reference_submission(module), key, None, seed)
                 for seed in SEEDS}
     if test == "test_correct_variant_gets_full_marks":
         exercise, code = CORRECT[key]
-        return {key: (code, exercise, 1234)}
+        return {key: (code, exercise, None, 1234)}
     exercise, code, _ = WRONG[key]
-    return {key: (code, exercise, 1234)}
+    return {key: (code, exercise, None, 1234)}
+
+
+TESTS = ("test_known_wrong_submission_loses_points", "test_correct_variant_gets_full_marks",
+         "test_reference_gets_full_marks_with_any_seed",
+         "test_handing_the_work_to_a_forbidden_function_scores_zero")
 
 
 @pytest.fixture(scope="module")
-def graded(request, grader):
-    """The results of every submission this run's tests of this module grade, queued at
-    once (graded one per core, ahead of the tests): ``graded(test, key)``."""
-    for item in request.session.items:
-        if item.module is request.module and "key" in getattr(item, "callspec", {}).params:
-            key = item.callspec.params["key"]
-            for label, (code, exercise, seed) in submissions(item.originalname, key).items():
-                grader.submit(label, code, exercise, seed)
+def graded(request, grader, ahead):
+    """``graded(test, key)``: the results of what a test grades. Every submission this
+    session's tests grade is started at once, and graded one per core ahead of its test."""
+    for test in TESTS:
+        for params in selected(request, test):
+            for label, submission in submissions(test, params["key"]).items():
+                ahead.start(("catalogue", label), grader.grade, *submission)
 
     def results(test: str, key: str) -> dict:
-        for label, (code, exercise, seed) in submissions(test, key).items():
-            grader.submit(label, code, exercise, seed)  # when selected alone
-        return {label: grader.result(label) for label in submissions(test, key)}
+        return {label: ahead.result(("catalogue", label), grader.grade, *submission)
+                for label, submission in submissions(test, key).items()}
 
     return results
 
