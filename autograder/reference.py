@@ -47,14 +47,6 @@ class Spec:
         every function body if ``markers`` (the answer cells of the notebooks)."""
         return "\n\n\n".join(symbol_code(self.source(), s, markers) for s in self.symbols)
 
-    def given(self) -> str:
-        """The code the worker runs before a submission (see :func:`given_code`)."""
-        return given_code(str(self))
-
-
-def parse(spec: str | Spec) -> Spec:
-    return spec if isinstance(spec, Spec) else Spec.parse(spec)
-
 
 @functools.cache
 def module_source(module: str) -> str:
