@@ -54,6 +54,17 @@ def test_what_an_exercise_points_at_exists(exercise):
         assert callable(owner), f"{exercise.name}: forbidden {path} is not a function"
 
 
+def test_the_grader_modules_are_the_registrys_weeks():
+    """``autograder/exercises/weekN.py`` holds week N's case builders only: a list of
+    exercises there would be a second registry, silently ignored."""
+    modules = sorted(p.stem for p in (REPO / "autograder" / "exercises").glob("week*.py"))
+    assert modules == sorted(w.folder for w in registry.WEEKS)
+    for name in modules:
+        module = importlib.import_module(f"autograder.exercises.{name}")
+        assert not hasattr(module, "EXERCISES"), (
+            f"autograder/exercises/{name}.py lists EXERCISES: move them to autograder/registry.py")
+
+
 def test_solutions_exports_exactly_the_registrys_names():
     """``from solutions import X`` for every name of every exercise's reference and of
     ``ALSO_EXPORTED``, and nothing else (course/build.py writes solutions/__init__.py)."""
