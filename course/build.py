@@ -1,7 +1,7 @@
-"""Build the course notebooks from their text sources.
+"""Build the course notebooks from their text sources, and what the registry generates.
 
-    python course/build.py            # write course/source/ and course/release/
-    python course/build.py --check    # exit 1 if the committed notebooks are stale
+    python course/build.py            # write course/source/, course/release/ and GENERATED
+    python course/build.py --check    # exit 1 if any of them is stale
 
 ``course/notebooks/weekN_<name>.py`` (jupytext "percent" text, easy to diff and review) is the
 one place a notebook is written; its week and name are the registry's (autograder/registry.py).
