@@ -15,7 +15,6 @@ No torch here: reading the course must stay cheap.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -79,8 +78,7 @@ class Exercise:
         pointer = self.cases or f"{self.name}_cases"
         if ":" not in pointer:
             pointer = f"autograder.exercises.week{self.week}:{pointer}"
-        module, _, function = pointer.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return Spec.parse(pointer).load()
 
 
 NO_SDPA = dict.fromkeys(
