@@ -32,8 +32,8 @@ class Ahead:
 
 
 def selected(request: pytest.FixtureRequest, test: str) -> list[dict]:
-    """The parameters of every item of ``test`` (a function of the requesting module) that
-    this session runs: what a module fixture can start ahead of the tests."""
-    return [item.callspec.params for item in request.session.items
-            if item.module is request.module and getattr(item, "originalname", None) == test
-            and hasattr(item, "callspec")]
+    """The parameters (``{}`` if it has none) of every item of ``test``, a function of the
+    requesting module, that this session runs: what a module fixture can start ahead."""
+    return [item.callspec.params if hasattr(item, "callspec") else {}
+            for item in request.session.items
+            if item.module is request.module and getattr(item, "originalname", None) == test]

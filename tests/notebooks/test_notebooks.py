@@ -24,10 +24,9 @@ def test_every_text_notebook_is_built():
 
 
 @pytest.mark.notebooks
-def test_committed_notebooks_match_their_sources_and_solutions():
+def test_committed_notebooks_match_their_sources_and_solutions(executed):
     """A notebook and solutions/ cannot drift: the build regenerates both and must agree."""
-    proc = subprocess.run([sys.executable, str(COURSE / "build.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = executed("test_committed_notebooks_match_their_sources_and_solutions", COURSE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -79,17 +78,26 @@ def nbval(path: Path) -> subprocess.CompletedProcess:
     )
 
 
-RUNS = {"test_learner_notebook_runs_up_to_its_first_exercise": run_until_first_exercise,
-        "test_source_notebook_passes_nbval": nbval}
+def build_check(course: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(course / "build.py"), "--check"],
+                          capture_output=True, text=True)
+
+
+# test -> its run, in the order they start: the longest first, so that none starts last
+RUNS = {"test_source_notebook_passes_nbval": nbval,
+        "test_committed_notebooks_match_their_sources_and_solutions": build_check,
+        "test_learner_notebook_runs_up_to_its_first_exercise": run_until_first_exercise}
 
 
 @pytest.fixture(scope="module")
 def executed(request, ahead):
-    """``executed(test, path)``: the notebook runs this session's tests need, started at once
-    and run one per core (each notebook runs in its own processes)."""
+    """``executed(test, path)``: what a test runs on ``path``. Every run this session's
+    tests need starts at once, one per core (each in processes of its own), the largest
+    notebooks first."""
     for test, run in RUNS.items():
-        for params in selected(request, test):
-            ahead.start((test, params["path"]), run, params["path"])
+        paths = [params.get("path", COURSE) for params in selected(request, test)]
+        for path in sorted(paths, key=lambda p: -p.stat().st_size if p.is_file() else 0):
+            ahead.start((test, path), run, path)
     return lambda test, path: ahead.result((test, path), RUNS[test], path)
 
 
