@@ -380,7 +380,7 @@ def test_glossary():
     terms = list(entries)
     assert terms == sorted(terms, key=str.lower), "glossary terms are not in alphabetical order"
     unlinked = [t for t, text in entries.items()
-                if not re.search(r"\]\(weeks/week\d/lesson\.md(#[\w-]+)?\)", text)]
+                if not re.search(r"\]\(weeks/week\d+/lesson\.md(#[\w-]+)?\)", text)]
     assert not unlinked, f"glossary terms without a link to the week that teaches them: {unlinked}"
     lowered = " | ".join(terms).lower()
     absent = [t for t in GLOSSARY_MUST_HAVE if t.lower() not in lowered]
