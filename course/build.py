@@ -18,8 +18,9 @@ Cells carry a ``role``:
 The build writes ``course/source/weekN/<name>.ipynb`` (nbgrader's instructor version, with
 solutions, no outputs) and runs ``nbgrader generate_assignment`` to make
 ``course/release/weekN/<name>.ipynb``, the version learners open. From the registry it also
-writes the week tables of README.md and site/index.md, the weeks of mkdocs.yml's nav and the
-imports of solutions/__init__.py (``GENERATED``).
+writes the week tables of README.md and site/index.md, the weeks of mkdocs.yml's nav, the
+instructor guide's table of refused library calls and the imports of solutions/__init__.py
+(``GENERATED``).
 """
 
 from __future__ import annotations
@@ -177,6 +178,8 @@ def release(root: Path, week_dir: str) -> None:
         subprocess.run(
             [sys.executable, "-m", "nbgrader", "generate_assignment", week_dir, "--force",
              "--log-level=WARN", f"--CourseDirectory.root={root}",
+             # the shipped release/, not nbgrader's own generated/ (nbgrader_config.py)
+             "--CourseDirectory.release_directory=release",
              f"--CourseDirectory.db_url=sqlite:///{Path(tmp) / 'gradebook.db'}"],
             cwd=root, check=True, env=venv_env(),
         )
@@ -220,6 +223,36 @@ def nav_weeks() -> str:
     return "\n".join(lines)
 
 
+def refused_names(forbidden: dict[str, str]) -> str:
+    """The refused calls as the instructor guide shows them: each name once, by package."""
+    packages: dict[str, list[str]] = {}
+    for path in forbidden:
+        names = packages.setdefault(path.split(".")[0], [])
+        name = path.rsplit(".", 1)[-1]
+        if name not in names:
+            names.append(name)
+    return "; ".join(f"`{package}`'{'' if package.endswith('s') else 's'} "
+                     + ", ".join(f"`{n}`" for n in names) for package, names in packages.items())
+
+
+def refused_table() -> str:
+    """site/instructors.md's table of refused calls: one row per exercise, or per run of
+    exercises of one week that refuse and allow the same."""
+    rows: list[list] = []
+    for e in registry.EXERCISES:
+        last = rows[-1] if rows else None
+        if last and last[0] == e.week and last[2] == e.forbidden and last[3] == e.allowed:
+            last[1].append(e.symbol)
+        else:
+            rows.append([e.week, [e.symbol], e.forbidden, e.allowed])
+    lines = ["| week | exercise | refused | still allowed |", "|---|---|---|---|"]
+    for week, symbols, forbidden, allowed in rows:
+        refused = refused_names(forbidden) if forbidden else "nothing"
+        lines.append(f"| {week} | {', '.join(f'`{s}`' for s in symbols)} | {refused} | "
+                     f"{allowed} |")
+    return "\n".join(lines)
+
+
 def _member_order(name: str) -> tuple:
     """isort's (and ruff's) order inside one import: constants, classes, then the rest."""
     kind = 0 if name.isupper() else 1 if name[0].isupper() else 2
@@ -228,10 +261,13 @@ def _member_order(name: str) -> tuple:
 
 def solutions_init() -> str:
     """solutions/__init__.py: every name of every exercise's reference, and ALSO_EXPORTED."""
-    specs = [Spec.parse(e.reference) for e in registry.EXERCISES]
-    specs += [Spec.parse(s) for s in registry.ALSO_EXPORTED]
+    by_week: dict[int, list[Spec]] = {}
+    for e in registry.EXERCISES:
+        by_week.setdefault(e.week, []).append(Spec.parse(e.reference))
+    for week, texts in registry.ALSO_EXPORTED.items():
+        by_week.setdefault(week, []).extend(Spec.parse(s) for s in texts)
     modules: dict[str, list[str]] = {}
-    for spec in specs:
+    for spec in (spec for week in sorted(by_week) for spec in by_week[week]):
         names = modules.setdefault(spec.module, [])
         names += [s for s in spec.symbols if s not in names]
     imports = []
@@ -241,20 +277,10 @@ def solutions_init() -> str:
         if len(line) > 100:
             line = f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
         imports.append(line)
-    by_week: dict[int, list[str]] = {}
-    week_of_module: dict[str, int] = {}
-    for e in registry.EXERCISES:
-        spec = Spec.parse(e.reference)
-        week_of_module.setdefault(spec.module, e.week)
-        by_week.setdefault(e.week, []).extend(spec.symbols)
-    for text in registry.ALSO_EXPORTED:
-        spec = Spec.parse(text)
-        by_week.setdefault(week_of_module.get(spec.module, 0), []).extend(spec.symbols)
     groups = []
     for week in sorted(by_week):
-        names = list(dict.fromkeys(by_week[week]))
-        comment = f"# week {week}" if week else "# more of the contract"
-        groups.append(f"    {comment}\n" + wrap(", ".join(f'"{n}"' for n in names), "    "))
+        names = list(dict.fromkeys(s for spec in by_week[week] for s in spec.symbols))
+        groups.append(f"    # week {week}\n" + wrap(", ".join(f'"{n}"' for n in names), "    "))
     return (
         '"""Reference solutions: the answer key of the course, one module per topic.\n\n'
         "Every name of the exercise contract is importable from here: "
@@ -298,6 +324,9 @@ GENERATED: dict[str, Callable[[str], str]] = {
     "site/index.md": between(TABLE_BEGIN, TABLE_END, lambda: f"\n{site_weeks()}\n"),
     "mkdocs.yml": between("  # the weeks: written by course/build.py from autograder/registry.py",
                           "  # end of the weeks", nav_weeks),
+    "site/instructors.md": between(
+        "<!-- the refused calls: written by course/build.py from autograder/registry.py -->",
+        "<!-- end of the refused calls -->", lambda: f"\n{refused_table()}\n"),
     "solutions/__init__.py": lambda text: solutions_init(),
 }
 """Files (relative to the repository) that the build rewrites from the registry."""

@@ -6,6 +6,7 @@ reference and ``ALSO_EXPORTED``): change those, not this file.
 """
 
 from solutions.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from solutions.deepseek_moe import DeepSeekMoE, deepseek_route, expert_load, update_routing_bias
 from solutions.efficient_attention import (
     Attention,
     kv_cache_bytes,
@@ -14,6 +15,15 @@ from solutions.efficient_attention import (
     sliding_window_mask,
 )
 from solutions.feedforward import SwiGLU
+from solutions.latent_attention import (
+    CachedLatentAttention,
+    LatentKVCache,
+    MultiHeadLatentAttention,
+    absorbed_projections,
+    decode_from_latents,
+    latent_cache_bytes,
+)
+from solutions.llama4 import Llama4MoE, attention_temperature, chunked_attention_mask, qk_norm
 from solutions.model import (
     Block,
     CachedAttention,
@@ -55,4 +65,9 @@ __all__ = [
     "Block", "MiniGPT", "filter_logits", "generate", "GPTConfig", "KVCache", "CachedAttention",
     # week 8
     "count_parameters", "chinchilla_loss", "compute_optimal",
+    # week 9
+    "MultiHeadLatentAttention", "deepseek_route", "DeepSeekMoE", "CachedLatentAttention",
+    "LatentKVCache", "latent_cache_bytes", "decode_from_latents", "absorbed_projections",
+    "expert_load", "update_routing_bias", "Llama4MoE", "chunked_attention_mask",
+    "attention_temperature", "qk_norm",
 ]

@@ -22,10 +22,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other shapes, dtypes and gradients grade the
-# submission. You can run the same grader yourself from a terminal:
+# submission. You can run the same grader yourself: save the notebook and run its last cell,
+# **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week1/attention.ipynb
+# .venv/bin/autograder grade course/release/week1/attention.ipynb   # from the course folder
+# autograder grade attention.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -63,6 +65,11 @@ print(f"torch {torch.__version__}")
 # ```
 #
 # Hint: `torch.ones(..., dtype=torch.bool)` and `torch.tril`.
+#
+# **Library calls.** `torch.tril` is the building block to use. Ready-made causal masks
+# (`nn.Transformer.generate_square_subsequent_mask`, `torch.nn.attention.bias.causal_upper_left`,
+# the mask helpers of `transformers`) are not allowed: the grader refuses them. It also builds
+# your mask on PyTorch's `meta` device, so pass `device` on to the tensor you create.
 
 # %% role="answer" exercise="causal_mask"
 
@@ -109,8 +116,11 @@ print("causal_mask: visible checks passed")
 # - the softmax is over the keys, the last dimension;
 # - keep the input's dtype (float32, bfloat16, float64 in, the same out).
 #
-# **Not allowed:** `torch.nn.functional.scaled_dot_product_attention`. Write the formula out
-# (the grader makes the fused function raise); you compare with it in a demo below.
+# **Not allowed:** `torch.nn.functional.scaled_dot_product_attention`, under any name
+# (`torch.ops.aten.scaled_dot_product_attention`, `torch._scaled_dot_product_attention_math`,
+# flex attention, the attention functions of `transformers`). Write the formula out (the
+# grader makes the fused functions raise); you compare with it in a demo below. From week 5 on
+# it is allowed.
 
 # %% role="answer" exercise="scaled_dot_product_attention"
 
@@ -190,6 +200,9 @@ print("scaled_dot_product_attention: visible checks passed")
 #
 # Careful with step 4: reshaping `(B, n_heads, T, head_dim)` straight to `(B, T, dim)` runs
 # without an error but mixes tokens with heads. Transpose first.
+#
+# **Not allowed:** `nn.MultiheadAttention`, `F.multi_head_attention_forward` and the fused
+# attention functions above: build it from `nn.Linear` and your own functions.
 
 # %% role="answer" exercise="multi_head_attention"
 
@@ -520,3 +533,22 @@ for name, (layers, width, heads) in configs.items():
 # Week 3 replaces LayerNorm and the GELU MLP with RMSNorm and SwiGLU, week 4 adds positions
 # (RoPE) inside attention, and week 5 makes attention cheaper at inference. Next: take the
 # [week 1 quiz](../../../site/weeks/week1/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "attention.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

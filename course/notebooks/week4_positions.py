@@ -19,10 +19,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other shapes, positions, dtypes and gradients grade
-# the submission. You can run the same grader yourself from a terminal:
+# the submission. You can run the same grader yourself: save the notebook and run its last
+# cell, **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week4/positions.ipynb
+# .venv/bin/autograder grade course/release/week4/positions.ipynb   # from the course folder
+# autograder grade positions.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -124,6 +126,10 @@ plt.show()
 #
 # `rope_angles(positions, head_dim, theta)` is a suggested helper returning the
 # `(seq, head_dim / 2)` angles; only `apply_rope` is graded.
+#
+# **Not allowed:** `transformers`' `apply_rotary_pos_emb` and its `...RotaryEmbedding`
+# classes. The given `rotate_half`, `torch.cos`, `torch.sin` (and `torch.polar`) are the
+# building blocks. The default `theta=10000.0` is graded.
 
 # %% role="locked" code="solutions.positions:rotate_half"
 
@@ -316,7 +322,8 @@ print("same scores WITHOUT permuting the weights:",
 #   ignores them, so 0, $-\infty$ or anything else is fine.
 #
 # `alibi_slopes(n_heads)` is a suggested helper returning the `(H,)` slopes; only
-# `alibi_bias` is graded.
+# `alibi_bias` is graded. BLOOM's and MPT's `build_alibi_tensor` in `transformers` are not
+# allowed (and use the paper's slopes).
 
 # %% role="answer" exercise="alibi_bias"
 
@@ -380,3 +387,22 @@ plt.show()
 # RoPE comes back in week 5, inside the `Attention` module (applied to queries and keys after
 # the projections, before the KV cache), and in week 7 in your own GPT. Next: take the
 # [week 4 quiz](../../../site/weeks/week4/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "positions.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

@@ -19,10 +19,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other shapes, dtypes and gradients grade the
-# submission. You can run the same grader yourself from a terminal:
+# submission. You can run the same grader yourself: save the notebook and run its last cell,
+# **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week5/inference_attention.ipynb
+# .venv/bin/autograder grade course/release/week5/inference_attention.ipynb   # from the course folder
+# autograder grade inference_attention.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -78,7 +80,8 @@ print(f"torch {torch.__version__}")
 # - `n_rep = 1` returns `x` unchanged; gradients must flow back to `x`.
 #
 # Hint: `torch.repeat_interleave` does it in one call. Transformers' version adds an axis
-# after the head axis, `x[:, :, None]`, expands it to `n_rep` (no copy) and reshapes.
+# after the head axis, `x[:, :, None]`, expands it to `n_rep` (no copy) and reshapes; calling
+# it (`transformers`' `repeat_kv`) is not allowed.
 
 # %% role="answer" exercise="repeat_kv"
 
@@ -132,7 +135,9 @@ print("repeat_kv: visible checks passed")
 # - `window=None` is the ordinary causal mask (you have `causal_mask` above);
 # - `window=1` keeps only the diagonal; `window >= T` cuts nothing.
 #
-# Hint: `torch.tril` and `torch.triu` take a diagonal offset.
+# Hint: `torch.tril` and `torch.triu` take a diagonal offset. The sliding-window mask
+# functions of `transformers` are not allowed. As in week 1, the grader checks that the mask
+# is built on the `device` given.
 
 # %% role="answer" exercise="sliding_window_mask"
 
@@ -202,6 +207,11 @@ for w in (1, 4, 16, 50):
 #
 # The cache stays small because k and v are cached with `n_kv_heads` heads; the repetition
 # only happens at attention time.
+#
+# Allowed: `F.scaled_dot_product_attention` (its `enable_gqa=True` too), your `repeat_kv` and
+# `sliding_window_mask`, the given `apply_rope`. Not allowed: the attention modules and
+# functions of `transformers` (`MistralAttention`, `eager_attention_forward`, ...). The
+# defaults (`n_kv_heads=None`, `window=None`, `rope_theta=10000.0`) are graded.
 
 # %% role="answer" exercise="attention"
 
@@ -477,3 +487,22 @@ plt.show()
 #
 # In week 7 your `Attention` goes into your own GPT, and generation uses a KV cache. Next:
 # take the [week 5 quiz](../../../site/weeks/week5/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "inference_attention.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

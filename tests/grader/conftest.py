@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.exercises import BY_NAME
 from autograder.grading import ExerciseResult, grade_exercise
-from autograder.registry import Exercise
+from autograder.registry import BY_NAME, Exercise
 from autograder.submission import read_submission
 
 

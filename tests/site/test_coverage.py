@@ -48,6 +48,13 @@ TOPICS: dict[int, dict[str, str]] = {
         "residual connections": r"residual",
         "the forward pass": r"forward pass|forward\(",
         "next-token prediction": r"next[\s-]token",
+        # outline facts that week 1 teaches (issue 19)
+        "why transformers replaced recurrent networks": r"recurren",
+        "parallel training": r"parallel",
+        "timeline of architectures, 2017 to today": r"\b2017\b",
+        "open-weight vs closed models": r"open[\s-]weight",
+        "cross-attention in vision-language models": r"cross[\s-]attention",
+        "vision-language models": r"vision[\s-]language|image encoder|Flamingo|LLaVA",
     },
     2: {
         "byte-level BPE": r"byte[\s-]level",
@@ -131,6 +138,34 @@ TOPICS: dict[int, dict[str, str]] = {
         "DPO": r"\bDPO\b|direct preference optimi[sz]ation",
         "beyond attention": r"beyond attention|without attention|attention[\s-]free|recurren",
         "state-space models (Mamba)": r"Mamba|state[\s-]space",
+        # outline facts that week 8 teaches (issue 19)
+        "linear attention": r"linear attention",
+        "Llama 4 Scout's 10M-token context": model("Llama", "4", "Scout"),
+        "advertised vs effective context length": r"effective context",
+    },
+    9: {
+        "the frontier": r"frontier",
+        "DeepSeek-V3": r"DeepSeek[\s-]?V3",
+        "Llama 4": model("Llama", "4"),
+        "multi-head latent attention": r"latent attention|\bMLA\b",
+        "low-rank KV compression": r"kv_lora_rank|low[\s-]rank|latent",
+        "decoupled RoPE": r"RoPE key|decoupl",
+        "weight absorption": r"absor",
+        "cache bytes against GQA": r"\bGQA\b",
+        "fine-grained experts": r"fine[\s-]grained",
+        "shared experts": r"shared expert",
+        "sigmoid routing": r"sigmoid",
+        "group-limited top-k": r"group",
+        "auxiliary-loss-free balancing": r"auxiliary[\s-]loss[\s-]free|bias",
+        "Switch-style losses": r"Switch",
+        "multi-token prediction": r"multi[\s-]token prediction|\bMTP\b",
+        "chunked attention": r"chunk",
+        "NoPE layers": r"NoPE",
+        "attention temperature": r"temperature",
+        "QK-norm": r"QK[\s-]norm",
+        "Llama 4 Scout": r"Scout",
+        "Llama 4 Maverick": r"Maverick",
+        "active parameters": r"active",
     },
 }
 
@@ -139,10 +174,16 @@ COURSE_WIDE: dict[str, str] = {
     "decoder-only": r"decoder[\s-]only",
     "encoder-decoder": r"encoder[\s-]decoder",
     "GPT-2 small": model("GPT", "2", r"(small|\(?124\s*M)"),
+    "GPT-2 medium": model("GPT", "2", "medium"),
+    "GPT-2 large": model("GPT", "2", "large"),
     "GPT-2 XL": model("GPT", "2", "XL"),
     "Llama 2 7B": model("LLaMA", "2", "7", "B"),
+    "Llama 2 13B": model("LLaMA", "2", "13", "B"),
     "Llama 2 70B": model("LLaMA", "2", "70", "B"),
     "Mistral 7B": model("Mistral", "7", "B"),
+    "Mistral 7B beats the larger Llama 2 13B":
+        r"Mistral 7B[^\n]*Llama 2 13B|Llama 2 13B[^\n]*Mistral 7B",
+    "Llama 4 Scout's 10M context": r"10[\s-]?(M\b|million)",
     "Mixtral 8x7B": model("Mixtral", r"8\s*(x|×|\\times)\s*7", "B"),
     "MHA/MQA/GQA": r"\bGQA\b",
     "RoPE": r"\bRoPE\b",
@@ -314,6 +355,10 @@ def check_question(block: str) -> list[str]:
     return problems
 
 
+# 10 questions a week; more where the week's issue asked for more
+FEWEST_QUESTIONS = {9: 12}
+
+
 @pytest.mark.parametrize("week", WEEKS, ids=[f"week{w}" for w in WEEKS])
 def test_quiz_format(week):
     md = read_or_fail(page(week, "quiz"))
@@ -326,7 +371,9 @@ def test_quiz_format(week):
     for marker in ["<!-- mkdocs-quiz intro -->", "<!-- mkdocs-quiz results -->"]:
         assert marker in md, f"week{week}/quiz.md lacks {marker}"
     blocks = questions(md)
-    assert len(blocks) >= 10, f"week{week}/quiz.md has {len(blocks)} questions, fewer than 10"
+    fewest = FEWEST_QUESTIONS.get(week, 10)
+    assert len(blocks) >= fewest, (
+        f"week{week}/quiz.md has {len(blocks)} questions, fewer than {fewest}")
     assert md.count("<quiz>") == len(blocks), f"week{week}/quiz.md has an unclosed <quiz>"
     problems = {n + 1: p for n, block in enumerate(blocks) if (p := check_question(block))}
     assert not problems, f"week{week}/quiz.md, question number -> problems: {problems}"
