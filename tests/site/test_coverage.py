@@ -144,7 +144,6 @@ TOPICS: dict[int, dict[str, str]] = {
         "advertised vs effective context length": r"effective context",
     },
     9: {
-        "the frontier": r"frontier",
         "DeepSeek-V3": r"DeepSeek[\s-]?V3",
         "Llama 4": model("Llama", "4"),
         "multi-head latent attention": r"latent attention|\bMLA\b",
@@ -197,7 +196,8 @@ COURSE_WIDE: dict[str, str] = {
 }
 
 # Words of the outline's topic lines that name no topic on their own.
-FILLER = {"", "compared", "and", "the", "its", "your", "a", "an", "or", "their", "about"}
+FILLER = {"", "compared", "and", "the", "its", "your", "a", "an", "or", "their", "about",
+          "frontier"}
 
 
 def pattern(regex: str) -> re.Pattern:
