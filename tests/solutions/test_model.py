@@ -1,6 +1,8 @@
 """Week 7 reference: MiniGPT presets (exact parameter counts), forward/loss, the KV cache and
 generate (greedy with and without the cache agree; sampling filters)."""
 
+import types
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -274,9 +276,13 @@ def test_rotate_pairs_is_apply_rope_on_reordered_dimensions():
     assert pairs_side_by_side(2, 4).tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
 
 
-def test_rmsnorm_function_backward_by_hand():
+@pytest.mark.parametrize("fused_forward", [True, False])
+def test_rmsnorm_function_backward_by_hand(fused_forward, monkeypatch):
     """The hand-written backward agrees with autograd through the formula (gradcheck in
-    float64), and the module gives week 3's RMSNorm in float32 and falls back to it in bf16."""
+    float64), with PyTorch's fused forward kernel and without it (PyTorch before 2.8), and
+    the module gives week 3's RMSNorm in float32 and falls back to it in bf16."""
+    if not fused_forward:  # an aten namespace without the kernel
+        monkeypatch.setattr(torch.ops, "aten", types.SimpleNamespace())
     torch.manual_seed(0)
     x = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(8, dtype=torch.float64, requires_grad=True)
