@@ -713,6 +713,108 @@ def cache_flops() -> plt.Figure:
     return fig
 
 
+SPEED_PAGE = ROOT / "site" / "weeks" / "week7" / "speed.md"
+
+
+def speed_blocks() -> dict[str, list[str]]:
+    """The code blocks of the speed page by the command that printed them (each block's
+    first line, ``$ python benchmarks/train_speed.py ...``): the charts below read the
+    measured tables from there, so a re-measured page redraws them."""
+    blocks, command, lines = {}, None, []
+    for line in SPEED_PAGE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            if command is not None:
+                blocks[command] = lines
+            command, lines = None, []
+        elif line.startswith("$ python") and not lines:
+            command = line.removeprefix("$ ").rstrip(" \\")
+        elif command is not None:
+            lines.append(line)
+    return blocks
+
+
+def speed_block(command_start: str) -> list[str]:
+    matches = [lines for cmd, lines in speed_blocks().items() if cmd.startswith(command_start)]
+    if len(matches) != 1:
+        raise ValueError(f"speed.md has {len(matches)} blocks of {command_start!r}")
+    return matches[0]
+
+
+def step_rows(lines: list[str]) -> list[tuple[str, str, float]]:
+    """(shape, implementation, tokens/s) of a train_speed.py table."""
+    rows = []
+    for line in lines:
+        cells = line.split()
+        if cells and cells[0] in ("cpu", "shakespeare_char") and "M" in line:
+            params = next(i for i, c in enumerate(cells) if c.endswith("M"))
+            rows.append((cells[0], " ".join(cells[1:params]),
+                         float(cells[params + 3].replace(",", ""))))
+    return rows
+
+
+@figure("week7/tokens_per_s")
+def tokens_per_s() -> plt.Figure:
+    """Tokens per second of each implementation at both shapes, as measured on the page."""
+    runs = {"with nanoGPT, 2 threads\n(Llama before the fast paths)": step_rows(speed_block(
+                "python benchmarks/train_speed.py --shapes cpu --steps 100")),
+            "with nanoGPT, 2 threads\n(Llama before the fast paths) ": step_rows(speed_block(
+                "python benchmarks/train_speed.py --shapes shakespeare_char")),
+            "fast paths on, 1 thread,\nCPU time": step_rows(speed_block(
+                "python benchmarks/train_speed.py --steps 5 --warmup 1 --threads 1"))}
+    fig, axes = plt.subplots(1, 4, figsize=(10.5, 3.6))
+    panels = [(title, shape, [r for r in rows if r[0] == shape])
+              for title, rows in runs.items() for shape in ("cpu", "shakespeare_char")]
+    panels = [p for p in panels if p[2]]
+    for ax, (title, shape, rows) in zip(axes, panels, strict=True):
+        names = [r[1].replace("nanoGPT, our AdamW", "nanoGPT,\nour AdamW") for r in rows]
+        values = [r[2] for r in rows]
+        colours = [C[1] if "Llama" in n else C[0] if "ours" in n else C[7] for n in names]
+        ax.bar(range(len(values)), values, color=colours)
+        for x, v in enumerate(values):
+            ax.text(x, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(values)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(f"{title}\n{shape.replace('_', '-')}", fontsize=9)
+        ax.set_ylim(0, max(values) * 1.18)
+        ax.grid(axis="y", alpha=0.4)
+    axes[0].set_ylabel("tokens per second (median step)")
+    fig.suptitle("training throughput on the 2-core test machine (blue: GPT-2 style, "
+                 "orange: Llama style, grey: nanoGPT)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@figure("week7/step_breakdown")
+def step_breakdown() -> plt.Figure:
+    """The profile's per-part times of a forward and backward pass, both styles."""
+    lines = speed_block("python benchmarks/train_speed.py --profile")
+    shapes, shape = {}, None
+    for line in lines:
+        if line.startswith(("cpu:", "shakespeare_char:")):
+            shape = line.split(":")[0]
+            shapes[shape] = {}
+        cells = line.rsplit(maxsplit=6)  # part, count, one each, x count each, ratio
+        if shape and len(cells) == 7 and cells[1].isdigit() and cells[4] != "-":
+            shapes[shape][cells[0]] = (float(cells[4]), float(cells[5]))  # GPT-2, Llama x n
+    parts = ["embeddings", "norm", "attention", "mlp", "final norm, LM head, loss"]
+    fig, axes = plt.subplots(1, len(shapes), figsize=(9.6, 2.8))
+    for ax, (name, rows) in zip(axes, shapes.items(), strict=True):
+        gpt2_total = sum(rows[p][0] for p in parts)
+        for y in (0, 1):  # GPT-2 style, Llama style
+            left = 0.0
+            for colour, part in zip(C, parts, strict=False):
+                width = rows[part][y] / gpt2_total
+                ax.barh(y, width, left=left, color=colour, label=part if y == 0 else None)
+                left += width
+            ax.text(left, y, f" {left:.2f}x", va="center", fontsize=9)
+        ax.set_yticks([0, 1], ["GPT-2 style", "Llama style"])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.7)
+        ax.set(xlabel="time of the parts / GPT-2 style's total", title=name.replace("_", "-"))
+    axes[-1].legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- week 8
 
 
