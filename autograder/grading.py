@@ -247,8 +247,6 @@ def _judge_result(case: Case, result) -> str | None:
         err = result.get("error")
         if not isinstance(err, dict):
             raise Tampered("an error that is not a dict")
-        if err.get("type") == "ResultTooLarge":
-            return _text(err.get("message", "your output is too large to check"))
         if err.get("type") == "NotImplementedError":
             return "not implemented yet (your code raises NotImplementedError)"
         at = f" (at {err['at']})" if isinstance(err.get("at"), str) else ""
@@ -267,13 +265,15 @@ def _judge_result(case: Case, result) -> str | None:
 
 
 def _caught_stop(error: dict) -> str:
-    """What an exit or out-of-memory error that the worker caught (``error["stop"]``) did,
-    after "your code"."""
+    """What an exit, out-of-memory error or oversized result that the worker caught
+    (``error["stop"]``) did, after "your code"."""
     kind = error.get("stop")
     what = _text(error.get("type"), 60)
     message = _text(error.get("message", ""), 120)
     if kind == "exit":
         text = f"exited early with sys.exit({message})"
+    elif kind == "too_large":
+        text = message or "returned a result too large to check"
     elif kind == "memory":
         asked = re.search(r"tried to allocate (\d+) bytes", str(error.get("message")))
         text = f"ran out of memory (the limit is {DEFAULT_MEMORY_MB} MB"

@@ -71,7 +71,8 @@ def _stop_kind(exc: BaseException) -> str | None:
     """Why ``exc`` stops the learner's program rather than failing one call: "exit"
     (``sys.exit``, ``raise SystemExit``), "interrupt" (any other exception that is not an
     ``Exception``, such as ``KeyboardInterrupt``), "memory" (out of memory); None for an
-    ordinary exception. The grader then scores the whole exercise zero."""
+    ordinary exception. The grader then scores the whole exercise zero, as it does for a result
+    too large to write ("too_large", see ``_too_large``)."""
     if isinstance(exc, SystemExit):
         return "exit"
     if not isinstance(exc, Exception):
@@ -205,6 +206,8 @@ def _nbytes(torch, value) -> int:
     """About the bytes a plain value (as ``_plain`` returns it) takes in a result file."""
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size() + 1024  # its record in the zip file
+    if isinstance(value, str):
+        return len(value)
     if isinstance(value, dict):
         if isinstance(value.get("__too_large__"), int):
             return value["__too_large__"]
@@ -215,10 +218,13 @@ def _nbytes(torch, value) -> int:
 
 
 def _too_large(size: int) -> dict:
+    """The result that stands for one over the file-size limit: a blow-up that stops the
+    worker like running out of memory does."""
     return {"ok": False, "error": {
-        "type": "ResultTooLarge",
-        "message": f"your output is too large to check ({size / 2**20:.0f} MB of tensors; "
-                   f"a result may hold at most {MAX_RESULT // 2**20} MB)"}}
+        "type": "ResultTooLarge", "stop": "too_large",
+        "message": "returned a result too large to check (" + (
+            f"{size / 2**20:,.0f} MB; the limit" if size > MAX_RESULT else "over the limit")
+            + f" is {MAX_RESULT // 2**20} MB)"}}
 
 
 def _saver(torch):
@@ -227,7 +233,8 @@ def _saver(torch):
     A result over the file-size limit becomes a small "too large" error instead."""
     save, replace, getsize = torch.save, os.replace, os.path.getsize
 
-    def write(value, name: str) -> None:
+    def write(value, name: str):
+        """Save ``value`` as ``name``.pt; returns what was saved."""
         size = _nbytes(torch, value)
         if size > MAX_RESULT:
             value = _too_large(size)
@@ -236,8 +243,10 @@ def _saver(torch):
         except Exception:  # stopped by the file-size limit after all: say so; else a bug
             if getsize(f"{name}.tmp") < MAX_RESULT - 2**20:
                 raise
-            save(_too_large(size), f"{name}.tmp")
+            value = _too_large(size)
+            save(value, f"{name}.tmp")
         replace(f"{name}.tmp", f"{name}.pt")
+        return value
 
     return write
 
@@ -277,7 +286,7 @@ def main(workdir: str) -> None:
             result = _run_call(torch, namespace, call)
         except BaseException as exc:
             result = {"ok": False, "error": _short_error(exc)}
-        write(result, f"result_{i}")
+        result = write(result, f"result_{i}")
         if "stop" in result.get("error", {}):  # the rest is not run: the exercise scores zero
             return
 
