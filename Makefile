@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: lab test notebooks site serve-site
+.PHONY: lab test notebooks figures site serve-site
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,9 +48,14 @@ lab: $(VENV)/.lab
 test: $(VENV)/.test
 	$(BIN)/python -m pytest
 
-# for contributors: rebuild the notebooks from course/notebooks/*.py, or preview the site
+# for contributors: rebuild the notebooks from course/notebooks/*.py, redraw the lessons'
+# figures, or preview the site
 notebooks: $(VENV)/.test
 	$(BIN)/python course/build.py
+
+# the lessons' figures, drawn from solutions/ (site/figures/make.py)
+figures: $(VENV)/.lab
+	$(BIN)/python site/figures/make.py
 
 serve-site: $(VENV)/.test
 	$(BIN)/mkdocs serve

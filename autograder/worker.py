@@ -183,23 +183,49 @@ def _run_call(torch, namespace: dict, call: dict) -> dict:
     return result
 
 
-def _forbid(torch, paths: list[str]) -> None:
-    """Make each forbidden function raise, so an exercise cannot hand its work to it."""
+def _forbid(torch, paths: list[str], loaded_only: bool = False) -> None:
+    """Make each forbidden function raise, so an exercise cannot hand its work to it.
+
+    A path is resolved from its longest module prefix (``torch.ops.aten.rms_norm`` too); a
+    class is refused at construction, which covers every name it is exported under. Modules
+    outside torch are only patched once loaded (``loaded_only``, after the submission's
+    imports), so a forbidden name in ``transformers`` costs nothing when it is not used.
+    Patterns (``*``) and methods of ``torch.Tensor`` are checked in the source only."""
     import importlib
 
     for path in paths:
-        module_name, _, attr = path.rpartition(".")
-        try:
-            owner = importlib.import_module(module_name)
-        except ImportError:
+        parts = path.split(".")
+        if any(ch in path for ch in "*?[") or parts[:2] == ["torch", "Tensor"]:
             continue
-        if not hasattr(owner, attr):
+        owner = None
+        for i in range(len(parts) - 1, 0, -1):
+            name = ".".join(parts[:i])
+            if name not in sys.modules and (loaded_only or parts[0] != "torch"):
+                continue
+            try:
+                owner = importlib.import_module(name)
+            except ImportError:
+                continue
+            for attr in parts[i:-1]:
+                owner = getattr(owner, attr, None)
+            break
+        target = getattr(owner, parts[-1], None) if owner is not None else None
+        if target is None:
             continue
 
         def refuse(*args, _path=path, **kwargs):
             raise RuntimeError(f"`{_path}` is not allowed in this exercise: write it yourself")
 
-        setattr(owner, attr, refuse)
+        try:
+            if isinstance(target, type):
+                target.__init__ = refuse
+            else:
+                setattr(owner, parts[-1], refuse)
+        except (AttributeError, TypeError):  # a read-only builtin: the source check remains
+            try:
+                setattr(owner, parts[-1], refuse)
+            except (AttributeError, TypeError):
+                pass
 
 
 def _nbytes(torch, value) -> int:
@@ -257,7 +283,8 @@ def main(workdir: str) -> None:
 
     torch.set_num_threads(1)
     job = torch.load("job.pt", weights_only=True)
-    _forbid(torch, job.get("forbidden", []))
+    forbidden = job.get("forbidden", [])
+    _forbid(torch, forbidden)
     write = _saver(torch)
 
     module = types.ModuleType("submission")
@@ -274,6 +301,7 @@ def main(workdir: str) -> None:
             load_errors.append({"where": chunk["label"], **_short_error(exc)})
             if "stop" in load_errors[-1]:  # an exit or out of memory: the program ends here
                 break
+    _forbid(torch, forbidden, loaded_only=True)  # what the submission imported
     write(load_errors, "load_errors")
     if any("stop" in e for e in load_errors):
         return
