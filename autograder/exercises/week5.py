@@ -26,6 +26,14 @@ from autograder.grading import Case, Exercise
 from solutions import Attention, apply_rope, kv_cache_bytes, repeat_kv, sliding_window_mask
 from solutions.positions import rope_interleaved
 
+# the week's locked code and its other exercises, for a `.py` that defines only `Attention` and
+# relies on them as the notebook does; the submission's own definitions override them
+GIVEN_ATTENTION = (
+    "solutions.attention:causal_mask,scaled_dot_product_attention",
+    "solutions.positions:rope_angles,rotate_half,apply_rope",
+    "solutions.efficient_attention:repeat_kv,sliding_window_mask,sliding_window_attention",
+)
+
 # bf16 keeps 8 significant bits: correct bf16 attentions written in different orders (RoPE in
 # bf16 or float32, torch's kernel or the textbook steps) differ from the float64 result on the
 # same bf16 weights by up to ~2 % (measured over 40 seeds), so allow 3 %, as week 1 does
@@ -565,6 +573,6 @@ EXERCISES = [
     Exercise("sliding_window_mask", 5, "sliding_window_mask", "The sliding-window mask",
              sliding_window_mask_cases, forbidden=shortcuts.SLIDING_WINDOW),
     Exercise("attention", 5, "Attention", "Attention: GQA, RoPE and a sliding window",
-             attention_cases, forbidden=shortcuts.GQA_ATTENTION),
+             attention_cases, forbidden=shortcuts.GQA_ATTENTION, given=GIVEN_ATTENTION),
     Exercise("kv_cache_bytes", 5, "kv_cache_bytes", "KV-cache memory", kv_cache_bytes_cases),
 ]

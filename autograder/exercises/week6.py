@@ -22,6 +22,10 @@ from autograder.grading import Case, Exercise
 from solutions import MoE, SwiGLU, load_balancing_loss
 
 
+# the notebook's locked SwiGLU, for a `.py` that defines only `MoE` and relies on it
+GIVEN_MOE = ("solutions.feedforward:SwiGLU",)
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -507,7 +511,7 @@ def load_balancing_loss_cases(gen: torch.Generator) -> list[Case]:
 
 EXERCISES = [
     Exercise("moe", 6, "MoE", "Mixture of experts (top-k routing)", moe_cases,
-             forbidden=shortcuts.MOE),
+             forbidden=shortcuts.MOE, given=GIVEN_MOE),
     Exercise("load_balancing_loss", 6, "load_balancing_loss", "Load-balancing loss",
              load_balancing_loss_cases, forbidden=shortcuts.LOAD_BALANCING),
 ]
