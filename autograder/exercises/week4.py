@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect_grads,
     expect_inputs_untouched,
@@ -25,7 +24,7 @@ from autograder.exercises.common import (
     randn,
     well_formed,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import alibi_bias, apply_rope
 
 DEFAULT_THETA = 10000.0
@@ -42,10 +41,6 @@ ANGLE_TOL = 1e-6
 MISTAKE_TOL = 3e-3
 # theta defaults a learner may have typed: Llama 3's 500000, Mixtral's and Code Llama's 1e6
 WRONG_DEFAULT_THETA = (500000.0, 1e6, 1e5, 1000.0)
-
-
-# the notebook's locked rotate_half, for a `.py` that defines only `apply_rope` and relies on it
-GIVEN_ROPE = ("solutions.positions:rotate_half",)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -528,11 +523,3 @@ def alibi_cases(gen: torch.Generator) -> list[Case]:
         _alibi_case(gen, "8 heads, seq 128", 8, 128),
         _alibi_property_case(gen),
     ]
-
-
-EXERCISES = [
-    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases,
-             forbidden=shortcuts.ROPE, given=GIVEN_ROPE),
-    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases,
-             forbidden=shortcuts.ALIBI),
-]
