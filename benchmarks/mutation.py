@@ -55,13 +55,11 @@ from autograder.grading import (  # noqa: E402
     grade_exercise,
     timeout_of,
 )
-from autograder.registry import BY_NAME  # noqa: E402
+from autograder.reference import Spec  # noqa: E402
+from autograder.registry import BY_NAME, EXERCISES  # noqa: E402
 from autograder.sandbox import run_job  # noqa: E402
 from autograder.submission import read_submission  # noqa: E402
 from tests.grader.reference import reference_submission  # noqa: E402
-
-NOTEBOOKS = ROOT / "course" / "notebooks"
-ANSWER = re.compile(r'role="answer" exercise="(\w+)" solution="solutions\.(\w+):([\w,]+)"')
 
 # ---------------------------------------------------------------- the mutator
 
@@ -346,11 +344,11 @@ def exercise_mutants(name: str) -> tuple[str, list[Mutant]]:
 
 
 def answer_symbols() -> dict[str, tuple[str, list[str]]]:
-    """exercise -> (solutions module, the symbols of its answer cell), from the notebooks."""
+    """exercise -> (solutions module, the symbols of its answer cell), from the registry."""
     out = {}
-    for path in sorted(NOTEBOOKS.glob("week*_*.py")):
-        for exercise, module, symbols in ANSWER.findall(path.read_text()):
-            out[exercise] = (module, symbols.split(","))
+    for exercise in EXERCISES:
+        spec = Spec.parse(exercise.reference)
+        out[exercise.name] = (spec.module.removeprefix("solutions."), list(spec.symbols))
     return out
 
 
