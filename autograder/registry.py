@@ -374,6 +374,8 @@ EXERCISES = [
              allowed="`F.silu`, `torch.sigmoid`, `nn.Linear`: the exercise is the gating"),
     Exercise(4, "apply_rope", "Rotary position embedding (RoPE)",
              "solutions.positions:rope_angles,apply_rope", "rope_cases", forbidden=ROPE,
+             # the notebook's locked rotate_half, for a `.py` holding only the answer
+             given=("solutions.positions:rotate_half",),
              allowed="the given `rotate_half`, `torch.cos`, `torch.sin`, `torch.polar`, "
              "`view_as_complex`"),
     Exercise(4, "alibi_bias", "ALiBi attention bias", "solutions.positions:alibi_slopes,alibi_bias",
@@ -386,6 +388,12 @@ EXERCISES = [
              allowed="week 1's `causal_mask`, `torch.tril`, `torch.triu`"),
     Exercise(5, "attention", "Attention: GQA, RoPE and a sliding window",
              "solutions.efficient_attention:Attention", forbidden=GQA_ATTENTION,
+             # the week's locked code and its other exercises, for a `.py` that defines only
+             # `Attention` and relies on them as the notebook does
+             given=("solutions.attention:causal_mask,scaled_dot_product_attention",
+                    "solutions.positions:rope_angles,rotate_half,apply_rope",
+                    "solutions.efficient_attention:repeat_kv,sliding_window_mask,"
+                    "sliding_window_attention"),
              allowed="week 1's attention, `F.scaled_dot_product_attention` (with "
              "`enable_gqa=True` too: sharing kv heads is `repeat_kv`'s exercise), `repeat_kv`, "
              "`apply_rope`, `nn.MultiheadAttention` (useless here, but taught)"),
@@ -393,6 +401,7 @@ EXERCISES = [
              "solutions.efficient_attention:kv_cache_bytes",
              allowed="everything: no library computes it"),
     Exercise(6, "moe", "Mixture of experts (top-k routing)", "solutions.moe:route,MoE",
+             given=("solutions.feedforward:SwiGLU",),  # the notebook's locked SwiGLU
              forbidden=MOE, allowed="`torch.topk`, `F.softmax`, `torch.where`, `index_add_`, "
              "`scatter`, `F.grouped_mm` and `torch._grouped_mm` (batched matrix products, no "
              "routing)"),
