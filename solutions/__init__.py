@@ -12,6 +12,7 @@ from solutions.efficient_attention import (
     sliding_window_mask,
 )
 from solutions.feedforward import SwiGLU
+from solutions.finetune import LoRALinear, add_lora, dpo_loss, sequence_logprobs, sft_loss
 from solutions.model import CachedAttention, GPTConfig, KVCache, MiniGPT, generate
 from solutions.moe import MoE, dense_moe_forward, load_balancing_loss
 from solutions.normalization import RMSNorm
@@ -45,4 +46,6 @@ __all__ = [
     "GPTConfig", "MiniGPT", "generate", "KVCache", "CachedAttention",
     # week 8
     "count_parameters", "chinchilla_loss", "compute_optimal",
+    # week 10
+    "sequence_logprobs", "sft_loss", "dpo_loss", "LoRALinear", "add_lora",
 ]
