@@ -23,17 +23,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _token_logprobs(logits: Tensor, labels: Tensor) -> Tensor:
-    """``log p(labels[b, t])`` under ``logits[b, t]``: ``(B, T, V), (B, T) -> (B, T)``.
-
-    Half-precision logits are upcast to float32 first: a log-softmax over a large vocabulary
-    in bfloat16 loses most of its digits. float32 and float64 are kept as they are.
-    """
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    logprobs = F.log_softmax(logits, dim=-1)  # (B, T, V)
-    return logprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (B, T)
-
-
 def sequence_logprobs(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     """The log-probability of each sequence's masked tokens: ``sum_t mask * log p(labels_t)``.
 
@@ -46,7 +35,11 @@ def sequence_logprobs(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
         ``(B,)``: one summed log-probability per sequence (0 where the mask is all False),
         float32 for half-precision logits, else the logits' dtype.
     """
-    token_logprobs = _token_logprobs(logits, labels)  # (B, T)
+    # a log-softmax over the vocabulary in bfloat16 loses most of its digits: upcast half
+    # precision to float32 (float32 and float64 stay as they are)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logprobs = F.log_softmax(logits, dim=-1)  # (B, T, V)
+    token_logprobs = logprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (B, T)
     return token_logprobs.masked_fill(~mask, 0.0).sum(dim=-1)  # (B,)
 
 
@@ -55,7 +48,8 @@ def sft_loss(logits: Tensor, labels: Tensor, loss_mask: Tensor) -> Tensor:
     ``loss_mask`` is True, across the whole batch (prompt and padding positions excluded).
 
     Every counted token weighs the same, so a long answer counts more than a short one (the
-    convention of transformers and TRL). Averaging per sequence first would not.
+    convention of transformers and TRL); averaging per sequence first would not. The loss is
+    minus the summed response log-probabilities over the number of response tokens.
 
     Args:
         logits: ``(B, T, V)``, aligned with ``labels``.
@@ -65,8 +59,7 @@ def sft_loss(logits: Tensor, labels: Tensor, loss_mask: Tensor) -> Tensor:
     Returns:
         a 0-dimensional tensor.
     """
-    token_logprobs = _token_logprobs(logits, labels)  # (B, T)
-    return -token_logprobs.masked_fill(~loss_mask, 0.0).sum() / loss_mask.sum()
+    return -sequence_logprobs(logits, labels, loss_mask).sum() / loss_mask.sum()
 
 
 def dpo_loss(
