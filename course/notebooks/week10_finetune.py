@@ -46,12 +46,12 @@ from solutions.instruct import (  # noqa: F401 (BPETokenizer, ChatBatch, Example
     chat_text,
     collate,
     encode_chat,
+    held_out_set,
     load_base,
     make_examples,
     optimizer_state_bytes,
     plain_text,
     preference_pairs,
-    test_set,
 )
 from solutions.model import GPTConfig  # the published configurations, for a count below
 
@@ -86,7 +86,7 @@ globals().update(parts)
 # | reverse 3 to 5 letters | `reverse:kqzt` | `tzqk` |
 # | upper-case 3 to 6 letters | `upper:hixo` | `HIXO` |
 #
-# **The base model.** Pretraining a model that can do these tasks takes about ten minutes of
+# **The base model.** Pretraining a model that can do these tasks takes several minutes of
 # CPU, so it was done once, by a script in the repository (`python -m solutions.instruct`),
 # and its weights ship with the course (`course/data/week10_base.pt`, 0.3 MB; nothing is
 # downloaded). It was pretrained with the week-7 trainer on 60,000 plain lines such as
@@ -116,7 +116,7 @@ print("letters of the words:", LETTERS)
 # in turn, so each third of a set is one task.
 
 # %% role="locked"
-test = test_set()  # 150 examples, 50 per task
+test = held_out_set()  # 150 examples, 50 per task
 held_out = {ex.instruction for ex in test}
 sft_data = make_examples(1200, seed=1, exclude=held_out)
 dpo_data = make_examples(600, seed=2, exclude=held_out | {ex.instruction for ex in sft_data})
