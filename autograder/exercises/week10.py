@@ -56,6 +56,12 @@ def _expect_inputs_untouched(result: dict, inputs: list[Tensor]) -> None:
                            "tensors instead")
 
 
+def _expect_graph(result: dict, what: str) -> None:
+    if result.get("no_graph"):
+        raise Mismatch(f"your {what} is not connected to autograd (did you use .detach(), "
+                       ".item(), numpy or torch.no_grad()?), so nothing could be trained")
+
+
 # ---------------------------------------------------------------- shared inputs
 
 
@@ -152,10 +158,7 @@ def _logprobs_case(gen, name, B, T, V, dtype=torch.float32, scale=2.0, empty_row
         _check_logprobs(result, expected.to(torch.promote_types(dtype, torch.float32)),
                         mistakes, **tol)
         if grad:
-            if result.get("no_graph"):
-                raise Mismatch("your output is not connected to autograd (did you use "
-                               ".detach(), .item(), numpy or torch.no_grad()?), so nothing "
-                               "could be trained through it")
+            _expect_graph(result, "output")
             expect(result["input_grads"][0], want_grad, "gradient with respect to the logits")
         _expect_inputs_untouched(result, [logits, labels, mask])
 
@@ -230,10 +233,7 @@ def _sft_case(gen, name, B, T, V, dtype=torch.float32, scale=2.0, grad=False,
                            "unlikely tokens, use log_softmax (or F.cross_entropy)")
         expect(out, expected, "loss", mistakes=mistakes)
         if grad:
-            if result.get("no_graph"):
-                raise Mismatch("your loss is not connected to autograd (did you use "
-                               ".detach(), .item(), numpy or torch.no_grad()?), so nothing "
-                               "can be trained")
+            _expect_graph(result, "loss")
             expect(result["input_grads"][0], want_grad, "gradient with respect to the logits")
         _expect_inputs_untouched(result, [logits, labels, mask])
 
@@ -371,10 +371,7 @@ def _dpo_case(gen, name, B=6, beta=None, ls=None, positional=False, dtype=torch.
     def check(result: dict) -> None:
         _check_dpo(result, expected, (losses, chosen, rejected), tol)
         if grad:
-            if result.get("no_graph"):
-                raise Mismatch("your losses are not connected to autograd (did you use "
-                               ".detach(), .item(), numpy or torch.no_grad()?): the policy "
-                               "could not learn from them")
+            _expect_graph(result, "losses")
             for i, what in enumerate(("policy_chosen_logps", "policy_rejected_logps")):
                 got = (result.get("input_grads") or [None, None])[i]
                 if got is None:
