@@ -114,7 +114,7 @@ class LoRALinear(nn.Module):
     Args:
         base: the layer to adapt; its parameters are frozen (``requires_grad=False``).
         r: rank of the update.
-        alpha: the update is scaled by ``alpha / r``, so changing ``r`` keeps its size.
+        alpha: the update is scaled by ``alpha / r``.
         dropout: dropout probability on the input of the LoRA path only.
 
     State dict:

@@ -20,8 +20,6 @@ made by this script only (6,000 steps, several minutes on a CPU; it prints how l
 and nothing is downloaded.
 """
 
-from __future__ import annotations
-
 import argparse
 import math
 import random
@@ -137,6 +135,8 @@ def tokenizer_from_merges(merges: list[list[int]], specials: dict[str, int]) -> 
 
 
 # ---------------------------------------------------------------- batches
+# (the tokenizer's type is written as a string in the functions the notebook shows: the
+# grader runs their definitions where the course's own packages cannot be imported)
 
 
 @dataclass
@@ -154,14 +154,14 @@ class ChatBatch:
     mask: Tensor
 
 
-def encode_chat(tokenizer: BPETokenizer, instruction: str, answer: str) -> tuple[list[int], int]:
+def encode_chat(tokenizer: "BPETokenizer", instruction: str, answer: str) -> tuple[list[int], int]:
     """The tokens of one chat exchange and the number of prompt tokens."""
     prompt = tokenizer.encode(chat_prompt(instruction))
     response = tokenizer.encode(answer) + [tokenizer.special_tokens[END]]
     return prompt + response, len(prompt)
 
 
-def collate(tokenizer: BPETokenizer, encoded: list[tuple[list[int], int]]) -> ChatBatch:
+def collate(tokenizer: "BPETokenizer", encoded: list[tuple[list[int], int]]) -> ChatBatch:
     """Pad ``encode_chat`` outputs on the right and shift them into ``(ids, labels, mask)``."""
     pad = tokenizer.special_tokens[PAD]
     width = max(len(tokens) for tokens, _ in encoded) - 1
@@ -257,7 +257,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 # ---------------------------------------------------------------- training loops
 
 
-def train_sft(model: nn.Module, tokenizer: BPETokenizer, examples: list[Example], steps: int,
+def train_sft(model: nn.Module, tokenizer: "BPETokenizer", examples: list[Example], steps: int,
               lr: float = 1e-3, batch_size: int = 32, seed: int = 0) -> tuple[list[float],
                                                                                 torch.optim.Optimizer]:
     """Supervised fine-tuning on the chat format; only the parameters that require grad
@@ -289,7 +289,7 @@ def preference_pairs(examples: list[Example], seed: int) -> list[tuple[str, str,
     return [(ex.instruction, ex.answer, wrong_answer(rng, ex)) for ex in examples]
 
 
-def pair_batch(tokenizer: BPETokenizer, pairs: list[tuple[str, str, str]]) -> ChatBatch:
+def pair_batch(tokenizer: "BPETokenizer", pairs: list[tuple[str, str, str]]) -> ChatBatch:
     """One batch of ``2B`` rows: the ``B`` chosen responses, then the ``B`` rejected ones."""
     encoded = [encode_chat(tokenizer, p, c) for p, c, _ in pairs]
     encoded += [encode_chat(tokenizer, p, r) for p, _, r in pairs]
@@ -297,7 +297,7 @@ def pair_batch(tokenizer: BPETokenizer, pairs: list[tuple[str, str, str]]) -> Ch
 
 
 @torch.no_grad()
-def preference_stats(policy: nn.Module, reference: nn.Module, tokenizer: BPETokenizer,
+def preference_stats(policy: nn.Module, reference: nn.Module, tokenizer: "BPETokenizer",
                      pairs: list[tuple[str, str, str]], beta: float) -> dict[str, float]:
     """DPO's implicit rewards on ``pairs``: the mean chosen and rejected reward, their margin,
     and the preference accuracy (the fraction of pairs whose chosen reward is higher); and
@@ -313,7 +313,7 @@ def preference_stats(policy: nn.Module, reference: nn.Module, tokenizer: BPEToke
             "prefers": (policy_logps[:n] > policy_logps[n:]).float().mean().item()}
 
 
-def train_dpo(policy: nn.Module, reference: nn.Module, tokenizer: BPETokenizer,
+def train_dpo(policy: nn.Module, reference: nn.Module, tokenizer: "BPETokenizer",
               pairs: list[tuple[str, str, str]], steps: int, beta: float = 0.1,
               lr: float = 1e-4, batch_size: int = 32, seed: int = 0) -> list[dict[str, float]]:
     """DPO: the policy trains, the reference only scores (frozen, no gradient). Returns per

@@ -28,6 +28,7 @@
 import copy
 import math
 import time
+from dataclasses import dataclass  # noqa: F401 (the given Example and ChatBatch use it)
 
 import matplotlib.pyplot as plt
 import torch
@@ -35,17 +36,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn  # noqa: F401 (the answer cells are annotated with Tensor)
 
 from autograder.parts import load_parts
-from solutions.instruct import (  # noqa: F401 (BPETokenizer, ChatBatch, Example: annotations)
+from solutions.instruct import (
     LETTERS,
     TASKS,
-    BPETokenizer,
-    ChatBatch,
-    Example,
     accuracy,
     answers,
     chat_text,
-    collate,
-    encode_chat,
     held_out_set,
     load_base,
     make_examples,
@@ -115,7 +111,7 @@ print("letters of the words:", LETTERS)
 # data below, the SFT examples, and separate examples for the DPO pairs later. The tasks come
 # in turn, so each third of a set is one task.
 
-# %% role="locked"
+# %% role="locked" code="solutions.instruct:Example"
 test = held_out_set()  # 150 examples, 50 per task
 held_out = {ex.instruction for ex in test}
 sft_data = make_examples(1200, seed=1, exclude=held_out)
@@ -125,12 +121,13 @@ for ex in test[:3]:
     print(f"  pretraining line: {plain_text(ex)!r:28}  chat: {chat_text(ex.instruction, ex.answer)!r}")
 
 # %% [markdown]
-# One chat example as the model sees it. The batch is **already shifted**: the model reads
-# `ids` and at each position predicts the token in `labels` (the next one). The `mask` is True
-# where that next token belongs to the response, the answer and `<|end|>`; the prompt and the
-# padding are False.
+# How a batch is built (given): `encode_chat` turns one exchange into tokens and counts the
+# prompt's; `collate` pads the rows with `<|pad|>` and **shifts once**: the model reads `ids`
+# and at each position predicts the token in `labels` (the next one). The `mask` is True where
+# that next token belongs to the response, the answer and `<|end|>`; the prompt and the
+# padding are False. One example as the model sees it:
 
-# %% role="locked"
+# %% role="locked" code="solutions.instruct:ChatBatch,encode_chat,collate"
 batch = collate(tokenizer, [encode_chat(tokenizer, ex.instruction, ex.answer) for ex in test[:2]])
 print(f"{'pos':>3}  {'reads':>14}  {'predicts':>14}  mask")
 for t in range(batch.ids.shape[1]):
