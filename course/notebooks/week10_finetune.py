@@ -342,8 +342,8 @@ print("add_lora: visible checks passed")
 # special tokens have untrained embedding rows, and LoRA never touches the embeddings. PEFT
 # offers two ways out, training the whole embedding matrix next to the adapters
 # (`modules_to_save`) or only the new rows (`trainable_token_indices`); `TrainableTokens`
-# below is the second, four rows of 64 numbers. (Without it, this LoRA run reaches only
-# about a third of the accuracy: try it.)
+# below is the second, four rows of 64 numbers. (Without it this LoRA run falls far short of
+# full fine-tuning: try it, see the end of the notebook.)
 
 # %% role="locked" code="solutions.instruct:TrainableTokens"
 
@@ -552,6 +552,8 @@ print(f"{'SFT':>6}{'':>11}{0:>10.2f}{0:>9.2f}{0:>10.2f}{sft_acc['all']:>13.0%}")
 #
 # - Train SFT with the prompt **not** masked (pass `torch.ones_like(mask)` as the mask inside
 #   `train_sft`): does the chat accuracy after the same number of steps change?
+# - LoRA without `TrainableTokens` (leave the special tokens' embeddings untrained): what
+#   happens to the accuracy, and why can the adapters not make up for it?
 # - LoRA with `targets=("q_proj", "v_proj")` only, and ranks 1, 2 and 32: how does the
 #   accuracy depend on the rank and on which layers are adapted?
 # - DPO with `label_smoothing=0.2`: what happens to the margin?
