@@ -36,11 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn  # noqa: F401 (the answer cells are annotated with Tensor)
 
 from autograder.parts import load_parts
-from solutions.instruct import (
+from solutions.instruct import (  # noqa: F401 (END, PAD, chat_prompt: the given encode_chat, collate)
+    END,
     LETTERS,
+    PAD,
     TASKS,
     accuracy,
     answers,
+    chat_prompt,
     chat_text,
     held_out_set,
     load_base,
