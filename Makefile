@@ -9,18 +9,27 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: lab test notebooks site serve-site
+.PHONY: lab test notebooks figures site serve-site
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.lab: pyproject.toml | $(BIN)/python
+# One stamp per TORCH: `make lab TORCH=...` installs that torch even when .venv exists.
+# --force-reinstall --no-deps swaps the build even when the version is the same (a CUDA wheel
+# for a CPU one); the second install brings whatever that torch depends on.
+TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH)' | cksum | cut -d' ' -f1)
+
+$(TORCH_STAMP): | $(BIN)/python
+	$(BIN)/pip install -q --force-reinstall --no-deps $(TORCH)
 	$(BIN)/pip install -q $(TORCH)
+	rm -f $(VENV)/.torch-*
+	touch $@
+
+$(VENV)/.lab: pyproject.toml $(TORCH_STAMP) | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(TORCH)
+$(VENV)/.test: pyproject.toml $(TORCH_STAMP) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
@@ -39,9 +48,14 @@ lab: $(VENV)/.lab
 test: $(VENV)/.test
 	$(BIN)/python -m pytest
 
-# for contributors: rebuild the notebooks from course/notebooks/*.py, or preview the site
+# for contributors: rebuild the notebooks from course/notebooks/*.py, redraw the lessons'
+# figures, or preview the site
 notebooks: $(VENV)/.test
 	$(BIN)/python course/build.py
+
+# the lessons' figures, drawn from solutions/ (site/figures/make.py)
+figures: $(VENV)/.lab
+	$(BIN)/python site/figures/make.py
 
 serve-site: $(VENV)/.test
 	$(BIN)/mkdocs serve

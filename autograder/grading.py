@@ -54,6 +54,8 @@ class CaseResult:
     points: float
     max_points: float
     message: str = ""
+    # the grader's own code failed on a well-formed result: a bug to report, not the learner's
+    internal_error: bool = False
 
 
 @dataclass
@@ -74,6 +76,10 @@ class ExerciseResult:
     @property
     def failures(self) -> list[CaseResult]:
         return [c for c in self.cases if not c.passed]
+
+    @property
+    def internal_errors(self) -> list[CaseResult]:
+        return [c for c in self.cases if c.internal_error]
 
 
 def _statement_source(source: str, node: ast.stmt) -> str:
@@ -128,13 +134,13 @@ def given_note(exercise: Exercise) -> str | None:
             "(those were graded in their own weeks)")
 
 
-def _forbidden_uses(sub: Submission, forbidden_paths: dict[str, str]) -> list[str]:
+def _forbidden_uses(chunks: list[dict], forbidden_paths: dict[str, str]) -> list[str]:
     """Where the source reaches a forbidden function: ``F.name``, ``import ... name``,
     ``getattr(F, "name")``, or a bare ``name`` that the submission does not define itself (a
     learner's own ``scaled_dot_product_attention`` is exactly what week 1 asks for)."""
     forbidden = {path.rsplit(".", 1)[-1]: why for path, why in forbidden_paths.items()}
     trees = []
-    for chunk in sub.chunks:
+    for chunk in chunks:
         try:
             trees.append((chunk["label"], ast.parse(chunk["source"])))
         except SyntaxError:
@@ -159,9 +165,17 @@ def _forbidden_uses(sub: Submission, forbidden_paths: dict[str, str]) -> list[st
     return sorted(set(found))
 
 
-def _zero(exercise: Exercise, cases: list[Case], message: str) -> list[CaseResult]:
+def _zero(exercise: Exercise, cases: list[Case], message: str,
+          internal: bool = False) -> list[CaseResult]:
     scale = exercise.points / sum(c.points for c in cases)
-    return [CaseResult(c.name, False, 0.0, c.points * scale, message) for c in cases]
+    return [CaseResult(c.name, False, 0.0, c.points * scale, message, internal) for c in cases]
+
+
+INTERNAL = "internal grader error (a bug in the grader, not in your code: tell your instructor)"
+
+
+class InternalError(Exception):
+    """The grader's own check code failed on a well-formed result from the worker."""
 
 
 def _text(value, limit: int = 300) -> str:
@@ -171,13 +185,44 @@ def _text(value, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _judge(case: Case, result, outcome, index: int) -> str | None:
-    """None if the case passed, else the message for the learner. Never raises: the result
-    came from the learner's process and may be forged or malformed."""
+def _judge(case: Case, result, outcome, index: int) -> tuple[str | None, bool]:
+    """(None if the case passed, else the message for the learner; whether the grader itself
+    failed). Never raises: the result came from the learner's process and may be forged or
+    malformed."""
     try:
-        return _judge_result(case, result, outcome, index)
+        return _judge_result(case, result, outcome, index), False
+    except InternalError as exc:
+        return f"{INTERNAL}: {_text(exc, 200)}", True
     except Exception as exc:
-        return f"the worker's result could not be read ({type(exc).__name__})"
+        return f"the worker's result could not be read ({type(exc).__name__})", False
+
+
+def _well_formed(call: dict, result: dict) -> bool:
+    """Whether ``result`` has every field the worker writes for ``call`` (whatever the
+    learner's code returned in them). Only then is a failing check the grader's fault."""
+    kind = call.get("kind")
+    if kind == "script":
+        return isinstance(result.get("output"), dict)
+    if kind == "methods":
+        steps = result.get("steps")
+        return isinstance(steps, list) and len(steps) == len(call.get("steps", []))
+    inputs = call.get("inputs") or []
+    if kind == "module":
+        shapes = result.get("state_shapes")
+        if not isinstance(shapes, dict) or not all(
+                isinstance(v, list) and all(type(i) is int for i in v) for v in shapes.values()):
+            return False
+        if not inputs:
+            return True
+    elif kind != "function":
+        return False
+    after = result.get("inputs_after")
+    if "output" not in result or not isinstance(after, list) or len(after) != len(inputs):
+        return False
+    if call.get("grad_output") is not None and not result.get("no_graph"):
+        grads = result.get("input_grads")
+        return isinstance(grads, list) and len(grads) == len(inputs)
+    return True
 
 
 def _judge_result(case: Case, result, outcome, index: int) -> str | None:
@@ -196,13 +241,30 @@ def _judge_result(case: Case, result, outcome, index: int) -> str | None:
             return "not implemented yet (your code raises NotImplementedError)"
         at = f" (at {err['at']})" if isinstance(err.get("at"), str) else ""
         return _text(f"raised {err.get('type', 'an error')}{at}: {err.get('message', '')}")
+    data = {k: unwrap(v) for k, v in result.items()}
     try:
-        case.check({k: unwrap(v) for k, v in result.items()})
+        case.check(data)
     except Mismatch as exc:
         return str(exc)
-    except Exception as exc:  # malformed data from a tampered worker is a failure, not a crash
+    except Exception as exc:
+        if _well_formed(case.call, data):
+            raise InternalError(f"{type(exc).__name__}: {exc}") from exc
+        # malformed data from a tampered worker is a failure, not a grader bug
         return f"the result could not be checked ({type(exc).__name__}: {exc})"
     return None
+
+
+def needed_names(exercise: Exercise, cases: list[Case]) -> set[str]:
+    """The names the worker must find for ``exercise``: its symbol, what its calls build, and
+    every name its grader scripts mention."""
+    names = {exercise.symbol}
+    for case in cases:
+        if case.call.get("symbol"):
+            names.add(case.call["symbol"])
+        if case.call.get("kind") == "script":
+            names |= {n.id for n in ast.walk(ast.parse(case.call["source"]))
+                      if isinstance(n, ast.Name)}
+    return names
 
 
 def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None) -> ExerciseResult:
@@ -213,19 +275,23 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
 
     if exercise.symbol not in sub.defined:
         message = f"no definition of `{exercise.symbol}` found in your submission"
-        return ExerciseResult(exercise, _zero(exercise, cases, message), seconds=0.0)
-    banned = _forbidden_uses(sub, exercise.forbidden)
+        broken = sub.broken_cells(exercise.name)
+        if broken:
+            message += f" ({_text(broken[0], 200)})"
+        return ExerciseResult(exercise, _zero(exercise, cases, message), notes=broken)
+    chunks = sub.chunks_for(exercise.name, needed_names(exercise, cases))
+    banned = _forbidden_uses(chunks, exercise.forbidden)
     if banned:
         return ExerciseResult(exercise, _zero(exercise, cases, banned[0]), notes=banned)
 
-    outcome = run_job(given_chunks(exercise) + sub.chunks, [c.call for c in cases],
+    outcome = run_job(given_chunks(exercise) + chunks, [c.call for c in cases],
                       timeout_s=exercise.timeout_s, forbidden=list(exercise.forbidden))
     results = []
     for i, (case, result) in enumerate(zip(cases, outcome.results, strict=True)):
-        message = _judge(case, result, outcome, i)
+        message, internal = _judge(case, result, outcome, i)
         points = case.points * scale
         results.append(CaseResult(case.name, message is None, points if message is None else 0.0,
-                                  points, message or ""))
+                                  points, message or "", internal))
     notes = [_text(f"{e.get('where')} raised {e.get('type')}: {e.get('message')}")
              for e in outcome.load_errors if isinstance(e, dict)]
     if outcome.stopped and outcome.stopped_at is None:
@@ -266,8 +332,12 @@ def safe_grade(exercise: Exercise, sub: Submission, seed: int | None = None) -> 
     """``grade_exercise``, but a failure of the grading itself zeroes this exercise only."""
     try:
         return grade_exercise(exercise, sub, seed)
-    except Exception as exc:
-        gen = torch.Generator().manual_seed(0)
-        cases = exercise.build(gen)
-        message = f"could not be graded ({type(exc).__name__}: {_text(exc, 200)})"
-        return ExerciseResult(exercise, _zero(exercise, cases, message), notes=[message])
+    except Exception as exc:  # the learner's code never runs here: this is the grader's fault
+        message = f"{INTERNAL}: could not be graded ({type(exc).__name__}: {_text(exc, 200)})"
+        return zero_result(exercise, message, internal=True)
+
+
+def zero_result(exercise: Exercise, message: str, internal: bool = False) -> ExerciseResult:
+    """Every case of ``exercise`` at zero points, with ``message``."""
+    cases = exercise.build(torch.Generator().manual_seed(0))
+    return ExerciseResult(exercise, _zero(exercise, cases, message, internal), notes=[message])

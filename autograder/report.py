@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from autograder.grading import ExerciseResult
+from autograder.sandbox import level_used
 
 
 def total(results: list[ExerciseResult]) -> tuple[float, float]:
@@ -32,10 +33,33 @@ def table(results: list[ExerciseResult], title: str = "") -> str:
     return "\n".join(out)
 
 
+def _verdict(case) -> str:
+    if case.passed:
+        return "ok"
+    return "GRADER ERROR" if case.internal_error else "FAILED"
+
+
 def feedback(result: ExerciseResult) -> str:
-    lines = [f"{'ok' if c.passed else 'FAILED'}  {c.name}" + (f": {c.message}" if c.message else "")
+    lines = [f"{_verdict(c)}  {c.name}" + (f": {c.message}" if c.message else "")
              for c in result.cases]
     return "\n".join([*(f"note: {n}" for n in result.notes), *lines])
+
+
+def internal_errors(results: list[ExerciseResult]) -> list[dict]:
+    return [{"exercise": r.exercise.name, "case": c.name, "message": c.message}
+            for r in results for c in r.internal_errors]
+
+
+def internal_warning(results: list[ExerciseResult], who: str = "") -> str | None:
+    """The instructor's warning when the grader's own code failed: those cases scored zero
+    through no fault of the submission."""
+    errors = internal_errors(results)
+    if not errors:
+        return None
+    where = ", ".join(dict.fromkeys(e["exercise"] for e in errors))
+    return (f"warning: {who + ': ' if who else ''}{len(errors)} case(s) of {where} met an "
+            "internal grader error (a bug in the grader, not in the submission) and scored "
+            f"zero; please report it. First: {errors[0]['case']}: {errors[0]['message']}")
 
 
 def as_json(results: list[ExerciseResult], path: str | None = None) -> dict:
@@ -44,13 +68,17 @@ def as_json(results: list[ExerciseResult], path: str | None = None) -> dict:
         "submission": path,
         "score": score,
         "max_score": max_score,
+        "isolation": level_used(),
+        # cases the grader's own code failed on: zero points, not the submission's fault
+        "internal_errors": internal_errors(results),
         "exercises": [
             {
                 "name": r.exercise.name, "week": r.exercise.week, "title": r.exercise.title,
                 "score": r.score, "max_score": r.max_score, "notes": r.notes,
-                "seconds": round(r.seconds, 2),
+                "seconds": round(r.seconds, 2), "internal_errors": len(r.internal_errors),
                 "cases": [{"name": c.name, "passed": c.passed, "points": round(c.points, 3),
-                           "max_points": round(c.max_points, 3), "message": c.message}
+                           "max_points": round(c.max_points, 3), "message": c.message,
+                           "internal_error": c.internal_error}
                           for c in r.cases],
             }
             for r in results
@@ -58,19 +86,30 @@ def as_json(results: list[ExerciseResult], path: str | None = None) -> dict:
     }
 
 
-def as_gradescope(results: list[ExerciseResult]) -> dict:
-    """Gradescope's ``results.json``: one test per exercise, with the case-by-case feedback."""
+def as_gradescope(results: list[ExerciseResult], problem: str = "") -> dict:
+    """Gradescope's ``results.json`` (gradescope-autograders.readthedocs.io, "Autograder
+    Specifications"): one test per exercise, with the case-by-case feedback. ``problem``: why
+    the submission could not be graded at all (every test then scores zero)."""
     score, max_score = total(results)
+    level = level_used()
+    output = f"{score:g} / {max_score:g} points" + (f" (isolation: {level})" if level else "")
+    if problem:
+        output = f"{problem}\n{output}"
+    if internal_errors(results):
+        output += ("\nSome cases met an internal grader error (a bug in the grader, not in "
+                   "your code) and scored zero: your instructor has been warned.")
     return {
         "score": score,
         "max_score": max_score,
-        "output": f"{score:g} / {max_score:g} points",
+        "output": output,
         "visibility": "visible",
         "stdout_visibility": "hidden",
+        "extra_data": {"isolation": level},
         "tests": [
             {"name": f"week {r.exercise.week}: {r.exercise.title} ({r.exercise.name})",
-             "score": r.score, "max_score": r.max_score, "output": feedback(r),
-             "visibility": "visible"}
+             "score": r.score, "max_score": r.max_score,
+             "status": "passed" if r.score >= r.max_score else "failed",
+             "output": problem or feedback(r), "visibility": "visible"}
             for r in results
         ],
     }

@@ -1,29 +1,34 @@
 """Run learner code in a separate, limited process and bring back its results as data.
 
 Each job gets a private working directory, a wall-clock limit, an address-space limit and a
-session of its own (killed whole). Through the fork server (Linux), a process a job started
-that leaves its session is killed as soon as its parent is gone: the server is a "child
-subreaper", so such orphans come back to it. The worker (``autograder/worker.py``) cannot
-import the reference solutions or the graders. What comes back is loaded with
+session of its own (killed whole). The worker (``autograder/worker.py``) cannot import the
+reference solutions or the graders. What comes back is loaded with
 ``torch.load(weights_only=True)``: tensors and plain containers only, never objects with
-behaviour of their own.
+behaviour of their own, read only from regular files (not links or pipes a job left there).
 
 Jobs start from a fork server (a worker process that imported torch once) on Linux, which
 makes a job cost milliseconds instead of seconds; ``AUTOGRADER_FORK=0`` starts a fresh
-interpreter per job instead.
+interpreter per job instead. The fork server runs at an isolation level
+(``autograder/isolation.py``): by default the strongest this machine allows, which on Linux is
+``strict``, the server and each job in namespaces of their own. ``configure`` picks a level;
+``level_used`` says which one ran. Under ``basic`` and ``user`` the server is a "child
+subreaper": a process a job started that leaves its session comes back to it and is killed;
+under ``strict`` a job is PID 1 of its own PID namespace, so the kernel ends all it started.
 """
 
 from __future__ import annotations
 
+import atexit
+import io
 import json
 import os
 import queue
+import select
 import shutil
 import signal
-import site
+import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -32,11 +37,15 @@ from pathlib import Path
 
 import torch
 
+from autograder.isolation import IsolationUnavailable, _site_dirs, candidates, server_config
+
 WORKER = Path(__file__).with_name("worker.py")
 DEFAULT_TIMEOUT_S = float(os.environ.get("AUTOGRADER_TIMEOUT", 30))
 DEFAULT_MEMORY_MB = int(os.environ.get("AUTOGRADER_MEMORY_MB", 3072))
 USE_FORK = os.environ.get("AUTOGRADER_FORK", "1") != "0" and sys.platform == "linux"
 MAX_LOG = 4000
+MAX_RESULT = 256 * 2**20  # the worker's file-size limit
+START_TIMEOUT_S = 180  # the server imports torch before it says it is ready
 
 
 @dataclass
@@ -50,12 +59,6 @@ class JobOutcome:
     stdout: str = ""
     stderr: str = ""
     seconds: float = 0.0
-
-
-def _site_dirs() -> list[str]:
-    """Where torch and the other installed packages live, without this project's own paths."""
-    dirs = site.getsitepackages() + [site.getusersitepackages(), sysconfig.get_paths()["purelib"]]
-    return list(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
 
 
 def _worker_env(home: str) -> dict[str, str]:
@@ -80,38 +83,104 @@ class ForkServer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
-        self.waiting: dict[int, queue.Queue] = {}
+        self.waiting: dict[int, tuple[subprocess.Popen, queue.Queue]] = {}
         self.next_id = 0
+        self.requested = os.environ.get("AUTOGRADER_ISOLATION", "auto")
+        self.level: str | None = None  # fixed once a server has started
+        self.jobs: str | None = None  # the folder of job folders (kept across restarts)
 
-    def _start(self) -> None:
-        home = tempfile.mkdtemp(prefix="autograder-server-")
-        self.proc = subprocess.Popen(
-            _command("--serve"), cwd=home, env=_worker_env(home), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+    def configure(self, requested: str) -> str:
+        """Start a server at ``requested`` ("auto" = strongest available); return its level."""
+        with self.lock:
+            self._shutdown()
+            self.requested, self.level = requested, None
+            self._ensure()
+            return self.level
+
+    def jobs_folder(self) -> str:
+        with self.lock:
+            self._ensure()
+            return self.jobs
+
+    def _ensure(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        levels = [self.level] if self.level else candidates(self.requested, USE_FORK)
+        errors = []
+        for level in levels:
+            try:
+                self._start(level)
+                self.level = level
+                return
+            except IsolationUnavailable as exc:
+                errors.append(f"{level}: {exc}")
+        raise IsolationUnavailable("; ".join(errors))
+
+    def _start(self, level: str) -> None:
+        if self.jobs is None:
+            self.jobs = tempfile.mkdtemp(prefix="autograder-jobs-")
+            atexit.register(shutil.rmtree, self.jobs, True)
+        # under "user" the jobs (nobody) must pass through to their own folders
+        os.chmod(self.jobs, 0o711 if level == "user" else 0o700)
+        config = server_config(level, self.jobs)
+        proc = subprocess.Popen(
+            _command("--serve", json.dumps(config)), cwd=self.jobs, env=_worker_env(self.jobs),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
+        line = proc.stdout.readline() if ready else b""
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = {"error": "the server did not start" if ready else "no answer in time"}
+        if "ready" not in msg:
+            proc.kill()
+            proc.wait()
+            raise IsolationUnavailable(msg.get("error", "unknown error"))
+        self.proc = proc
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _shutdown(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()  # the server stops its jobs and exits
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
             msg = json.loads(line)
-            box = self.waiting.get(msg["id"])
+            _, box = self.waiting.get(msg["id"], (None, None))
             if box is not None:
                 box.put(msg)
         with self.lock:  # the server died: nobody will report on its children
-            for box in self.waiting.values():
-                box.put({"lost": True})
+            for server, box in self.waiting.values():
+                if server is proc:
+                    box.put({"lost": True})
 
     def start(self, job: dict) -> tuple[int | None, queue.Queue]:
         box: queue.Queue = queue.Queue()
         with self.lock:
-            if self.proc is None or self.proc.poll() is not None:
-                self._start()
+            self._ensure()
             job["id"] = self.next_id = self.next_id + 1
-            self.waiting[job["id"]] = box
+            self.waiting[job["id"]] = (self.proc, box)
             self.proc.stdin.write((json.dumps(job) + "\n").encode())
             self.proc.stdin.flush()
         msg = box.get(timeout=60)
         return msg.get("pid"), box
+
+    def kill(self, job_id: int) -> None:
+        """Ask the server to end a job (under strict, pids mean nothing out here)."""
+        with self.lock:
+            if self.proc is not None and self.proc.poll() is None:
+                try:
+                    self.proc.stdin.write((json.dumps({"kill": job_id}) + "\n").encode())
+                    self.proc.stdin.flush()
+                except OSError:
+                    pass
 
     def done(self, job_id: int) -> None:
         with self.lock:
@@ -119,6 +188,35 @@ class ForkServer:
 
 
 _SERVER = ForkServer()
+
+
+def configure(requested: str = "auto") -> str:
+    """Use isolation ``requested`` from now on; returns the level in force. Raises
+    ``IsolationUnavailable`` when it cannot be had (``strict`` on a machine without
+    namespaces)."""
+    if not USE_FORK:
+        candidates(requested, False)  # raises unless "basic" or "auto"
+        return "basic"
+    return _SERVER.configure(requested)
+
+
+def level_used() -> str | None:
+    """The isolation level jobs run at (None before the first job or ``configure``)."""
+    return _SERVER.level if USE_FORK else "basic"
+
+
+def active_level() -> str:
+    """The isolation level jobs run at, starting the server first if need be."""
+    if USE_FORK:
+        _SERVER.jobs_folder()
+    return level_used()
+
+
+def server_pid() -> int | None:
+    """The pid (as this process sees it) of the fork server, or of the process that holds
+    its sandbox; None when no server runs."""
+    proc = _SERVER.proc
+    return proc.pid if proc is not None and proc.poll() is None else None
 
 
 def _gone(pid: int) -> bool:
@@ -131,14 +229,17 @@ def _gone(pid: int) -> bool:
         return False
 
 
-def _run_forked(job: dict, timeout_s: float) -> tuple[int | None, bool]:
-    """(exit code or None if unknown, timed out?) of a job run through the fork server."""
+def _run_forked(job: dict, timeout_s: float) -> tuple[int | None, bool, bool]:
+    """(exit code or None if unknown, timed out?, server lost?) of a job run through the
+    fork server."""
     pid, box = _SERVER.start(job)
+    # outside "strict" the server's pids are ours too, and a job can be killed from here
+    host_pid = pid if _SERVER.level != "strict" else None
     deadline = time.monotonic() + timeout_s
-    returncode, timed_out = None, False
+    returncode, timed_out, lost = None, False, False
     try:
         if pid is None:
-            return None, False
+            return None, False, True
         while True:
             try:
                 msg = box.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -146,27 +247,30 @@ def _run_forked(job: dict, timeout_s: float) -> tuple[int | None, bool]:
                 timed_out = True
                 break
             if "returncode" in msg:
-                return msg["returncode"], False
-            if msg.get("lost"):  # the server died (maybe killed by this job): watch the pid
-                while not _gone(pid) and time.monotonic() < deadline:
+                return msg["returncode"], False, False
+            if msg.get("lost"):  # the server died; under strict its jobs died with it
+                lost = True
+                while host_pid and not _gone(host_pid) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                timed_out = not _gone(pid)
+                timed_out = bool(host_pid) and not _gone(host_pid)
                 break
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            msg = box.get(timeout=10)
-            returncode = msg.get("returncode")
-        except queue.Empty:
-            pass
-        return returncode, timed_out
+        _SERVER.kill(job["id"])
+        if host_pid:
+            try:
+                os.killpg(host_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not lost:  # the server reports how the job ended
+            try:
+                returncode = box.get(timeout=10).get("returncode")
+            except queue.Empty:
+                pass
+        return returncode, timed_out, lost
     finally:
         _SERVER.done(job["id"])
 
 
-def _run_spawned(job: dict, timeout_s: float) -> tuple[int | None, bool]:
+def _run_spawned(job: dict, timeout_s: float) -> tuple[int | None, bool, bool]:
     """The same job in a fresh interpreter (no fork server)."""
     workdir = job["workdir"]
     with open(os.path.join(workdir, "stdout"), "wb") as out, \
@@ -187,18 +291,37 @@ def _run_spawned(job: dict, timeout_s: float) -> tuple[int | None, bool]:
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
-    return proc.returncode, timed_out
+    return proc.returncode, timed_out, False
+
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """The bytes of a regular file the job left, or None: never follows a link, never
+    blocks on a pipe, never reads more than ``limit``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    finally:
+        os.close(fd)
 
 
 def _tail(path: Path) -> str:
-    if not path.exists():
-        return ""
-    return path.read_bytes()[-MAX_LOG:].decode("utf-8", "replace")
+    data = _read_regular(path, MAX_RESULT) or b""
+    return data[-MAX_LOG:].decode("utf-8", "replace")
 
 
 def _load(path: Path):
+    """A result file as plain data; None if there is no regular file there."""
+    data = _read_regular(path, MAX_RESULT)
+    if data is None:
+        return None
     try:
-        return torch.load(path, weights_only=True)
+        return torch.load(io.BytesIO(data), weights_only=True)
     except Exception as exc:  # a file the learner's code forged or truncated
         return {"ok": False, "error": {"type": "UnreadableResult", "message": str(exc)[:300]}}
 
@@ -215,22 +338,20 @@ def run_job(
     ``forbidden``: dotted paths of functions that raise in the worker (``torch.nn.functional.
     scaled_dot_product_attention`` where the exercise is to write attention).
     """
-    workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
+    parent = _SERVER.jobs_folder() if USE_FORK else None
+    workdir = Path(tempfile.mkdtemp(prefix="job-", dir=parent))
     try:
         torch.save({"chunks": chunks, "calls": calls, "forbidden": forbidden or []},
                    workdir / "job.pt")
-        job = {"workdir": str(workdir), "memory_mb": memory_mb}
+        job = {"name": workdir.name, "workdir": str(workdir), "memory_mb": memory_mb}
         start = time.monotonic()
         run = _run_forked if USE_FORK else _run_spawned
-        returncode, timed_out = run(job, timeout_s)
+        returncode, timed_out, lost = run(job, timeout_s)
         seconds = time.monotonic() - start
 
-        results = []
-        for i in range(len(calls)):
-            path = workdir / f"result_{i}.pt"
-            results.append(_load(path) if path.exists() else None)
-        load_errors_path = workdir / "load_errors.pt"
-        load_errors = _load(load_errors_path) if load_errors_path.exists() else []
+        results = [_load(workdir / f"result_{i}.pt") for i in range(len(calls))]
+        load_errors = _load(workdir / "load_errors.pt")
+        finished_loading = load_errors is not None
         if not isinstance(load_errors, list):
             load_errors = []
 
@@ -238,20 +359,21 @@ def run_job(
         stopped = None
         if timed_out:
             stopped = f"timed out after {timeout_s:.0f} s"
+        elif lost:
+            stopped = "was stopped: the grading server went away (killed from outside?)"
         elif returncode is not None and returncode < 0:
             sig = signal.Signals(-returncode).name
             stopped = f"was killed by {sig}"
             if sig == "SIGKILL":
                 stopped += " (most likely it ran out of memory)"
-        elif None in results or not load_errors_path.exists():
+        elif None in results or not finished_loading:
             stopped = f"exited early with status {returncode} (sys.exit or os._exit?)"
         if stopped and "MemoryError" in stderr:
             stopped += f"; memory limit {memory_mb} MB"
         stopped_at = None
-        progress = workdir / "progress"
-        if stopped and progress.exists():
+        if stopped:
             try:
-                stopped_at = int(progress.read_text().strip())
+                stopped_at = int((_read_regular(workdir / "progress", 100) or b"").strip())
             except ValueError:
                 stopped_at = None
         return JobOutcome(results=results, load_errors=load_errors, stopped=stopped,

@@ -2,9 +2,11 @@
 
 Started by ``autograder.sandbox`` as ``python -I -S worker.py WORKDIR SITE_DIR...``: no
 current directory, no ``PYTHONPATH`` and no ``.pth`` files on ``sys.path``, so neither the
-reference solutions nor the graders can be imported from here. With ``--serve`` instead of
-``WORKDIR`` it is a fork server: it imports torch once, then forks one child per job it reads
-on stdin (one JSON line each), which saves the second or two that importing torch costs.
+reference solutions nor the graders can be imported from here. With ``--serve CONFIG``
+instead of ``WORKDIR`` it is a fork server: it sets up its isolation level (``CONFIG``, JSON
+from ``autograder.isolation``; the namespaces themselves are in ``namespaces.py``), imports
+torch once, then forks one child per job it reads on stdin (one JSON line each), which saves
+the second or two that importing torch costs.
 
 A job reads ``job.pt`` (the learner's code and the calls to make, all plain data), executes
 the code, makes each call and saves each result as ``result_<i>.pt`` as soon as it has it.
@@ -202,17 +204,38 @@ def set_limits(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 2**20, 256 * 2**20))
 
 
-def _child(job: dict, reply_fd: int) -> None:
+def _namespaces():
+    """``namespaces.py`` from this folder, loaded by path (this folder is not on sys.path)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "namespaces.py")
+    spec = importlib.util.spec_from_file_location("_autograder_namespaces", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _child(job: dict, reply_fd: int, config: dict, ns) -> None:
     """The forked job process: never returns."""
     try:
         os.close(reply_fd)  # the learner's code must not talk to the grader
+        level, run_as = config["level"], config.get("run_as")
+        if level == "strict":  # returns in the job's own namespaces, as its own user
+            ns.enter_job(job["name"], tuple(run_as) if run_as else None)
+            workdir = ns.JOB
+        else:
+            workdir = os.path.join(config["jobs"], job["name"])
         set_limits(job["memory_mb"])
-        workdir = job["workdir"]
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         for fd, name in ((1, "stdout"), (2, "stderr")):
             out = os.open(os.path.join(workdir, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(out, fd)
+        if level == "user":
+            os.chown(workdir, *run_as)
+            ns.become(*run_as)
+        if level != "basic":
+            ns.limit_processes(config["max_procs"])
         os.environ.update(HOME=workdir, TMPDIR=workdir)
         sys.argv[:] = ["worker"]
         main(workdir)
@@ -224,15 +247,76 @@ def _child(job: dict, reply_fd: int) -> None:
         os._exit(0)
 
 
-def serve() -> None:
-    """Fork server loop: jobs arrive on stdin; pids and exit codes go back on stdout."""
-    import torch  # noqa: F401  (imported once here, inherited by every child)
+def _probe_job(config: dict, ns) -> None:
+    """Isolate one empty job the way real ones will be, before saying "ready": a machine may
+    allow the server's namespaces and still refuse a job's (no user namespaces left)."""
+    jobs = ns.JOBS if config["level"] == "strict" else config["jobs"]
+    folder = os.path.join(jobs, ".probe")
+    os.makedirs(folder, exist_ok=True)
+    imports = [p for p in sys.path if os.path.isdir(p)]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            run_as = config.get("run_as")
+            if config["level"] == "strict":
+                ns.enter_job(".probe", tuple(run_as) if run_as else None)
+            else:
+                ns.become(*run_as)
+            ns.limit_processes(config["max_procs"])
+            for path in imports:  # the learner's code must be able to import what we can
+                try:
+                    os.listdir(path)
+                except OSError as exc:
+                    raise OSError(f"the job's user cannot read {path} ({exc.strerror})") from None
+            os._exit(0)
+        except BaseException as exc:
+            os.write(w, f"a job could not be isolated: {type(exc).__name__}: {exc}".encode())
+            os._exit(1)
+    os.close(w)
+    why = os.read(r, 1000).decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    os.rmdir(folder)
+    if status != 0:
+        raise OSError(why or f"a job could not be isolated (status {status})")
 
-    _become_subreaper()
 
+def _stop(pid: int, level: str) -> None:
+    """End a job: in the sandbox its parent passes SIGTERM on to the job's PID namespace."""
+    try:
+        if level == "strict":
+            os.kill(pid, signal.SIGTERM)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def serve(config: dict) -> None:
+    """Fork server loop: jobs arrive on stdin; pids and exit codes go back on stdout.
+
+    The first line out is ``{"ready": level}``, or ``{"error": why}`` when this level cannot
+    be set up here (the grader then tries a weaker one, or stops under ``strict``).
+    """
     reply_fd = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     send = lambda msg: os.write(reply_fd, (json.dumps(msg) + "\n").encode())
+    level = config["level"]
+    try:
+        ns = _namespaces() if level != "basic" else None
+        if level == "strict":
+            ns.enter_sandbox(config)  # from here on: PID 1 of the sandbox
+        else:
+            _become_subreaper()
+        if level != "basic":
+            _probe_job(config, ns)
+        import torch  # noqa: F401  (imported once here, inherited by every child)
+    except BaseException as exc:
+        send({"error": f"{type(exc).__name__}: {exc}"})
+        os._exit(1)
+    send({"ready": level})
+
     children: dict[int, int] = {}
     pending = b""
     while True:
@@ -241,18 +325,20 @@ def serve() -> None:
             data = os.read(0, 65536)
             if not data:  # the grader went away: stop everything it started
                 for pid in children:
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                    _stop(pid, level)
                 return
             pending += data
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 job = json.loads(line)
+                if "kill" in job:
+                    for pid, job_id in list(children.items()):
+                        if job_id == job["kill"]:
+                            _stop(pid, level)
+                    continue
                 pid = os.fork()
                 if pid == 0:
-                    _child(job, reply_fd)
+                    _child(job, reply_fd, config, ns)
                 children[pid] = job["id"]
                 send({"id": job["id"], "pid": pid})
         while True:
@@ -295,9 +381,10 @@ def _kill_orphans(jobs: set[int]) -> None:
 if __name__ == "__main__":
     # Python 3.10 still puts this script's folder first on sys.path, even with -I
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here] + sys.argv[2:]
     if sys.argv[1] == "--serve":
-        serve()
+        sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here] + sys.argv[3:]
+        serve(json.loads(sys.argv[2]))
     else:
+        sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here] + sys.argv[2:]
         set_limits(int(os.environ.get("AUTOGRADER_MEMORY_MB", 3072)))
         main(sys.argv[1])

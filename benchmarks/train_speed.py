@@ -161,6 +161,46 @@ def peak_flops(device: torch.device, given: float | None) -> tuple[float, str]:
     return (given, f"given with --peak; {how}") if given else (measured, f"measured: {how}")
 
 
+def speed_rows(shape_names: list[str], device: torch.device, compile: bool, sdpa: bool,
+               steps: int, warmup: int, peak: float, nanogpt_path: Path | None = None,
+               ) -> list[dict]:
+    """One row per shape and implementation: parameters, median and best step time,
+    tokens/s, MFU and the paired ratios against nanoGPT (see the module docstring)."""
+    rows = []
+    for shape_name in shape_names:
+        shape = SHAPES[shape_name]
+        torch.manual_seed(0)
+        models = {"ours GPT-2": (ours(shape, "gpt2", sdpa), our_adamw),
+                  "ours Llama": (ours(shape, "llama", sdpa), our_adamw)}
+        if nanogpt_path:
+            models["nanoGPT"] = (nanogpt(nanogpt_path, shape), nanogpt_adamw)
+            models["nanoGPT, our AdamW"] = (nanogpt(nanogpt_path, shape), our_adamw)
+        step_fns = {name: make_step(m, adamw, shape, device, compile)
+                    for name, (m, adamw) in models.items()}
+        for step in step_fns.values():
+            for _ in range(warmup):
+                step()
+        times: dict[str, list[float]] = {name: [] for name in step_fns}
+        for _ in range(steps):  # alternate, so that load changes hit every model alike
+            for name, step in step_fns.items():
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+        tokens = shape[3] * shape[4]
+        for name, (model, _) in models.items():
+            seconds = statistics.median(times[name])
+            rows.append({
+                "shape": shape_name, "implementation": name,
+                "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+                "ms_per_step": 1000 * seconds, "best_ms": 1000 * min(times[name]),
+                "tokens_per_s": tokens / seconds,
+                "mfu": flops_per_token(model, shape) * tokens / seconds / peak,
+                "vs_nanogpt": paired_ratio(times, "nanoGPT", name),
+                "same_adamw": paired_ratio(times, "nanoGPT, our AdamW", name)})
+        del models, step_fns
+    return rows
+
+
 def benchmark(args: argparse.Namespace, device: torch.device) -> None:
     peak, how = peak_flops(device, args.peak)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
@@ -172,37 +212,11 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
               f"{'best ms':>9} {'tokens/s':>10} {'MFU':>7} {'vs nanoGPT':>10} {'same AdamW':>10}")
     print(header)
     print("-" * len(header))
-    for shape_name in args.shapes:
-        shape = SHAPES[shape_name]
-        torch.manual_seed(0)
-        models = {"ours GPT-2": (ours(shape, "gpt2", args.sdpa), our_adamw),
-                  "ours Llama": (ours(shape, "llama", args.sdpa), our_adamw)}
-        if args.nanogpt:
-            models["nanoGPT"] = (nanogpt(args.nanogpt, shape), nanogpt_adamw)
-            models["nanoGPT, our AdamW"] = (nanogpt(args.nanogpt, shape), our_adamw)
-        steps = {name: make_step(m, adamw, shape, device, args.compile)
-                 for name, (m, adamw) in models.items()}
-        for step in steps.values():
-            for _ in range(args.warmup):
-                step()
-        times: dict[str, list[float]] = {name: [] for name in steps}
-        for _ in range(args.steps):  # alternate, so that load changes hit every model alike
-            for name, step in steps.items():
-                start = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - start)
-        medians = {name: statistics.median(t) for name, t in times.items()}
-        tokens = shape[3] * shape[4]
-        for name, (model, _) in models.items():
-            seconds = medians[name]
-            mfu = flops_per_token(model, shape) * tokens / seconds / peak
-            n = sum(p.numel() for p in model.parameters()) / 1e6
-            ratios = [paired_ratio(times, base, name) for base in ("nanoGPT",
-                                                                   "nanoGPT, our AdamW")]
-            print(f"{shape_name:<17} {name:<19} {n:>6.2f}M {1000 * seconds:>9.1f} "
-                  f"{1000 * min(times[name]):>9.1f} {tokens / seconds:>10,.0f} "
-                  f"{100 * mfu:>6.1f}% {ratios[0]:>10} {ratios[1]:>10}")
-        del models, steps
+    for r in speed_rows(args.shapes, device, args.compile, args.sdpa, args.steps, args.warmup,
+                        peak, args.nanogpt):
+        print(f"{r['shape']:<17} {r['implementation']:<19} {r['params_M']:>6.2f}M "
+              f"{r['ms_per_step']:>9.1f} {r['best_ms']:>9.1f} {r['tokens_per_s']:>10,.0f} "
+              f"{100 * r['mfu']:>6.1f}% {r['vs_nanogpt']:>10} {r['same_adamw']:>10}")
     print("\nms/step, tokens/s and MFU: medians; best ms: the fastest step; vs nanoGPT: the median"
           "\nover rounds of nanoGPT's step time divided by this row's (above 1: this row is"
           "\nfaster); same AdamW: the same against nanoGPT's model with our AdamW")
@@ -269,47 +283,71 @@ def ops(args: argparse.Namespace) -> None:
     print("\nratio: the median over rounds of A's time / B's (above 1: A is slower)")
 
 
-def train_to_loss(args: argparse.Namespace, device: torch.device) -> None:
-    """Shakespeare-char with every CUDA switch for ``args.train_seconds`` of training steps.
+def time_boxed_run(device: torch.device, seconds: float, max_iters: int = 2500,
+                   eval_iters: int = 200, eval_interval: int = 250, compile: bool = False,
+                   sdpa: bool = True, progress: bool = False, preset: str = "shakespeare_char",
+                   target: float = 1.47, **train_overrides) -> dict:
+    """Shakespeare-char with every CUDA switch for ``seconds`` of training steps.
 
     nanoGPT's recipe (lr 1e-3 to 1e-4, batch 64, block 256, 6x6x384, warm-up 100, beta2
     0.99) on the Llama-style preset, whose lack of dropout is made up for by a shorter run:
     the second half of the warm-up measures the speed (the first half includes compilation),
-    then the cosine is set to end when the time does, at most ``--max-iters`` steps (a
+    then the cosine is set to end when the time does, at most ``max_iters`` steps (a
     dropout-free model of this size overfits the 1 MB text on long runs). Evaluation time is
-    not counted; compilation is (``--compile`` turns it on; bf16, TF32, fused AdamW and fused
-    attention are on by default on CUDA).
+    not counted; compilation is (``compile``; bf16, TF32, fused AdamW and fused attention are
+    on by default on CUDA). ``preset`` and ``train_overrides`` (TrainConfig fields) shrink
+    the run for a dry run on a CPU.
+
+    Returns the evaluations (each with ``train_time``, the seconds of training before it),
+    the step count, the training time, the warm-up's ms per step, the final and best
+    validation loss, and ``time_to_target``: the training time at the first evaluation at or
+    below ``target`` (None if none was).
     """
     from solutions.data import load_dataset
     from solutions.train import TRAIN_PRESETS, TrainConfig, Trainer
 
     data = load_dataset("char")
     torch.manual_seed(1337)
-    model = MiniGPT(GPTConfig.preset("shakespeare_char", vocab_size=data.vocab_size))
-    cfg = TrainConfig(**{**TRAIN_PRESETS["shakespeare_char"], "max_iters": args.max_iters,
-                         "eval_interval": 250, "eval_iters": args.eval_iters,
-                         "device": str(device), "compile": args.compile, "sdpa": args.sdpa,
-                         "time_limit": args.train_seconds})
+    cfg = TrainConfig(**{**TRAIN_PRESETS["shakespeare_char"], "max_iters": max_iters,
+                         "eval_interval": eval_interval, "eval_iters": eval_iters,
+                         "device": str(device), "compile": compile, "sdpa": sdpa,
+                         "time_limit": seconds, **train_overrides})
+    model = MiniGPT(GPTConfig.preset(preset, vocab_size=data.vocab_size,
+                                     max_seq_len=cfg.block_size))
     trainer = Trainer(model, data, cfg)
-    half = cfg.warmup_iters // 2  # the first half compiles; the second half measures
-    trainer.fit(max_iters=half, progress=args.progress)
+    clock: list[float] = []  # the training time at each evaluation
+    on_eval = lambda t, record: clock.append(t.train_time)
+    half = max(1, cfg.warmup_iters // 2)  # the first half compiles; the second half measures
+    trainer.fit(max_iters=half, progress=progress, callback=on_eval)
     compiled = trainer.train_time
-    trainer.fit(max_iters=cfg.warmup_iters, progress=args.progress)
+    trainer.fit(max_iters=max(half + 1, cfg.warmup_iters), progress=progress, callback=on_eval)
     per_step = (trainer.train_time - compiled) / max(1, trainer.step - half)
-    left = max(0.0, args.train_seconds - trainer.train_time)
+    left = max(0.0, seconds - trainer.train_time)
     fits = trainer.step + (int(left / per_step) if per_step else 0)
-    cfg.max_iters = cfg.lr_decay_iters = max(cfg.warmup_iters + 1, min(args.max_iters, fits))
-    print(f"warm-up: {1000 * per_step:.1f} ms/step; cosine to min_lr at step {cfg.max_iters}")
-    history = trainer.fit(progress=args.progress)
-    print(f"\n{'step':>6} {'train':>7} {'val':>7} {'tokens/s':>10}")
-    for rec in history:
-        print(f"{rec['step']:>6} {rec['train']:>7.4f} {rec['val']:>7.4f} "
-              f"{rec['tokens_per_s']:>10,.0f}")
-    best = min(rec["val"] for rec in history)
-    print(f"\n{trainer.step} steps in {trainer.train_time:.1f} s of training on {device}: "
-          f"final val {history[-1]['val']:.4f}, best val {best:.4f} "
-          f"(best {'meets' if best <= 1.47 else 'misses'} the 1.47 target; nanoGPT also "
-          "reports its best evaluation)")
+    cfg.max_iters = cfg.lr_decay_iters = max(trainer.step + 1, min(max_iters, fits))
+    history = trainer.fit(progress=progress, callback=on_eval)
+    evals = [{**rec, "train_time": t} for rec, t in zip(history, clock, strict=True)]
+    reached = next((e["train_time"] for e in evals if e["val"] <= target), None)
+    return {"evals": evals, "steps": trainer.step, "train_time": trainer.train_time,
+            "warmup_ms_per_step": 1000 * per_step, "planned_steps": cfg.max_iters,
+            "final_val": evals[-1]["val"], "best_val": min(e["val"] for e in evals),
+            "target": target, "time_to_target": reached, "device": str(trainer.device)}
+
+
+def train_to_loss(args: argparse.Namespace, device: torch.device) -> None:
+    """``--train-seconds``: :func:`time_boxed_run`, printed."""
+    run = time_boxed_run(device, args.train_seconds, args.max_iters, args.eval_iters,
+                         compile=args.compile, sdpa=args.sdpa, progress=args.progress)
+    print(f"warm-up: {run['warmup_ms_per_step']:.1f} ms/step; cosine to min_lr at step "
+          f"{run['planned_steps']}")
+    print(f"\n{'step':>6} {'seconds':>8} {'train':>7} {'val':>7} {'tokens/s':>10}")
+    for rec in run["evals"]:
+        print(f"{rec['step']:>6} {rec['train_time']:>8.1f} {rec['train']:>7.4f} "
+              f"{rec['val']:>7.4f} {rec['tokens_per_s']:>10,.0f}")
+    print(f"\n{run['steps']} steps in {run['train_time']:.1f} s of training on {device}: "
+          f"final val {run['final_val']:.4f}, best val {run['best_val']:.4f} "
+          f"(best {'meets' if run['best_val'] <= 1.47 else 'misses'} the 1.47 target; nanoGPT "
+          "also reports its best evaluation)")
 
 
 def main() -> None:

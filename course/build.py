@@ -158,6 +158,8 @@ def build(root: Path, week: int | None = None) -> list[Path]:
             subprocess.run(
                 [sys.executable, "-m", "nbgrader", "generate_assignment", week_dir, "--force",
                  "--log-level=WARN", f"--CourseDirectory.root={root}",
+                 # the shipped release/, not nbgrader's own generated/ (nbgrader_config.py)
+                 "--CourseDirectory.release_directory=release",
                  f"--CourseDirectory.db_url=sqlite:///{Path(tmp) / 'gradebook.db'}"],
                 cwd=root, check=True, env=venv_env(),
             )

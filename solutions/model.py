@@ -182,8 +182,11 @@ _MISTRAL_7B = dict(_LLAMA2_7B, n_kv_heads=8, hidden_dim=14336, max_seq_len=32768
 _TINY = dict(vocab_size=65, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
 PRESETS: dict[str, dict] = {  # GPTConfig fields; the others keep their defaults
     "gpt2": _GPT2,  # 124M
+    "gpt2_medium": dict(_GPT2, dim=1024, n_layers=24, n_heads=16),  # 355M
+    "gpt2_large": dict(_GPT2, dim=1280, n_layers=36, n_heads=20),  # 774M
     "gpt2_xl": dict(_GPT2, dim=1600, n_layers=48, n_heads=25),  # 1.5B
     "llama2_7b": _LLAMA2_7B,  # hidden_dim 11008 by LLaMA's rule
+    "llama2_13b": dict(_LLAMA2_7B, dim=5120, n_layers=40, n_heads=40),  # 13824, same rule
     "llama2_70b": dict(_LLAMA2_7B, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8,
                        hidden_dim=28672),
     "mistral_7b": _MISTRAL_7B,

@@ -22,10 +22,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other shapes, dtypes and gradients grade the
-# submission. You can run the same grader yourself from a terminal:
+# submission. You can run the same grader yourself: save the notebook and run its last cell,
+# **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week1/attention.ipynb
+# .venv/bin/autograder grade course/release/week1/attention.ipynb   # from the course folder
+# autograder grade attention.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -520,3 +522,22 @@ for name, (layers, width, heads) in configs.items():
 # Week 3 replaces LayerNorm and the GELU MLP with RMSNorm and SwiGLU, week 4 adds positions
 # (RoPE) inside attention, and week 5 makes attention cheaper at inference. Next: take the
 # [week 1 quiz](../../../site/weeks/week1/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "attention.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

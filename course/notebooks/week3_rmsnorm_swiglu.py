@@ -14,10 +14,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other shapes, dtypes and gradients grade the
-# submission. You can run the same grader yourself from a terminal:
+# submission. You can run the same grader yourself: save the notebook and run its last cell,
+# **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week3/rmsnorm_swiglu.ipynb
+# .venv/bin/autograder grade course/release/week3/rmsnorm_swiglu.ipynb   # from the course folder
+# autograder grade rmsnorm_swiglu.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -211,3 +213,22 @@ for kind in ("written out", "built in"):
 # Both reappear in week 5 (inside attention blocks), week 6 (each expert of a mixture is a
 # SwiGLU) and week 7, where you assemble them into your own GPT. Next: take the
 # [week 3 quiz](../../../site/weeks/week3/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "rmsnorm_swiglu.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

@@ -19,10 +19,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other shapes, positions, dtypes and gradients grade
-# the submission. You can run the same grader yourself from a terminal:
+# the submission. You can run the same grader yourself: save the notebook and run its last
+# cell, **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week4/positions.ipynb
+# .venv/bin/autograder grade course/release/week4/positions.ipynb   # from the course folder
+# autograder grade positions.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -380,3 +382,22 @@ plt.show()
 # RoPE comes back in week 5, inside the `Attention` module (applied to queries and keys after
 # the projections, before the KV cache), and in week 7 in your own GPT. Next: take the
 # [week 4 quiz](../../../site/weeks/week4/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "positions.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

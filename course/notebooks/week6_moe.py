@@ -15,10 +15,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other shapes, dtypes and gradients grade the
-# submission. You can run the same grader yourself from a terminal:
+# submission. You can run the same grader yourself: save the notebook and run its last cell,
+# **Grade this notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week6/moe.ipynb
+# .venv/bin/autograder grade course/release/week6/moe.ipynb   # from the course folder
+# autograder grade moe.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -228,6 +230,40 @@ plt.show()
 # loss sits at `top_k`; the more the counts pile up, the higher it climbs. In training its
 # gradient flows through $P_e$ and lowers the probability of overloaded experts.
 #
+# ## Is `top_k` the lowest value?
+#
+# Uniform routing gives exactly $k$, but that is not a floor. $f_e$ counts hard picks while
+# $P_e$ averages probabilities, and the two can disagree: many tokens that barely prefer one
+# expert raise its $f_e$ but hardly its $P_e$. Below, the example of the lesson ($E = 2$,
+# $k = 1$: three tokens at $p \approx (0.5, 0.5)$ leaning to expert 0, one token sure of
+# expert 1), then a blind search over random routings of four tokens for the smallest loss.
+
+# %% role="locked"
+near_tie = torch.log(torch.tensor([[0.501, 0.499]] * 3 + [[0.001, 0.999]]))
+print(f"lesson's example: loss {load_balancing_loss(near_tie, 2, 1).item():.3f} (top_k = 1), "
+      f"tokens per expert {tokens_per_expert(near_tie, 1).tolist()}")
+
+search = torch.Generator().manual_seed(0)
+best_loss, best_logits = float("inf"), None
+for _ in range(2000):
+    logits = 3 * torch.randn(4, 2, generator=search)
+    value = load_balancing_loss(logits, 2, 1).item()
+    if value < best_loss:
+        best_loss, best_logits = value, logits
+print(f"search, best of 2000: loss {best_loss:.3f}, tokens per expert "
+      f"{tokens_per_expert(best_logits, 1).tolist()}, mean probabilities "
+      f"{[round(p, 3) for p in best_logits.softmax(-1).mean(0).tolist()]}")
+assert best_loss < 1, "a routing with loss below top_k exists"
+
+# %% [markdown]
+# The best routing found sends three tokens to one expert and one to the other: unbalanced,
+# yet below $k$, because the busy expert's tokens were unsure of it while the lone token was
+# sure of its own. (For two experts and $k = 1$ the loss cannot go below $7/8$.) So read
+# `top_k` as the value of a balanced router, not as the best possible one: what the loss
+# rewards is routing in which the experts that get many tokens are not also the ones the
+# router gives high probability. When the counts follow the probabilities ($f_e = k P_e$),
+# the loss is $k E \sum_e P_e^2$, which is smallest, exactly $k$, at uniform routing.
+#
 # ## Sparse equals dense
 #
 # Your `MoE` runs each expert only on the tokens routed to it. The same result can be written
@@ -304,6 +340,36 @@ print(f"a small MoE layer: {counted:,d} parameters, formula agrees")
 # token follows the active count, but the memory does not: any expert may be picked by the
 # next token, so all 46.7 B parameters must sit in (GPU) memory, about 93 GB in bfloat16.
 #
+# ## How many experts does a batch touch?
+#
+# A decoding step reads the weights of every expert its tokens chose. One token uses 2 of the
+# 8 experts of a layer; a batch of $B$ tokens needs all the experts any of them chose. If the
+# choices were random and independent, a token would skip a given expert with probability
+# $(E - k)/E = 3/4$, and all $B$ tokens would skip it with probability $(3/4)^B$. The cell
+# simulates that with random router logits, then turns the experts used into the bytes of
+# Mixtral's weights one decoding step reads, in bfloat16.
+
+# %% role="locked"
+expert_params = 3 * 4096 * 14336  # one expert of one layer
+shared = total - 32 * 8 * expert_params  # attention, embeddings, norms, routers
+draws = torch.Generator().manual_seed(0)
+print(f"{'batch':>5} {'experts used':>13} {'(1 - 0.75^B)':>13} {'GB read per step':>17}")
+for batch in [1, 2, 4, 8, 16, 64]:
+    logits = torch.randn(1000, batch, 8, generator=draws)  # 1000 layers' worth of routing
+    chosen = logits.topk(2, dim=-1).indices  # (1000, batch, 2)
+    used = torch.zeros(1000, 8).scatter(1, chosen.flatten(1), 1.0).mean().item()
+    read = 2 * (shared + used * 32 * 8 * expert_params)
+    print(f"{batch:>5} {used:>13.1%} {1 - 0.75 ** batch:>13.1%} {read / 1e9:>17.1f}")
+
+# %% [markdown]
+# One sequence at a time, a step reads about 26 GB, what a 13 B dense model reads, so batch-1
+# decoding, which waits on memory, runs at about a 13 B model's speed. By 16 tokens nearly
+# every expert is needed and a step reads about 92 GB, as a 47 B dense model would: batched
+# decoding pays for the total, not the active, parameters until the batch is large enough for
+# arithmetic, not memory, to set the pace. A trained router is not random, and the tokens of
+# one text are not independent, so real numbers differ; but the balancing loss exists to push
+# the usage toward exactly this even spread.
+#
 # ## What you built
 #
 # - `MoE`: a router, top-k selection with renormalised weights, and index dispatch to SwiGLU
@@ -312,3 +378,22 @@ print(f"a small MoE layer: {counted:,d} parameters, formula agrees")
 #
 # In week 7 an `n_experts` setting in your GPT's config swaps the feed-forward block for this
 # one. Next: take the [week 6 quiz](../../../site/weeks/week6/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "moe.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

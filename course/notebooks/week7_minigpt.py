@@ -16,10 +16,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests grade the submission, with the reference parts of earlier
-# weeks in place of yours (those were graded in their own weeks). From a terminal:
+# weeks in place of yours (those were graded in their own weeks). To grade yourself, save the
+# notebook and run its last cell, **Grade this notebook**; from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week7/minigpt.ipynb
+# .venv/bin/autograder grade course/release/week7/minigpt.ipynb   # from the course folder
+# autograder grade minigpt.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -376,3 +378,22 @@ print(trainer.sample("\n", 200, temperature=0.8, top_k=20, generate_fn=generate)
 #   the validation loss after the same number of steps.
 # - From a terminal, the same training with checkpoints:
 #   `python -m solutions.train --preset shakespeare_char --data char --out-dir out/shakespeare`.
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "minigpt.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

@@ -22,10 +22,12 @@
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
 # the common mistakes; hidden tests with other configurations grade the submission. You can
-# run the same grader yourself from a terminal:
+# run the same grader yourself: save the notebook and run its last cell, **Grade this
+# notebook**; or from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week8/scale.ipynb
+# .venv/bin/autograder grade course/release/week8/scale.ipynb   # from the course folder
+# autograder grade scale.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -67,11 +69,18 @@ PRESETS: dict[str, dict] = {
     # Radford et al. (2019)
     "gpt2": dict(vocab_size=50257, dim=768, n_layers=12, n_heads=12, max_seq_len=1024,
                  norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True, bias=True),
+    "gpt2_medium": dict(vocab_size=50257, dim=1024, n_layers=24, n_heads=16, max_seq_len=1024,
+                        norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True,
+                        bias=True),
+    "gpt2_large": dict(vocab_size=50257, dim=1280, n_layers=36, n_heads=20, max_seq_len=1024,
+                       norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True,
+                       bias=True),
     "gpt2_xl": dict(vocab_size=50257, dim=1600, n_layers=48, n_heads=25, max_seq_len=1024,
                     norm="layernorm", mlp="gelu", pos="learned", tie_embeddings=True,
                     bias=True),
     # Touvron et al. (2023); the 7B's hidden_dim, 11008, follows from LLaMA's rule
     "llama2_7b": dict(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, max_seq_len=4096),
+    "llama2_13b": dict(vocab_size=32000, dim=5120, n_layers=40, n_heads=40, max_seq_len=4096),
     "llama2_70b": dict(vocab_size=32000, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8,
                        hidden_dim=28672, max_seq_len=4096),
     # Jiang et al. (2023, 2024)
@@ -81,7 +90,8 @@ PRESETS: dict[str, dict] = {
                          hidden_dim=14336, max_seq_len=32768, rope_theta=1e6, n_experts=8,
                          top_k=2),
 }
-NAMES = {"gpt2": "GPT-2 small", "gpt2_xl": "GPT-2 XL", "llama2_7b": "Llama 2 7B",
+NAMES = {"gpt2": "GPT-2 small", "gpt2_medium": "GPT-2 medium", "gpt2_large": "GPT-2 large",
+         "gpt2_xl": "GPT-2 XL", "llama2_7b": "Llama 2 7B", "llama2_13b": "Llama 2 13B",
          "llama2_70b": "Llama 2 70B", "mistral_7b": "Mistral 7B", "mixtral_8x7b": "Mixtral 8x7B"}
 print(GPTConfig.preset("llama2_7b"))
 
@@ -224,9 +234,14 @@ print(f"6 N D:                     {6 * in_matmuls * tokens:>14,.0f}")
 print(f"6 N D + attention (12LdT): {training_flops(in_matmuls, tokens, 2, 64, T):>14,.0f}")
 
 # %% [markdown]
-# The count is exact once the attention term is in. For big models at short contexts the
-# attention term is small and $6ND$ is a good estimate; the table below prices some famous
-# training runs, and then shows how the attention share grows with the context length.
+# The count is exact once the attention term is in. That term is PaLM's (Chowdhery et al.,
+# 2022): it prices every query against all $T$ keys, and it matches here because this
+# `MiniGPT` computes the whole $T \times T$ score matrix and masks it afterwards. With the
+# causal mask, query $i$ needs only the keys $j \le i$, about half, so a kernel that skips the
+# masked blocks (FlashAttention) does about $6 \cdot L \cdot d \cdot T$ per token. For big
+# models at short contexts the attention term is small either way and $6ND$ is a good
+# estimate; the table below prices some famous training runs, and then shows how the
+# attention share grows with the context length, by both counts.
 
 # %% role="locked"
 runs = {  # parameters, training tokens (from the papers)
@@ -245,9 +260,13 @@ for run, (N, D) in runs.items():
 llama = GPTConfig.preset("llama2_7b")
 N = count_parameters(llama)
 print("\nLlama 2 7B: the attention term per token against 6N, by context length")
+print(f"{'context':>8} {'PaLM 12LdT':>11} {'causal 6LdT':>12}")
 for context in [1024, 4096, 32768, 131072]:
     extra = training_flops(N, 1, llama.n_layers, llama.dim, context) - training_flops(N, 1)
-    print(f"{context:>8,d} tokens: +{extra / (6 * N):6.1%}")
+    print(f"{context:>8,d} {extra / (6 * N):>11.1%} {extra / 2 / (6 * N):>12.1%}")
+palm_even = 6 * N / (12 * llama.n_layers * llama.dim)
+print(f"the attention term equals 6N at T = {palm_even:,.0f} by PaLM's count, "
+      f"at T = {2 * palm_even:,.0f} by the causal one")
 
 # %% [markdown]
 # ## Exercise 2: the Chinchilla loss
@@ -449,6 +468,14 @@ for context in [1024, 4096, 32768, 131072]:
           f"{kv_cache_gib(llama7, context):>10.2f} {kv_cache_gib(llama70, context):>11.2f} "
           f"{kv_cache_gib(mistral, context):>10.2f}")
 
+# Llama 4 Scout, from Meta's published configuration: 48 layers with 8 key/value heads of
+# 128; every fourth layer attends to all tokens, the other 36 within chunks of 8,192 tokens
+per_layer_token = 2 * 8 * 128 * 2  # keys and values, bf16 bytes
+scout_tokens = 10_000_000
+scout = per_layer_token * (12 * scout_tokens + 36 * 8192)
+print(f"Llama 4 Scout at 10M tokens: {scout / 1e12:.2f} TB of KV cache for one sequence "
+      f"({per_layer_token * 48 * scout_tokens / 1e12:.2f} TB if all 48 layers were global)")
+
 heads, head_dim = 4, 64
 timings = {}
 for T in [256, 512, 1024, 2048]:
@@ -474,6 +501,45 @@ for T in [256, 512, 1024, 2048]:
 # well-used one: models read the start and end of a long context best and the middle worst
 # (Liu et al., 2023, "Lost in the Middle").
 #
+# ## Linear attention: attention as a recurrence
+#
+# Replace the softmax's $\exp(q_i \cdot k_j)$ by $\phi(q_i) \cdot \phi(k_j)$ with a positive
+# feature map $\phi$ (Katharopoulos et al., 2020, used $\operatorname{elu}(x) + 1$). Causal
+# attention can then be computed two ways: in parallel, with a masked $T \times T$ matrix like
+# ordinary attention, or one token at a time, carrying a $d \times d$ state $S$ and a
+# $d$-vector $z$ instead of a growing KV cache. The cell computes both and compares them.
+
+# %% role="locked"
+def phi(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.elu(x) + 1  # positive features
+
+
+T, d = 256, 32
+q, k, v = torch.randn(3, T, d, dtype=torch.float64).unbind(0)
+fq, fk = phi(q), phi(k)
+
+weights = (fq @ fk.T).tril()  # (T, T): query i against keys j <= i, no softmax
+parallel = weights @ v / weights.sum(-1, keepdim=True)
+
+S = torch.zeros(d, d, dtype=torch.float64)  # the whole memory of the past
+z = torch.zeros(d, dtype=torch.float64)
+rows = []
+for t in range(T):
+    S += torch.outer(fk[t], v[t])
+    z += fk[t]
+    rows.append(fq[t] @ S / (fq[t] @ z))
+recurrent = torch.stack(rows)
+
+print(f"largest |parallel - recurrent|: {(parallel - recurrent).abs().max().item():.1e}")
+print(f"state: {S.numel() + z.numel():,} numbers, whatever T; "
+      f"a KV cache at T = {T} holds {2 * T * d:,} and grows with every token")
+assert torch.allclose(parallel, recurrent)
+
+# %% [markdown]
+# The two forms agree to rounding. The fixed-size state is the strength (constant memory and
+# time per generated token) and the weakness (everything the model keeps about the past must
+# fit in it), exactly as for the state-space models of the lesson.
+#
 # ## What you built
 #
 # - `count_parameters`: an exact count from the configuration, total and active.
@@ -483,3 +549,22 @@ for T in [256, 512, 1024, 2048]:
 # With them you priced famous training runs, saw why Chinchilla beat Gopher and why Llama 2
 # 7B was trained "too long" on purpose, fitted a scaling law of your own, and measured the
 # quadratic cost of context. Next: take the [week 8 quiz](../../../site/weeks/week8/quiz.md).
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "scale.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)

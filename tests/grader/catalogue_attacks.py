@@ -231,49 +231,49 @@ for _seed in (0, 1, 42, 123, 2024):
 torch.manual_seed(0)
 """
 
+# three forked children that name themselves {{NAME}} and sleep for two minutes
 _SLEEPERS = """
-import subprocess
-import sys
+import ctypes
+import os
+import time
 
-_kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-         for _ in range(3)]
-with open("{{PIDFILE}}", "w") as _f:
-    _f.write(" ".join(str(k.pid) for k in _kids))
+for _ in range(3):
+    if os.fork() == 0:
+        ctypes.CDLL(None).prctl(15, b"{{NAME}}", 0, 0, 0)
+        time.sleep(120)
+        os._exit(0)
+raise RuntimeError("SLEEPERS started")
 """
 
-# a child that leaves the worker's process group (setsid), outlives the job, and truncates
-# the job file of the next submission graded that holds {{TOKEN}}; it exits after 30 s
-_DAEMON_SOURCE = r'''
-import glob, os, sys, time
-pidfile, own, token = sys.argv[1], sys.argv[2], sys.argv[3].encode()
-with open(pidfile, "w") as f:
-    f.write(str(os.getpid()))
-parent = os.path.dirname(own)
-end = time.time() + 30
-done = set()
-while time.time() < end:
-    for d in glob.glob(os.path.join(parent, "autograder-*")):
-        if d == own or d in done:
-            continue
-        try:
-            with open(os.path.join(d, "job.pt"), "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if token in data:
-            open(os.path.join(d, "job.pt"), "wb").close()
-            done.add(d)
-    time.sleep(0.005)
-'''
-
-_DAEMON = f"""
+# a daemon (double fork, setsid) named {{NAME}} that outlives the job, and for 30 s
+# truncates the job file of any job next to its own folder whose code holds {{TOKEN}}
+_DAEMON = """
+import ctypes
+import glob
 import os
-import subprocess
-import sys
+import time
 
-subprocess.Popen([sys.executable, "-c", {_DAEMON_SOURCE!r}, "{{{{PIDFILE}}}}", os.getcwd(),
-                  "{{{{TOKEN}}}}"], start_new_session=True, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.DEVNULL)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        ctypes.CDLL(None).prctl(15, b"{{NAME}}", 0, 0, 0)
+        own, done, end = os.getcwd(), set(), time.time() + 30
+        while time.time() < end:
+            for path in glob.glob(os.path.join(os.path.dirname(own), "*", "job.pt")):
+                folder = os.path.dirname(path)
+                if folder == own or folder in done:
+                    continue
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                if b"{{TOKEN}}" in data:
+                    open(path, "wb").close()
+                    done.add(folder)
+            time.sleep(0.005)
+    os._exit(0)
+raise RuntimeError("DAEMON started")
 """
 
 _STATE_FLIPS = """
@@ -284,6 +284,180 @@ torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
 torch.set_float32_matmul_precision("medium")
 torch.autograd.set_detect_anomaly(True)
+"""
+
+# ------------------------------------------------ attacks on the machine (need an OS sandbox)
+# Walks the disk for the answer key and runs it: the worker's own path gives the checkout
+# away, and the usual places are tried before the whole disk (10 s at most).
+DISK_SEARCH = """
+import os
+import sys
+import time
+
+
+def _search_reference():
+    here = os.path.dirname(os.path.abspath(sys.argv[0] or "/"))
+    roots = [os.path.dirname(here), os.getcwd(), "/autograder", "/work", "/root", "/home",
+             "/srv", "/opt", "/tmp", "/usr", "/"]
+    end, seen = time.monotonic() + 10, set()
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            if time.monotonic() > end:
+                return None
+            if os.path.realpath(folder) in seen or folder in ("/proc", "/sys", "/dev"):
+                dirs[:] = []
+                continue
+            seen.add(os.path.realpath(folder))
+            if os.path.basename(folder) == "solutions" and "normalization.py" in files:
+                path = os.path.join(folder, "normalization.py")
+                try:
+                    scope = {"__name__": "stolen"}
+                    exec(compile(open(path).read(), path, "exec"), scope)
+                    return scope["RMSNorm"]
+                except Exception:
+                    continue
+    return None
+
+
+_Reference = _search_reference()
+"""
+
+# Reports in one line what the worker could reach; every value must be "shut" in a sandbox.
+# The test fills in a secret file of its own, an entry of the grader's home folder, a
+# listener's port, a folder anyone may write, the checkout and the grader's pid.
+OS_PROBE = """
+import os
+import socket
+
+
+def _reach(action):
+    try:
+        action()
+        return "open"
+    except Exception:
+        return "shut"
+
+
+def _write(path):
+    with open(path, "w") as f:
+        f.write("pwned")
+
+
+def _net():
+    with socket.create_connection(("127.0.0.1", {{PORT}}), timeout=3) as conn:
+        conn.sendall(b"{{TOKEN}}")
+
+
+def _grader_visible():
+    os.kill({{GRADER_PID}}, 0)
+
+
+_outside = ["{{OUTSIDE}}/pwned-{{TOKEN}}", "/tmp/pwned-{{TOKEN}}", "/pwned-{{TOKEN}}",
+            "{{REPO}}/pwned-{{TOKEN}}", os.path.join(os.path.dirname(os.getcwd()), "pwned-{{TOKEN}}")]
+_report = {
+    "shadow": _reach(lambda: open("/etc/shadow").read(1)),
+    "secret": _reach(lambda: open("{{SECRET}}").read()),
+    "home": _reach(lambda: os.stat("{{HOME_ENTRY}}")),
+    "net": _reach(_net),
+    "write": "open" if "open" in [_reach(lambda p=p: _write(p)) for p in _outside] else "shut",
+    "grader": _reach(_grader_visible),
+}
+raise RuntimeError("OSPROBE " + " ".join(f"{k}={v}" for k, v in _report.items()))
+"""
+
+# Forks until the kernel says no (every process forks again); the forked processes name
+# themselves {{TOKEN}} and sleep, the first reports how far it got. It refuses to run where
+# there is no process limit, so that a sandbox that failed costs a test, not the machine.
+FORK_BOMB_FORWARD = """
+        import ctypes, os, resource, time
+        limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+        if limit == resource.RLIM_INFINITY or limit > 4096:
+            raise RuntimeError(f"BOMB refused: the process limit is {limit}")
+        me, forks, why = os.getpid(), 0, "no error"
+        for _ in range(64):
+            try:
+                os.fork()
+                forks += 1
+            except OSError as exc:
+                why = type(exc).__name__
+                break
+        if os.getpid() != me:
+            ctypes.CDLL(None).prctl(15, b"{{TOKEN}}", 0, 0, 0)
+            time.sleep(60)
+            os._exit(0)
+        raise RuntimeError(f"BOMB stopped after {forks} forks: {why}")"""
+
+STOLEN_FORWARD = (
+    "        if _Reference is not None:\n"
+    "            ref = _Reference(x.shape[-1], self.eps)\n"
+    "            ref.load_state_dict(self.state_dict())\n"
+    "            return ref.to(x.dtype)(x)\n"
+    "        return _wrong(self, x)")
+
+# Signals the grader and the fork server (SIGSTOP would hang grading, SIGKILL end it), and
+# reports what the kernel answered. Signal 0 first: a target it reaches (a sandbox that
+# failed) is reported, not stopped, so that the test fails instead of the test run.
+_KILLER = """
+import os
+import signal
+
+_answers = []
+for _pid in ({{GRADER_PID}}, {{SERVER_PID}}):
+    try:
+        os.kill(_pid, 0)
+        _answers.append("reachable")
+        continue
+    except OSError as exc:
+        _answers.append(type(exc).__name__)
+    for _sig in (signal.SIGSTOP, signal.SIGKILL):
+        try:
+            os.kill(_pid, _sig)
+            _answers.append("sent")
+        except OSError as exc:
+            _answers.append(type(exc).__name__)
+raise RuntimeError("KILLER " + " ".join(_answers))
+"""
+
+# Looks for other jobs' folders for 8 s; truncates the job file and forges the results of
+# any job whose code holds {{TOKEN}} (a learner graded at the same time).
+_TAMPER_FORWARD = """
+        import glob, os, tempfile, time
+        patterns = ["/jobs/*/job.pt", "../*/job.pt", "/proc/*/cwd/job.pt",
+                    "/proc/*/root/job/job.pt",
+                    os.path.join(tempfile.gettempdir(), "autograder-jobs-*", "*", "job.pt"),
+                    "/tmp/autograder-jobs-*/*/job.pt"]
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            for path in {p for pattern in patterns for p in glob.glob(pattern)}:
+                try:
+                    with open(path, "rb") as f:
+                        found = b"{{TOKEN}}" in f.read()
+                    if found:
+                        open(path, "wb").close()
+                        folder = os.path.dirname(path)
+                        for i in range(20):
+                            torch.save({"ok": False, "error": {"type": "Forged"}},
+                                       os.path.join(folder, f"result_{i}.pt"))
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        return _wrong(self, x)"""
+
+# Leaves a symbolic link to a host file and a named pipe where the grader reads results: a
+# grader that follows the link reads the host file, one that opens the pipe waits forever.
+_LINKS_AND_PIPES = """
+import os
+
+for _name in ("stdout", "stderr", "progress"):
+    try:
+        os.remove(_name)
+        os.symlink("/etc/shadow", _name)
+    except OSError:
+        pass
+os.mkfifo("result_0.pt")
+os.mkfifo("load_errors.pt")
+os.symlink("/etc/passwd", "result_1.pt")
+os._exit(0)
 """
 
 ATTACKS = {
@@ -304,12 +478,7 @@ ATTACKS = {
     "returns_tuple_and_list": ("rmsnorm", rms(
         "        return [_wrong(self, x), 'passed']"), "rmsnorm_stub"),
     # ------------------------------------------------ reading the reference solutions
-    "import_or_read_reference": ("rmsnorm", rms(
-        "        if _Reference is not None:\n"
-        "            ref = _Reference(x.shape[-1], self.eps)\n"
-        "            ref.load_state_dict(self.state_dict())\n"
-        "            return ref.to(x.dtype)(x)\n"
-        "        return _wrong(self, x)", pre=_STEAL), "rmsnorm_wrong"),
+    "import_or_read_reference": ("rmsnorm", rms(STOLEN_FORWARD, pre=_STEAL), "rmsnorm_wrong"),
     "probe_what_the_worker_can_see": ("rmsnorm", rms(WRONG_FORWARD, post=_PROBE),
                                       "rmsnorm_wrong"),
     "caller_stack_frames": ("rmsnorm", rms(
@@ -430,7 +599,25 @@ ATTACKS = {
         "        return self.weight * y.to(x.dtype)"), "fails:all-zero"),
     "swiglu_patched_comparisons": ("swiglu", HEADER + _PATCH_ALL + swiglu(
         WRONG_SWIGLU_FORWARD).replace(HEADER, "", 1), "swiglu_wrong"),
+    # ------------------------------------------------ the machine: files, network, processes
+    "disk_search_for_the_reference": ("rmsnorm", rms(STOLEN_FORWARD, pre=DISK_SEARCH),
+                                      "rmsnorm_wrong"),
+    "links_and_pipes_as_results": ("rmsnorm", rms(WRONG_FORWARD, post=_LINKS_AND_PIPES),
+                                   "nothing"),
+    # (these two raise at import: the companion comes first, so that it is defined)
+    "probe_the_machine": (("rmsnorm", "swiglu"), rms(WRONG_FORWARD, companion=True) + OS_PROBE,
+                          "rmsnorm_wrong"),
+    "fork_bomb": (("rmsnorm", "swiglu"), rms(FORK_BOMB_FORWARD.lstrip("\n"),
+                                             companion=True), "rmsnorm_wrong"),
+    "kills_the_grader_and_server": (("rmsnorm", "swiglu"), rms(
+        WRONG_FORWARD, companion=True) + _KILLER, "rmsnorm_wrong"),
+    "tampers_with_other_jobs": ("rmsnorm", rms(_TAMPER_FORWARD.lstrip("\n")), "rmsnorm_wrong"),
 }
+
+# attacks that only an operating-system sandbox stops: graded where the isolation level in
+# force is strict (tests/grader/test_isolation.py checks that it is, where it can be)
+NEEDS_STRICT = {"disk_search_for_the_reference", "probe_the_machine", "fork_bomb",
+                "kills_the_grader_and_server", "tampers_with_other_jobs"}
 
 # Not applicable to a .py submission or to week 3; kept so the catalogue says why.
 SKIPPED = {

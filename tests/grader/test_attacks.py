@@ -29,12 +29,14 @@ import pytest
 
 from autograder.exercises import BY_NAME
 from autograder.grading import ExerciseResult, grade_submission
+from autograder.sandbox import active_level
 from autograder.submission import read_submission
 from solutions import feedforward, normalization
 from tests.grader.catalogue_attacks import (
     ATTACKS,
     BASELINES,
     CORRECT_WITH_TRICKS,
+    NEEDS_STRICT,
     SKIPPED,
 )
 from tests.grader.catalogue_week3 import HEADER
@@ -54,9 +56,12 @@ VICTIM_AFTER = {
     "floods_stdout_and_stderr", "allocate_50_gb", "forged_load_errors_malformed",
 }
 
-# graded by their own tests below (placeholders to fill, processes to watch, or the CLI)
+# graded by their own tests (placeholders to fill, processes to watch, or the CLI), below
+# and in test_isolation.py
 SPECIAL = {"probe_what_the_worker_can_see", "sleeping_children_left_behind",
-           "setsid_daemon_outlives_the_job", "prints_passed", "error_message_forges_report"}
+           "setsid_daemon_outlives_the_job", "prints_passed", "error_message_forges_report",
+           "probe_the_machine", "fork_bomb", "kills_the_grader_and_server",
+           "tampers_with_other_jobs"}
 
 # attacks that currently succeed: name -> the hole
 # attacks that once succeeded; each is fixed and kept here as a regression test
@@ -148,6 +153,8 @@ def _params():
 @pytest.mark.grader
 @pytest.mark.parametrize("name", _params())
 def test_attack_earns_nothing(name, tmp_path, baseline_scores, grade):
+    if name in NEEDS_STRICT and active_level() != "strict":
+        pytest.skip(f"only an OS sandbox stops this; isolation here is {active_level()!r}")
     exercises, code, bar = ATTACKS[name]
     attacked, *companions = (exercises,) if isinstance(exercises, str) else exercises
     timeout = TIMEOUTS.get(name)
@@ -180,63 +187,72 @@ def test_correct_code_that_flips_global_state_gets_full_marks(grade, name):
 @pytest.mark.grader
 @pytest.mark.rmsnorm
 def test_worker_cannot_import_the_answer_key(grade, baseline_scores):
-    """The design promises that neither ``solutions`` nor the graders can be imported.
-
-    Reading ``solutions/normalization.py`` by an absolute path (the worker's own path,
-    ``sys.argv[0]``, gives the project root away) is NOT blocked by the design: the worker
-    runs as the grader's user. Only an OS sandbox (another user, a container) stops it, as the
-    README says; the probe reports it, the test does not require it.
-    """
+    """Neither ``solutions`` nor the graders can be imported from the worker. Reading
+    ``solutions/normalization.py`` by an absolute path (the worker's own path, ``sys.argv[0]``,
+    gives the checkout away) is stopped only by the strict isolation: there the worker sees
+    no checkout at all."""
     exercises, code, bar = ATTACKS["probe_what_the_worker_can_see"]
     result = grade(code, exercises)
     probe = next((n for n in result.notes if "PROBE" in n), "")
     assert "importable=[]" in probe, probe
     assert "on_path=[]" in probe, probe
-    assert re.search(r"abspath_readable=(True|False)", probe), probe
+    # under "user" it depends on the files' modes (nobody may read the checkout or not)
+    readable = {"strict": "False", "basic": "True"}.get(active_level(), "(True|False)")
+    assert re.search(rf"abspath_readable={readable}", probe), probe
     assert_within_bar(result, bar, baseline_scores)
 
 
+def named(name: str) -> list[int]:
+    """Live processes (as this process sees them) whose name is ``name``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() == name:
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return [p for p in pids if _pid_alive(p)]
+
+
+def wait_until_gone(name: str, seconds: float = 3.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while named(name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return named(name)
+
+
 @pytest.mark.grader
 @pytest.mark.rmsnorm
-def test_children_left_behind_are_killed_with_the_worker(tmp_path, grade, baseline_scores):
+def test_children_left_behind_are_killed_with_the_worker(grade, baseline_scores):
     exercises, code, bar = ATTACKS["sleeping_children_left_behind"]
-    pidfile = tmp_path / "children.pid"
-    code = code.replace("{{PIDFILE}}", str(pidfile))
-    pids: list[int] = []
+    name = f"ag{uuid.uuid4().hex[:10]}"
     try:
         start = time.monotonic()
-        result = grade(code, exercises)
+        result = grade(code.replace("{{NAME}}", name), exercises)
         assert time.monotonic() - start < 30, "the grader waited for the children"
-        pids = [int(p) for p in pidfile.read_text().split()]
-        assert len(pids) == 3
-        time.sleep(0.5)
-        assert not [p for p in pids if _pid_alive(p)], "children survived the worker"
+        assert any("SLEEPERS started" in n for n in result.notes), result.notes
+        assert not wait_until_gone(name), "children survived the worker"
         assert_within_bar(result, bar, baseline_scores)
     finally:
-        _kill(pids)
+        _kill(named(name))
 
 
 @pytest.mark.grader
 @pytest.mark.rmsnorm
-def test_setsid_daemon_cannot_outlive_the_job(tmp_path, grade, baseline_scores):
+def test_setsid_daemon_cannot_outlive_the_job(grade, baseline_scores):
     exercises, code, bar = ATTACKS["setsid_daemon_outlives_the_job"]
-    pidfile = tmp_path / "daemon.pid"
+    name = f"ag{uuid.uuid4().hex[:10]}"
     token = f"victim-{uuid.uuid4().hex}"  # the daemon only touches a job holding this token
-    code = code.replace("{{PIDFILE}}", str(pidfile)).replace("{{TOKEN}}", token)
-    pids: list[int] = []
+    code = code.replace("{{NAME}}", name).replace("{{TOKEN}}", token)
     try:
         result = grade(code, exercises)
+        assert any("DAEMON started" in n for n in result.notes), result.notes
         assert_within_bar(result, bar, baseline_scores)
-        deadline = time.monotonic() + 5
-        while not pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pidfile.exists():
-            pids = [int(pidfile.read_text())]
         # a correct learner graded next is not disturbed
         assert_victim_full_marks(grade, code=REFERENCE["rmsnorm"] + f"\n# {token}\n")
-        assert not [p for p in pids if _pid_alive(p)], "a process of the attack outlived it"
+        assert not wait_until_gone(name), "a process of the attack outlived it"
     finally:
-        _kill(pids)
+        _kill(named(name))
 
 
 def run_cli(tmp_path: Path, code: str) -> tuple[subprocess.CompletedProcess, dict | None]:

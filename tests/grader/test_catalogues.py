@@ -40,11 +40,19 @@ def failures(result) -> list:
     return [(c.name, c.message) for c in result.failures]
 
 
+def assert_no_internal_error(result, key) -> None:
+    """The grader's own check code never fails on what a submission returned: a grader bug
+    would reach the learner as feedback (see ``grading.InternalError``)."""
+    assert not result.internal_errors, (
+        f"{key}: internal grader error: {[(c.name, c.message) for c in result.internal_errors]}")
+
+
 @pytest.mark.grader
 @pytest.mark.parametrize("key", marked(WRONG))
 def test_known_wrong_submission_loses_points(grade, key):
     exercise, code, phrase = WRONG[key]
     result = grade(code, exercise)
+    assert_no_internal_error(result, key)
     assert result.score < result.max_score, f"{key} got full marks"
     messages = " | ".join(c.message for c in result.failures)
     if phrase:
@@ -56,6 +64,7 @@ def test_known_wrong_submission_loses_points(grade, key):
 def test_correct_variant_gets_full_marks(grade, key):
     exercise, code = CORRECT[key]
     result = grade(code, exercise)
+    assert_no_internal_error(result, key)
     assert result.score == result.max_score, failures(result)
 
 
@@ -67,6 +76,7 @@ def test_reference_gets_full_marks_with_any_seed(grade, exercise):
     code = reference_submission(module)
     for seed in (0, 7):
         result = grade(code, exercise, seed=seed)
+        assert_no_internal_error(result, exercise)
         assert result.score == result.max_score, failures(result)
 
 

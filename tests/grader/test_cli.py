@@ -104,28 +104,182 @@ def test_hang_crash_and_memory_blowup_cost_only_their_exercise(tmp_path):
         assert phrase in proc.stdout, (name, proc.stdout)
 
 
-def test_class_folder_gives_a_gradebook_and_per_learner_results(tmp_path):
-    """One folder per learner; a broken submission never stops the run."""
+EMPTY_NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+UNRELATED_NOTEBOOK = json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "outputs": [],
+                                            "execution_count": None, "source": "x = 1"}],
+                                 "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def gradebook(out: Path) -> dict[str, dict]:
     import csv
+
+    with open(out / "gradebook.csv") as f:
+        return {row["learner"]: row for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("layout", ["flat", "nbgrader"])
+def test_class_folder_gives_a_gradebook_and_per_learner_results(tmp_path, layout):
+    """One folder per learner (files directly, or nbgrader's week folders); a broken
+    submission never stops the run, and learners whose notebook declares no week (empty,
+    unrelated, not JSON) are graded against the class's week, not against every exercise."""
     import shutil
 
     folder = tmp_path / "submitted"
-    for learner in ("alice", "bob", "dave"):
-        (folder / learner).mkdir(parents=True)
-    shutil.copy(SOURCE, folder / "alice")
-    shutil.copy(RELEASE, folder / "bob")
-    (folder / "dave" / "rmsnorm_swiglu.ipynb").write_text("{not a notebook")
+    week = "week3" if layout == "nbgrader" else ""
+    for learner in ("alice", "bob", "dave", "erin", "fay"):
+        (folder / learner / week).mkdir(parents=True)
+    shutil.copy(SOURCE, folder / "alice" / week)
+    shutil.copy(RELEASE, folder / "bob" / week)
+    (folder / "dave" / week / "rmsnorm_swiglu.ipynb").write_text("{not a notebook")
+    (folder / "erin" / week / "rmsnorm_swiglu.ipynb").write_text(EMPTY_NOTEBOOK)
+    (folder / "fay" / week / "rmsnorm_swiglu.ipynb").write_text(UNRELATED_NOTEBOOK)
     out = tmp_path / "grades"
     proc = grade(folder, "--out", out)
     assert proc.returncode == 0, proc.stderr
-    with open(out / "gradebook.csv") as f:
-        rows = {row["learner"]: row for row in csv.DictReader(f)}
+    rows = gradebook(out)
+    assert list(rows["alice"]) == ["learner", "rmsnorm", "swiglu", "total", "max_total",
+                                   "problem"]
+    assert {float(row["max_total"]) for row in rows.values()} == {20}
     assert float(rows["alice"]["total"]) == 20
-    assert float(rows["bob"]["total"]) == 0
+    assert float(rows["bob"]["total"]) == float(rows["erin"]["total"]) == 0
     assert float(rows["dave"]["total"]) == 0 and "not a readable" in rows["dave"]["problem"]
-    for learner in ("alice", "bob", "dave"):
+    for learner in rows:
         results = json.loads((out / learner / "results.json").read_text())
         assert "tests" in results and (out / learner / "feedback.txt").exists()
+        assert json.loads((out / learner / "grading.json").read_text())["internal_errors"] == []
+
+    again = grade(folder, "--out", out)  # an existing gradebook is never replaced silently
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr and gradebook(out) == rows
+
+
+def test_nbgrader_layout_is_recognised_at_every_level(tmp_path):
+    """submitted/<learner>/ and submitted/<learner>/<week>/ are one learner, never a class."""
+    import shutil
+
+    learner = tmp_path / "submitted" / "carol"
+    (learner / "week3").mkdir(parents=True)
+    shutil.copy(SOURCE, learner / "week3")
+    for path in (learner, learner / "week3"):
+        proc = grade(path, "--out", tmp_path / "grades")
+        assert proc.returncode == 0, proc.stderr
+        assert "20 / 20" in proc.stdout and "--out is for a class" in proc.stderr
+    assert not (tmp_path / "grades").exists()
+
+
+def test_the_week_comes_from_week_or_the_folder_and_an_unknown_week_is_refused(tmp_path):
+    nb = tmp_path / "week3" / "empty.ipynb"
+    nb.parent.mkdir()
+    nb.write_text(EMPTY_NOTEBOOK)
+    proc = grade(nb, "--json", tmp_path / "r.json")  # the week3 folder says which week
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["max_score"] == 20
+
+    loose = tmp_path / "empty.ipynb"
+    loose.write_text(EMPTY_NOTEBOOK)
+    proc = grade(loose)
+    assert proc.returncode == 2 and "pass --week" in proc.stderr
+    proc = grade(loose, "--week", "3", "--json", tmp_path / "r.json")
+    assert proc.returncode == 0 and "0 / 20" in proc.stdout
+
+    for path in (loose, tmp_path):
+        proc = grade(path, "--week", "99")
+        assert proc.returncode == 2 and "no week 99" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--out", "--json", "--gradescope"])
+def test_outputs_are_checked_before_any_grading(tmp_path, flag):
+    import shutil
+
+    folder = tmp_path / "submitted"
+    (folder / "alice").mkdir(parents=True)
+    shutil.copy(SOURCE, folder / "alice")
+    a_file, a_folder = tmp_path / "a_file", tmp_path / "a_folder"
+    a_file.write_text("keep me")
+    a_folder.mkdir()
+    target = a_file if flag == "--out" else a_folder
+    path = folder if flag == "--out" else folder / "alice"
+    proc = grade(path, flag, target)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {flag}")
+    assert "Traceback" not in proc.stderr and "week" not in proc.stdout  # nothing was graded
+    proc = grade(path, flag, a_file / "inside")
+    assert proc.returncode == 2 and "is a file" in proc.stderr
+    assert a_file.read_text() == "keep me"
+
+
+def test_gradescope_results_follow_its_specification(tmp_path):
+    """gradescope-autograders.readthedocs.io, "Autograder Specifications": the documented
+    keys and types, and a results.json even when the submission cannot be read."""
+    top_keys = {"score", "max_score", "execution_time", "output", "output_format",
+                "test_output_format", "test_name_format", "visibility", "stdout_visibility",
+                "extra_data", "tests", "leaderboard"}
+    test_keys = {"score", "max_score", "status", "name", "name_format", "number", "output",
+                 "output_format", "tags", "visibility", "extra_data"}
+    visibility = {"hidden", "after_due_date", "after_published", "visible"}
+
+    def check(results: dict) -> None:
+        assert set(results) <= top_keys and isinstance(results["score"], float)
+        assert results["visibility"] in visibility
+        for test in results["tests"]:
+            assert set(test) <= test_keys and test["visibility"] in visibility
+            assert isinstance(test["name"], str) and isinstance(test["output"], str)
+            assert 0 <= test["score"] <= test["max_score"]
+            assert test["status"] == ("passed" if test["score"] == test["max_score"]
+                                      else "failed")
+        assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"]))
+
+    bad = tmp_path / "week3" / "rmsnorm_swiglu.ipynb"
+    bad.parent.mkdir()
+    bad.write_text("{not json")
+    for path, code in ((RELEASE, 0), (bad, 2)):
+        out = tmp_path / "results.json"
+        proc = grade(path, "--gradescope", out)
+        assert proc.returncode == code, proc.stderr
+        results = json.loads(out.read_text())
+        check(results)
+        assert results["max_score"] == 20 and len(results["tests"]) == 2
+    assert "not a readable Jupyter notebook" in results["output"]
+
+
+def test_no_temporary_folder_is_left_behind(tmp_path):
+    import os
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = grade(SOURCE, env={**os.environ, "TMPDIR": str(scratch)})
+    assert proc.returncode == 0, proc.stderr
+    assert list(scratch.iterdir()) == []
+
+
+def test_the_grading_command_runs_from_anywhere(tmp_path):
+    """The console script, from the notebook's own folder, with a relative path; and a
+    Python without the course installed gets a sentence, not a traceback."""
+    import os
+    import shutil
+
+    shutil.copy(SOURCE, tmp_path / "rmsnorm_swiglu.ipynb")
+    script = Path(sys.executable).parent / "autograder"
+    proc = subprocess.run([str(script), "grade", "rmsnorm_swiglu.ipynb"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0 and "20 / 20" in proc.stdout, proc.stderr
+    # the notebook's own last cell, in a kernel started in the notebook's folder
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(tmp_path / "rmsnorm_swiglu.ipynb", as_version=4)
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    assert "sys.executable" in last.source
+    nb.cells = [last]
+    NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert "20 / 20" in printed, printed
+
+    bare = subprocess.run([sys.executable, "-S", "-m", "autograder", "grade", "x.ipynb"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={"PATH": os.environ["PATH"]})
+    assert bare.returncode == 2 and "cannot run the grader" in bare.stderr
+    assert "Traceback" not in bare.stderr
 
 
 def test_without_the_fork_server_every_job_starts_a_fresh_interpreter(tmp_path):

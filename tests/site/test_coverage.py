@@ -47,6 +47,13 @@ TOPICS: dict[int, dict[str, str]] = {
         "residual connections": r"residual",
         "the forward pass": r"forward pass|forward\(",
         "next-token prediction": r"next[\s-]token",
+        # outline facts that week 1 teaches (issue 19)
+        "why transformers replaced recurrent networks": r"recurren",
+        "parallel training": r"parallel",
+        "timeline of architectures, 2017 to today": r"\b2017\b",
+        "open-weight vs closed models": r"open[\s-]weight",
+        "cross-attention in vision-language models": r"cross[\s-]attention",
+        "vision-language models": r"vision[\s-]language|image encoder|Flamingo|LLaVA",
     },
     2: {
         "byte-level BPE": r"byte[\s-]level",
@@ -130,6 +137,10 @@ TOPICS: dict[int, dict[str, str]] = {
         "DPO": r"\bDPO\b|direct preference optimi[sz]ation",
         "beyond attention": r"beyond attention|without attention|attention[\s-]free|recurren",
         "state-space models (Mamba)": r"Mamba|state[\s-]space",
+        # outline facts that week 8 teaches (issue 19)
+        "linear attention": r"linear attention",
+        "Llama 4 Scout's 10M-token context": model("Llama", "4", "Scout"),
+        "advertised vs effective context length": r"effective context",
     },
 }
 
@@ -138,10 +149,16 @@ COURSE_WIDE: dict[str, str] = {
     "decoder-only": r"decoder[\s-]only",
     "encoder-decoder": r"encoder[\s-]decoder",
     "GPT-2 small": model("GPT", "2", r"(small|\(?124\s*M)"),
+    "GPT-2 medium": model("GPT", "2", "medium"),
+    "GPT-2 large": model("GPT", "2", "large"),
     "GPT-2 XL": model("GPT", "2", "XL"),
     "Llama 2 7B": model("LLaMA", "2", "7", "B"),
+    "Llama 2 13B": model("LLaMA", "2", "13", "B"),
     "Llama 2 70B": model("LLaMA", "2", "70", "B"),
     "Mistral 7B": model("Mistral", "7", "B"),
+    "Mistral 7B beats the larger Llama 2 13B":
+        r"Mistral 7B[^\n]*Llama 2 13B|Llama 2 13B[^\n]*Mistral 7B",
+    "Llama 4 Scout's 10M context": r"10[\s-]?(M\b|million)",
     "Mixtral 8x7B": model("Mixtral", r"8\s*(x|×|\\times)\s*7", "B"),
     "MHA/MQA/GQA": r"\bGQA\b",
     "RoPE": r"\bRoPE\b",

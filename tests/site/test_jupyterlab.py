@@ -1,11 +1,12 @@
 """The course opens in JupyterLab as the README says, with nbgrader's assignment list.
 
 One JupyterLab server, started like ``make lab`` (root folder the repository, default page
-``course/release``) from this interpreter's environment, on a free port of 127.0.0.1 with a
-known token. Chromium opens the week-1 learner notebook, runs its first code cell (the
-imports) and a new cell in its kernel, and opens nbgrader's "Assignment List" panel from the
-"Nbgrader" menu. Every request leaving 127.0.0.1 is refused and fails the test, as on the
-docs site.
+``course/release``, the learners' settings of ``course/learner/`` on Jupyter's config path)
+from this interpreter's environment, on a free port of 127.0.0.1 with a known token.
+Chromium opens the week-1 learner notebook, runs its first code cell (the imports) and a new
+cell in its kernel, and opens nbgrader's "Assignment List" panel from the "Nbgrader" menu,
+which offers learners' tools only: no formgrader, no course list, no "Create Assignment".
+Every request leaving 127.0.0.1 is refused and fails the test, as on the docs site.
 
 Nothing of the user's or the repository's changes: Jupyter's config, data and runtime
 folders, the lab settings and workspaces, nbgrader's exchange and the notebook checkpoints
@@ -35,6 +36,8 @@ BIN = Path(sys.executable).parent
 TOKEN = "course-test-token"
 NOTEBOOK = "course/release/week1/attention.ipynb"
 START_TIMEOUT = 60
+INSTRUCTOR_COMMANDS = ("nbgrader:open-formgrader", "nbgrader:open-formgrader-local",
+                       "nbgrader:open-create-assignment", "nbgrader:open-course-list")
 KERNEL_READY = """() => {
   const context = window.jupyterapp?.shell.currentWidget?.sessionContext;
   const kernel = context?.session?.kernel;
@@ -54,12 +57,6 @@ def write_config(home: Path) -> dict[str, str]:
     config.mkdir()
     exchange = home / "exchange"
     exchange.mkdir()
-    # nbgrader reads nbgrader_config.py from Jupyter's config path: a writable exchange, so
-    # the assignment list can list (nothing) instead of reporting a missing folder.
-    (config / "nbgrader_config.py").write_text(
-        f"c.Exchange.root = {str(exchange)!r}\n"
-        'c.CourseDirectory.course_id = "llm-architecture"\n'
-    )
     # Checkpoints (written when a notebook opens) go to the temporary folder, not the repo.
     (config / "jupyter_server_config.py").write_text(
         f"c.FileContentsManager.checkpoints_kwargs = {{'root_dir': {str(home / 'ckpt')!r}}}\n"
@@ -69,6 +66,10 @@ def write_config(home: Path) -> dict[str, str]:
     docmanager.mkdir(parents=True)
     (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
     return {
+        # as `make lab` does: the learners' settings (their exchange, only learners' tools);
+        # the exchange itself is a temporary one, so the assignment list lists nothing
+        "JUPYTER_CONFIG_PATH": str(REPO / "course" / "learner"),
+        "NBGRADER_EXCHANGE": str(exchange),
         "JUPYTER_CONFIG_DIR": str(config),
         "JUPYTER_DATA_DIR": str(home / "data"),
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
@@ -186,6 +187,19 @@ def test_week1_notebook_runs_in_jupyterlab_with_nbgrader(lab, browsing):
     assert "no assignments to fetch" in page.locator("#released_assignments_list").inner_text()
     assert page.locator("#released_assignments_list_error").is_hidden()
     assert page.locator("#released_assignments_list_loading").is_hidden()
+
+    # Learners' tools only: the instructors' panels are neither in the app nor on the server.
+    commands = page.evaluate("() => window.jupyterapp.commands.listCommands()")
+    assert "nbgrader:open-assignment-list" in commands
+    for instructor_only in INSTRUCTOR_COMMANDS:
+        assert instructor_only not in commands, instructor_only
+    page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+    items = page.locator(".lm-Menu-content .lm-Menu-item:visible .lm-Menu-itemLabel")
+    assert [t.strip() for t in items.all_inner_texts() if t.strip()] == ["Assignment List"]
+    page.keyboard.press("Escape")
+    for path in ("formgrader", "formgrader/api/assignments"):
+        response = page.request.get(f"{lab}/{path}?token={TOKEN}")
+        assert response.status == 404, f"/{path} answered {response.status}"
 
     browsing.assert_clean()
     assert notebook.read_bytes() == before, "the test changed the learner notebook"

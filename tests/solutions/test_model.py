@@ -20,8 +20,11 @@ pytestmark = pytest.mark.minigpt
 # NOTES.md: sizes of the published models, instantiated on the meta device
 EXACT_SIZES = {
     "gpt2": 124_439_808,
+    "gpt2_medium": 354_823_168,
+    "gpt2_large": 774_030_080,
     "gpt2_xl": 1_557_611_200,
     "llama2_7b": 6_738_415_616,
+    "llama2_13b": 13_015_864_320,
     "llama2_70b": 68_976_648_192,
     "mistral_7b": 7_241_732_096,
     "mixtral_8x7b": 46_702_792_704,

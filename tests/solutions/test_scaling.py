@@ -12,9 +12,10 @@ from solutions.model import PRESETS
 from solutions.scaling import parameter_breakdown, training_flops
 
 # NOTES.md: transformers' models instantiated on the meta device
-PUBLISHED = {"gpt2": 124_439_808, "gpt2_xl": 1_557_611_200, "llama2_7b": 6_738_415_616,
-             "llama2_70b": 68_976_648_192, "mistral_7b": 7_241_732_096,
-             "mixtral_8x7b": 46_702_792_704}
+PUBLISHED = {"gpt2": 124_439_808, "gpt2_medium": 354_823_168, "gpt2_large": 774_030_080,
+             "gpt2_xl": 1_557_611_200, "llama2_7b": 6_738_415_616,
+             "llama2_13b": 13_015_864_320, "llama2_70b": 68_976_648_192,
+             "mistral_7b": 7_241_732_096, "mixtral_8x7b": 46_702_792_704}
 
 
 @pytest.mark.count_parameters
