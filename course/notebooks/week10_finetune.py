@@ -18,10 +18,13 @@
 #
 # **How this notebook works.** Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()`), then run the check cell below it. The visible checks catch
-# the common mistakes; hidden tests with other inputs grade the submission. From a terminal:
+# the common mistakes; hidden tests with other inputs grade the submission. You can run the
+# same grader yourself: save the notebook and run its last cell, **Grade this notebook**; or
+# from a terminal:
 #
 # ```bash
-# python -m autograder grade course/release/week10/finetune.ipynb
+# .venv/bin/autograder grade course/release/week10/finetune.ipynb   # from the course folder
+# autograder grade finetune.ipynb   # from this folder, after `source .venv/bin/activate`
 # ```
 
 # %% role="locked"
@@ -562,3 +565,22 @@ print(f"{'SFT':>6}{'':>11}{0:>10.2f}{0:>9.2f}{0:>10.2f}{sft_acc['all']:>13.0%}")
 # - DPO with `label_smoothing=0.2`: what happens to the margin?
 # - DPO straight from the base model instead of the SFT model (the reference then is the base
 #   model): why does it not work as well?
+
+
+# %% [markdown]
+# ## Grade this notebook
+#
+# Save the notebook first (Ctrl+S): the grader reads the saved file. This cell runs the hidden
+# tests your instructor uses, in a separate process started with this kernel's own Python, so
+# it works wherever JupyterLab was started.
+
+# %% role="locked"
+# NBVAL_SKIP
+import os
+import subprocess
+import sys
+
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":  # nbgrader grades after its own run
+    grading = subprocess.run([sys.executable, "-m", "autograder", "grade", "finetune.ipynb"],
+                             capture_output=True, text=True)
+    print(grading.stdout + grading.stderr)
