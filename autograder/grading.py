@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
 import importlib
 import inspect
@@ -137,8 +138,20 @@ def given_note(exercise: Exercise) -> str | None:
 def _forbidden_uses(chunks: list[dict], forbidden_paths: dict[str, str]) -> list[str]:
     """Where the source reaches a forbidden function: ``F.name``, ``import ... name``,
     ``getattr(F, "name")``, or a bare ``name`` that the submission does not define itself (a
-    learner's own ``scaled_dot_product_attention`` is exactly what week 1 asks for)."""
+    learner's own ``scaled_dot_product_attention`` is exactly what week 1 asks for). A path
+    may end in a pattern (``transformers.*RMSNorm``: ``LlamaRMSNorm``, ``MistralRMSNorm``...);
+    ``self.name`` is the learner's own attribute, never a library's."""
     forbidden = {path.rsplit(".", 1)[-1]: why for path, why in forbidden_paths.items()}
+    patterns = {name: why for name, why in forbidden.items() if any(c in name for c in "*?[")}
+
+    def why_not(name) -> str | None:
+        if not isinstance(name, str) or not name.isidentifier():
+            return None
+        if name in forbidden:
+            return forbidden[name]
+        return next((why for pattern, why in patterns.items()
+                     if fnmatch.fnmatchcase(name, pattern)), None)
+
     trees = []
     for chunk in chunks:
         try:
@@ -152,7 +165,8 @@ def _forbidden_uses(chunks: list[dict], forbidden_paths: dict[str, str]) -> list
         for node in ast.walk(tree):
             name = None
             if isinstance(node, ast.Attribute):
-                name = node.attr
+                if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                    name = node.attr
             elif isinstance(node, ast.Name) and node.id not in own:
                 name = node.id
             elif isinstance(node, ast.alias):
@@ -160,8 +174,9 @@ def _forbidden_uses(chunks: list[dict], forbidden_paths: dict[str, str]) -> list
             elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
                   and node.value not in own):
                 name = node.value  # getattr(F, "scaled_dot_product_attention")
-            if name in forbidden:
-                found.append(f"{label} uses `{name}`: {forbidden[name]}")
+            why = why_not(name)
+            if why:
+                found.append(f"{label} uses `{name}`: {why}")
     return sorted(set(found))
 
 

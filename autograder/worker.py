@@ -138,23 +138,49 @@ def _run_call(torch, namespace: dict, call: dict) -> dict:
     return result
 
 
-def _forbid(torch, paths: list[str]) -> None:
-    """Make each forbidden function raise, so an exercise cannot hand its work to it."""
+def _forbid(torch, paths: list[str], loaded_only: bool = False) -> None:
+    """Make each forbidden function raise, so an exercise cannot hand its work to it.
+
+    A path is resolved from its longest module prefix (``torch.ops.aten.rms_norm`` too); a
+    class is refused at construction, which covers every name it is exported under. Modules
+    outside torch are only patched once loaded (``loaded_only``, after the submission's
+    imports), so a forbidden name in ``transformers`` costs nothing when it is not used.
+    Patterns (``*``) and methods of ``torch.Tensor`` are checked in the source only."""
     import importlib
 
     for path in paths:
-        module_name, _, attr = path.rpartition(".")
-        try:
-            owner = importlib.import_module(module_name)
-        except ImportError:
+        parts = path.split(".")
+        if any(ch in path for ch in "*?[") or parts[:2] == ["torch", "Tensor"]:
             continue
-        if not hasattr(owner, attr):
+        owner = None
+        for i in range(len(parts) - 1, 0, -1):
+            name = ".".join(parts[:i])
+            if name not in sys.modules and (loaded_only or parts[0] != "torch"):
+                continue
+            try:
+                owner = importlib.import_module(name)
+            except ImportError:
+                continue
+            for attr in parts[i:-1]:
+                owner = getattr(owner, attr, None)
+            break
+        target = getattr(owner, parts[-1], None) if owner is not None else None
+        if target is None:
             continue
 
         def refuse(*args, _path=path, **kwargs):
             raise RuntimeError(f"`{_path}` is not allowed in this exercise: write it yourself")
 
-        setattr(owner, attr, refuse)
+        try:
+            if isinstance(target, type):
+                target.__init__ = refuse
+            else:
+                setattr(owner, parts[-1], refuse)
+        except (AttributeError, TypeError):  # a read-only builtin: the source check remains
+            try:
+                setattr(owner, parts[-1], refuse)
+            except (AttributeError, TypeError):
+                pass
 
 
 def main(workdir: str) -> None:
@@ -163,7 +189,8 @@ def main(workdir: str) -> None:
 
     torch.set_num_threads(1)
     job = torch.load("job.pt", weights_only=True)
-    _forbid(torch, job.get("forbidden", []))
+    forbidden = job.get("forbidden", [])
+    _forbid(torch, forbidden)
 
     module = types.ModuleType("submission")
     module.__file__ = os.path.join(workdir, "submission.py")
@@ -177,6 +204,7 @@ def main(workdir: str) -> None:
             exec(code, namespace)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included
             load_errors.append({"where": chunk["label"], **_short_error(exc)})
+    _forbid(torch, forbidden, loaded_only=True)  # what the submission imported
     torch.save(load_errors, "load_errors.tmp")
     os.replace("load_errors.tmp", "load_errors.pt")
 

@@ -4,6 +4,7 @@ Every name of the exercise contract is importable from here: ``from solutions im
 """
 
 from solutions.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from solutions.deepseek_moe import DeepSeekMoE, deepseek_route, expert_load, update_routing_bias
 from solutions.efficient_attention import (
     Attention,
     kv_cache_bytes,
@@ -13,6 +14,15 @@ from solutions.efficient_attention import (
 )
 from solutions.feedforward import SwiGLU
 from solutions.finetune import LoRALinear, add_lora, dpo_loss, sequence_logprobs, sft_loss
+from solutions.latent_attention import (
+    CachedLatentAttention,
+    LatentKVCache,
+    MultiHeadLatentAttention,
+    absorbed_projections,
+    decode_from_latents,
+    latent_cache_bytes,
+)
+from solutions.llama4 import Llama4MoE, attention_temperature, chunked_attention_mask, qk_norm
 from solutions.model import CachedAttention, GPTConfig, KVCache, MiniGPT, generate
 from solutions.moe import MoE, dense_moe_forward, load_balancing_loss
 from solutions.normalization import RMSNorm
@@ -46,6 +56,11 @@ __all__ = [
     "GPTConfig", "MiniGPT", "generate", "KVCache", "CachedAttention",
     # week 8
     "count_parameters", "chinchilla_loss", "compute_optimal",
+    # week 9
+    "MultiHeadLatentAttention", "CachedLatentAttention", "LatentKVCache", "latent_cache_bytes",
+    "decode_from_latents", "absorbed_projections",
+    "DeepSeekMoE", "deepseek_route", "expert_load", "update_routing_bias",
+    "Llama4MoE", "chunked_attention_mask", "attention_temperature", "qk_norm",
     # week 10
     "sequence_logprobs", "sft_loss", "dpo_loss", "LoRALinear", "add_lora",
 ]

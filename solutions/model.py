@@ -2,7 +2,8 @@
 
 One decoder-only model whose config picks the architecture: GPT-2 (LayerNorm, GELU MLP,
 learned positions, tied embeddings, biases), Llama 2 (RMSNorm, SwiGLU, RoPE, GQA), Mistral
-(+ sliding window) and Mixtral (+ mixture of experts) are all presets of it, and
+(+ sliding window) and Mixtral (+ mixture of experts) are all presets of it, and so, from week
+9, are DeepSeek-V3 (latent attention, DeepSeekMoE) and Llama 4 (chunked and NoPE layers); and
 ``MiniGPT.from_hf`` loads those models' transformers weights. ``generate`` samples from it
 with temperature, top-k and top-p, and decodes with a KV cache.
 """
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from solutions.attention import scaled_dot_product_attention
+from solutions.deepseek_moe import DeepSeekMoE
 from solutions.efficient_attention import (
     Attention,
     repeat_kv,
@@ -22,9 +24,11 @@ from solutions.efficient_attention import (
     sliding_window_mask,
 )
 from solutions.feedforward import SwiGLU
+from solutions.latent_attention import CachedLatentAttention
+from solutions.llama4 import Llama4MoE, attention_temperature, qk_norm
 from solutions.moe import MoE
 from solutions.normalization import RMSNorm
-from solutions.positions import apply_rope
+from solutions.positions import apply_rope, rope_interleaved
 
 
 class KVCache:
@@ -32,15 +36,16 @@ class KVCache:
 
     ``update`` appends the new tokens' keys and values and returns all of them; with a sliding
     window it then keeps only the last ``window`` (a rolling buffer: older keys can never be
-    attended again, so the cache stops growing at ``window`` tokens, as in Mistral).
+    attended again, so the cache stops growing at ``window`` tokens, as in Mistral); with
+    chunked attention (Llama 4) only the keys of the current chunk.
 
     Attributes:
         k, v: ``(B, H_kv, S, D)`` or None before the first call; keys are stored after RoPE.
         pos: tokens seen so far, i.e. the position of the next token.
     """
 
-    def __init__(self, window: int | None = None) -> None:
-        self.window = window
+    def __init__(self, window: int | None = None, chunk: int | None = None) -> None:
+        self.window, self.chunk = window, chunk
         self.k: Tensor | None = None
         self.v: Tensor | None = None
         self.pos = 0
@@ -50,8 +55,10 @@ class KVCache:
         self.pos += k.size(2)
         if self.k is not None:
             k, v = torch.cat((self.k, k), dim=2), torch.cat((self.v, v), dim=2)  # (B, H_kv, S, D)
-        keep = k.size(2) if self.window is None else self.window
-        self.k, self.v = k[:, :, -keep:], v[:, :, -keep:]
+        keep = k.size(2) if self.window is None else min(self.window, k.size(2))
+        if self.chunk is not None:  # the next token starts, or continues, a chunk
+            keep = self.pos % self.chunk
+        self.k, self.v = k[:, :, k.size(2) - keep:], v[:, :, k.size(2) - keep:]
         return k, v
 
 
@@ -60,6 +67,12 @@ class CachedAttention(Attention):
     """Week 5's :class:`Attention`, with what a whole model needs: biases (GPT-2), no rotary
     embedding (``rope_theta=None``: GPT-2 adds learned positions to the embeddings instead),
     and a :class:`KVCache` for decoding one token at a time.
+
+    Llama 4's options (week 9): ``rope_pairs="interleaved"`` rotates pairs ``(2i, 2i+1)``;
+    ``chunk`` lets a query see only the earlier keys of its own chunk of ``chunk`` tokens;
+    ``qk_norm_eps`` RMS-normalises each head's queries and keys (no weight) after RoPE;
+    ``attn_scale`` multiplies the queries by :func:`~solutions.llama4.attention_temperature`
+    of their positions (with ``floor_scale``), on the layers without RoPE.
 
     State dict: as :class:`Attention`; with ``bias``, also ``{q,k,v,o}_proj.bias``.
 
@@ -82,9 +95,17 @@ class CachedAttention(Attention):
         window: int | None = None,
         rope_theta: float | None = 10000.0,
         bias: bool = False,
+        rope_pairs: str = "halves",
+        chunk: int | None = None,
+        qk_norm_eps: float | None = None,
+        attn_scale: float = 0.0,
+        floor_scale: int = 8192,
     ) -> None:
         super().__init__(dim, n_heads, n_kv_heads, window)
         self.rope_theta = rope_theta
+        self.rope = rope_interleaved if rope_pairs == "interleaved" else apply_rope
+        self.chunk, self.qk_norm_eps = chunk, qk_norm_eps
+        self.attn_scale, self.floor_scale = attn_scale, floor_scale
         if bias:
             for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
                 old = getattr(self, name)
@@ -97,10 +118,15 @@ class CachedAttention(Attention):
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
 
+        positions = torch.arange(start, start + T, device=x.device)
         if self.rope_theta is not None:
-            positions = torch.arange(start, start + T, device=x.device)
-            q = apply_rope(q, positions, self.rope_theta)
-            k = apply_rope(k, positions, self.rope_theta)  # (B, H_kv, T, D)
+            q = self.rope(q, positions, self.rope_theta)
+            k = self.rope(k, positions, self.rope_theta)  # (B, H_kv, T, D)
+        if self.qk_norm_eps is not None:  # Llama 4: bounded scores, whatever the activations
+            q, k = qk_norm(q, self.qk_norm_eps), qk_norm(k, self.qk_norm_eps)
+        if self.attn_scale:  # Llama 4's NoPE layers: sharper attention far into the context
+            temperature = attention_temperature(positions, self.attn_scale, self.floor_scale)
+            q = q * temperature[:, None].to(q.dtype)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, H_kv, S, D): S cached keys, the last T of them new
 
@@ -109,7 +135,12 @@ class CachedAttention(Attention):
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
 
         S = k.size(2)
-        if self.use_sdpa and cache is None:  # fused kernel; a bool mask only when the window cuts
+        if self.chunk is not None:  # Llama 4: keys j <= i of the query's own chunk only
+            k_pos = torch.arange(start + T - S, start + T, device=x.device)
+            mask = (k_pos[None, :] <= positions[:, None]) & (
+                k_pos[None, :] // self.chunk == positions[:, None] // self.chunk)  # (T, S)
+            y = scaled_dot_product_attention(q, k, v, mask)
+        elif self.use_sdpa and cache is None:  # fused kernel; a bool mask only when the window cuts
             cuts = self.window is not None and T > self.window
             mask = sliding_window_mask(T, self.window, x.device) if cuts else None
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=not cuts)
@@ -127,6 +158,9 @@ class CachedAttention(Attention):
         y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H * D)
         return self.o_proj(y)
 
+    def new_cache(self) -> KVCache:
+        return KVCache(self.window, self.chunk)
+
 
 @dataclass
 class GPTConfig:
@@ -139,6 +173,18 @@ class GPTConfig:
     ``window=None`` is full causal attention; ``n_experts=0`` is a dense MLP (else a MoE of
     SwiGLU experts with ``top_k`` per token); ``bias`` adds biases to the attention, MLP and
     LayerNorms (GPT-2).
+
+    Week 9's fields. Mixture of experts: ``moe`` picks the block (``"mixtral"``: week 6's
+    ``MoE``; ``"deepseek"``: ``DeepSeekMoE``; ``"llama4"``: ``Llama4MoE``), whose routed
+    experts are ``expert_hidden_dim`` wide (None: ``hidden_dim``) beside ``n_shared_experts``
+    shared ones; layer ``i`` is a MoE layer iff ``i >= first_dense_layers`` and
+    ``(i + 1) % moe_every == 0``, the others use a SwiGLU of width ``hidden_dim``.
+    ``kv_lora_rank`` set means multi-head latent attention (with ``q_lora_rank``,
+    ``qk_nope_head_dim``, ``qk_rope_head_dim``, ``v_head_dim``). Llama 4: ``rope_pairs``
+    ("halves" | "interleaved"); every ``nope_every``-th layer has no RoPE (0: none) and
+    attends to everything, with the query temperature ``attn_scale``/``floor_scale``; the
+    RoPE layers attend within chunks of ``chunk`` tokens and, with ``qk_norm``, normalise
+    their queries and keys.
     """
 
     vocab_size: int = 65
@@ -159,20 +205,52 @@ class GPTConfig:
     tie_embeddings: bool = False
     bias: bool = False
     norm_eps: float = 1e-5
+    # week 9: DeepSeek-V3's experts and latent attention, Llama 4's layers
+    moe: str = "mixtral"  # "mixtral" | "deepseek" | "llama4"
+    expert_hidden_dim: int | None = None
+    n_shared_experts: int = 0
+    n_group: int = 1
+    topk_group: int = 1
+    routed_scaling_factor: float = 1.0
+    norm_topk_prob: bool = True
+    first_dense_layers: int = 0
+    moe_every: int = 1
+    kv_lora_rank: int | None = None
+    q_lora_rank: int | None = None
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    rope_pairs: str = "halves"  # "halves" | "interleaved"
+    nope_every: int = 0
+    chunk: int | None = None
+    qk_norm: bool = False
+    attn_scale: float = 0.0
+    floor_scale: int = 8192
 
     def __post_init__(self) -> None:
         assert self.norm in ("rmsnorm", "layernorm") and self.mlp in ("swiglu", "gelu")
+        assert self.moe in ("mixtral", "deepseek", "llama4")
+        assert self.rope_pairs in ("halves", "interleaved")
         assert self.gelu_approximate in ("tanh", "none")
         assert self.pos in ("rope", "learned") and self.dim % self.n_heads == 0
         self.n_kv_heads = self.n_kv_heads or self.n_heads
         if self.hidden_dim is None:
             llama = 256 * math.ceil(8 * self.dim / 3 / 256)
             self.hidden_dim = 4 * self.dim if self.mlp == "gelu" else llama
+        self.expert_hidden_dim = self.expert_hidden_dim or self.hidden_dim
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GPTConfig":
         """A named configuration of :data:`PRESETS`, with any field overridden."""
         return cls(**{**PRESETS[name], **overrides})
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return bool(self.n_experts) and layer >= self.first_dense_layers and (
+            (layer + 1) % self.moe_every == 0)
+
+    def has_rope(self, layer: int) -> bool:
+        """Layer ``layer`` rotates its queries and keys (Llama 4: not every fourth layer)."""
+        return self.pos == "rope" and not (self.nope_every and (layer + 1) % self.nope_every == 0)
 
 
 _GPT2 = dict(vocab_size=50257, dim=768, n_layers=12, n_heads=12, max_seq_len=1024,
@@ -180,6 +258,17 @@ _GPT2 = dict(vocab_size=50257, dim=768, n_layers=12, n_heads=12, max_seq_len=102
 _LLAMA2_7B = dict(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, max_seq_len=4096)
 _MISTRAL_7B = dict(_LLAMA2_7B, n_kv_heads=8, hidden_dim=14336, max_seq_len=32768, window=4096)
 _TINY = dict(vocab_size=65, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
+_DEEPSEEK_V3 = dict(vocab_size=129280, dim=7168, n_layers=61, n_heads=128, hidden_dim=18432,
+                    max_seq_len=163840, norm_eps=1e-6, kv_lora_rank=512, q_lora_rank=1536,
+                    qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+                    rope_pairs="interleaved", moe="deepseek", n_experts=256, top_k=8,
+                    expert_hidden_dim=2048, n_shared_experts=1, n_group=8, topk_group=4,
+                    routed_scaling_factor=2.5, first_dense_layers=3)
+_LLAMA4_SCOUT = dict(vocab_size=202048, dim=5120, n_layers=48, n_heads=40, n_kv_heads=8,
+                     hidden_dim=16384, max_seq_len=10485760, rope_theta=500000.0,
+                     rope_pairs="interleaved", moe="llama4", n_experts=16, top_k=1,
+                     expert_hidden_dim=8192, n_shared_experts=1, nope_every=4, chunk=8192,
+                     qk_norm=True, attn_scale=0.1, floor_scale=8192)
 PRESETS: dict[str, dict] = {  # GPTConfig fields; the others keep their defaults
     "gpt2": _GPT2,  # 124M
     "gpt2_medium": dict(_GPT2, dim=1024, n_layers=24, n_heads=16),  # 355M
@@ -199,6 +288,22 @@ PRESETS: dict[str, dict] = {  # GPTConfig fields; the others keep their defaults
                       tie_embeddings=True, bias=True),
     "tiny_mistral": dict(_TINY, window=8),
     "tiny_mixtral": dict(_TINY, n_experts=4, top_k=2),
+    # week 9: the text models of their published config.json files (DeepSeek-V3 without its
+    # multi-token-prediction layer). The RoPE scalings that stretch their contexts (YaRN,
+    # llama3) are left out: they change no parameter count.
+    "deepseek_v3": _DEEPSEEK_V3,
+    "llama4_scout": _LLAMA4_SCOUT,
+    "llama4_maverick": dict(_LLAMA4_SCOUT, n_experts=128, moe_every=2, qk_norm=False,
+                            max_seq_len=1048576),
+    "tiny_deepseek": dict(_TINY, n_kv_heads=None, hidden_dim=96, norm_eps=1e-6,
+                          kv_lora_rank=16, q_lora_rank=24, qk_nope_head_dim=16,
+                          qk_rope_head_dim=8, v_head_dim=16, rope_pairs="interleaved",
+                          moe="deepseek", n_experts=8, top_k=2, expert_hidden_dim=32,
+                          n_shared_experts=1, n_group=4, topk_group=2, routed_scaling_factor=2.5,
+                          first_dense_layers=1),
+    "tiny_llama4": dict(_TINY, n_layers=4, rope_pairs="interleaved", moe="llama4", n_experts=4,
+                        top_k=1, expert_hidden_dim=64, n_shared_experts=1, moe_every=2,
+                        nope_every=4, chunk=16, qk_norm=True, attn_scale=0.1, floor_scale=8),
 }
 
 
@@ -231,18 +336,38 @@ class GeluMLP(nn.Module):
 class Block(nn.Module):
     """One pre-norm transformer layer: ``x + attn(norm(x))``, then ``h + mlp(norm(h))``.
 
-    State dict: ``input_layernorm.*``, ``self_attn.{q,k,v,o}_proj.*`` (see ``Attention``),
-    ``post_attention_layernorm.*``, ``mlp.*`` (``SwiGLU``, ``GeluMLP`` or ``MoE``).
+    ``layer``, its index, matters only for week 9's models, whose layers differ: DeepSeek-V3's
+    first layers are dense, Llama 4 alternates MoE and dense, RoPE and NoPE layers.
+
+    State dict: ``input_layernorm.*``, ``self_attn.{q,k,v,o}_proj.*`` (see ``Attention``; or
+    those of ``MultiHeadLatentAttention``), ``post_attention_layernorm.*``, ``mlp.*``
+    (``SwiGLU``, ``GeluMLP``, ``MoE``, ``DeepSeekMoE`` or ``Llama4MoE``).
     """
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, layer: int = 0) -> None:
         super().__init__()
-        rope_theta = cfg.rope_theta if cfg.pos == "rope" else None
+        rope = cfg.has_rope(layer)
         self.input_layernorm = make_norm(cfg)
-        self.self_attn = CachedAttention(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.window,
-                                         rope_theta, bias=cfg.bias)
+        if cfg.kv_lora_rank:  # DeepSeek-V3's multi-head latent attention (week 9)
+            self.self_attn = CachedLatentAttention(
+                cfg.dim, cfg.n_heads, cfg.q_lora_rank, cfg.kv_lora_rank, cfg.qk_nope_head_dim,
+                cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.rope_theta)
+        else:  # Llama 4 (week 9): chunks and QK-norm with RoPE, a temperature without
+            self.self_attn = CachedAttention(
+                cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.window, cfg.rope_theta if rope else None,
+                bias=cfg.bias, rope_pairs=cfg.rope_pairs, chunk=cfg.chunk if rope else None,
+                qk_norm_eps=cfg.norm_eps if cfg.qk_norm and rope else None,
+                attn_scale=0.0 if rope else cfg.attn_scale, floor_scale=cfg.floor_scale)
         self.post_attention_layernorm = make_norm(cfg)
-        if cfg.n_experts:
+        moe = cfg.is_moe_layer(layer)
+        if moe and cfg.moe == "deepseek":
+            self.mlp = DeepSeekMoE(cfg.dim, cfg.expert_hidden_dim, cfg.n_experts,
+                                   cfg.n_shared_experts, cfg.top_k, cfg.n_group, cfg.topk_group,
+                                   cfg.routed_scaling_factor, cfg.norm_topk_prob)
+        elif moe and cfg.moe == "llama4":
+            self.mlp = Llama4MoE(cfg.dim, cfg.expert_hidden_dim, cfg.n_experts, cfg.top_k,
+                                 cfg.n_shared_experts)
+        elif moe:
             self.mlp = MoE(cfg.dim, cfg.hidden_dim, cfg.n_experts, cfg.top_k)
         elif cfg.mlp == "swiglu":
             self.mlp = SwiGLU(cfg.dim, cfg.hidden_dim)
@@ -277,7 +402,7 @@ class MiniGPT(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
         if config.pos == "learned":
             self.embed_positions = nn.Embedding(config.max_seq_len, config.dim)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.norm = make_norm(config)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -295,7 +420,7 @@ class MiniGPT(nn.Module):
 
     def new_cache(self) -> list[KVCache]:
         """An empty KV cache, one per layer, to pass to ``forward`` when decoding."""
-        return [KVCache(self.config.window) for _ in self.layers]
+        return [layer.self_attn.new_cache() for layer in self.layers]
 
     def forward(
         self, idx: Tensor, targets: Tensor | None = None, cache: list[KVCache] | None = None
@@ -346,12 +471,19 @@ def _gpt2_state_dict(sd: dict[str, Tensor], n_layers: int) -> dict[str, Tensor]:
     return state
 
 
-def _unfuse_experts(state: dict[str, Tensor], n_layers: int) -> dict[str, Tensor]:
-    """Mixtral's fused ``mlp.experts.gate_up_proj`` ``(E, 2I, dim)`` (rows ``[:I]`` gate,
-    ``[I:]`` up) and ``mlp.experts.down_proj`` ``(E, dim, I)`` -> one SwiGLU per expert."""
+def _unfuse_experts(state: dict[str, Tensor], n_layers: int,
+                    transposed: bool = False) -> dict[str, Tensor]:
+    """Mixtral's and DeepSeek-V3's fused ``mlp.experts.gate_up_proj`` ``(E, 2I, dim)`` (rows
+    ``[:I]`` gate, ``[I:]`` up) and ``mlp.experts.down_proj`` ``(E, dim, I)`` -> one SwiGLU per
+    expert; ``transposed``: stored as ``(E, dim, 2I)`` and ``(E, I, dim)`` (Llama 4). Layers
+    without fused experts (dense ones) are left as they are."""
     for i in range(n_layers):
         p = f"layers.{i}.mlp.experts."
+        if p + "gate_up_proj" not in state:
+            continue
         gate_up, down = state.pop(p + "gate_up_proj"), state.pop(p + "down_proj")
+        if transposed:
+            gate_up, down = gate_up.transpose(1, 2), down.transpose(1, 2)
         for e, (gu, d) in enumerate(zip(gate_up, down, strict=True)):
             gate, up = gu.chunk(2)
             state[f"{p}{e}.gate_proj.weight"] = gate
@@ -360,9 +492,56 @@ def _unfuse_experts(state: dict[str, Tensor], n_layers: int) -> dict[str, Tensor
     return state
 
 
+def _deepseek_v3_config(c) -> GPTConfig:
+    """The GPTConfig of a transformers ``DeepseekV3Config``."""
+    assert c.rope_interleave, "our latent attention pairs RoPE dimensions (2i, 2i+1)"
+    assert not c.attention_bias and c.hidden_act == "silu"
+    return GPTConfig(vocab_size=c.vocab_size, dim=c.hidden_size, n_layers=c.num_hidden_layers,
+                     n_heads=c.num_attention_heads, hidden_dim=c.intermediate_size,
+                     max_seq_len=c.max_position_embeddings,
+                     rope_theta=c.rope_parameters["rope_theta"], rope_pairs="interleaved",
+                     tie_embeddings=c.tie_word_embeddings, norm_eps=c.rms_norm_eps,
+                     kv_lora_rank=c.kv_lora_rank, q_lora_rank=c.q_lora_rank,
+                     qk_nope_head_dim=c.qk_nope_head_dim, qk_rope_head_dim=c.qk_rope_head_dim,
+                     v_head_dim=c.v_head_dim, moe="deepseek", n_experts=c.n_routed_experts,
+                     top_k=c.num_experts_per_tok, expert_hidden_dim=c.moe_intermediate_size,
+                     n_shared_experts=c.n_shared_experts, n_group=c.n_group,
+                     topk_group=c.topk_group, routed_scaling_factor=c.routed_scaling_factor,
+                     norm_topk_prob=c.norm_topk_prob, first_dense_layers=c.first_k_dense_replace)
+
+
+def _llama4_config(c) -> GPTConfig:
+    """The GPTConfig of a transformers ``Llama4TextConfig``; its per-layer lists must follow
+    the regular patterns that GPTConfig describes (as the published models do)."""
+    L = c.num_hidden_layers
+    nope_every = c.no_rope_layer_interval if 0 in c.no_rope_layers[:L] else 0
+    moe_every = c.interleave_moe_layer_step
+    assert c.no_rope_layers[:L] == [int(not nope_every or (i + 1) % nope_every != 0)
+                                    for i in range(L)]
+    assert list(c.moe_layers) == list(range(moe_every - 1, L, moe_every))
+    assert c.head_dim == c.hidden_size // c.num_attention_heads and not c.attention_bias
+    chunked = "chunked_attention" in c.layer_types
+    return GPTConfig(vocab_size=c.vocab_size, dim=c.hidden_size, n_layers=L,
+                     n_heads=c.num_attention_heads, n_kv_heads=c.num_key_value_heads,
+                     hidden_dim=c.intermediate_size_mlp, max_seq_len=c.max_position_embeddings,
+                     rope_theta=c.rope_parameters["rope_theta"], rope_pairs="interleaved",
+                     tie_embeddings=c.tie_word_embeddings, norm_eps=c.rms_norm_eps,
+                     moe="llama4", n_experts=c.num_local_experts, top_k=c.num_experts_per_tok,
+                     expert_hidden_dim=c.intermediate_size, n_shared_experts=1,
+                     moe_every=moe_every, nope_every=nope_every,
+                     chunk=c.attention_chunk_size if chunked else None, qk_norm=c.use_qk_norm,
+                     attn_scale=c.attn_scale if c.attn_temperature_tuning else 0.0,
+                     floor_scale=c.floor_scale)
+
+
+_LLAMA4_NAMES = {".feed_forward.router.": ".mlp.gate.", ".feed_forward.shared_expert.":
+                 ".mlp.shared_experts.", ".feed_forward.": ".mlp."}
+
+
 def from_hf(model: nn.Module) -> MiniGPT:
     """A MiniGPT with the config and weights of a transformers ``GPT2LMHeadModel``,
-    ``LlamaForCausalLM``, ``MistralForCausalLM`` or ``MixtralForCausalLM``.
+    ``LlamaForCausalLM``, ``MistralForCausalLM``, ``MixtralForCausalLM``,
+    ``DeepseekV3ForCausalLM`` or ``Llama4ForCausalLM``.
 
     Also ``MiniGPT.from_hf(model)`` (attached below): kept out of the class so that the class
     is the part a learner writes, and the key renaming stays apart from the model."""
@@ -394,6 +573,16 @@ def from_hf(model: nn.Module) -> MiniGPT:
         state = {k.removeprefix("model."): v for k, v in sd.items()}
         if cfg.n_experts:
             state = _unfuse_experts(state, cfg.n_layers)
+    elif c.model_type in ("deepseek_v3", "llama4_text"):
+        assert c.rope_parameters.get("rope_type", "default") == "default"
+        cfg = _deepseek_v3_config(c) if c.model_type == "deepseek_v3" else _llama4_config(c)
+        state = {}
+        for key, value in sd.items():
+            key = key.removeprefix("model.")
+            for theirs, ours in _LLAMA4_NAMES.items():  # Llama 4 calls the MLP feed_forward
+                key = key.replace(theirs, ours)
+            state[key] = value
+        state = _unfuse_experts(state, cfg.n_layers, transposed=c.model_type == "llama4_text")
     else:
         raise ValueError(f"unsupported model type {c.model_type!r}")
     ours = MiniGPT(cfg)

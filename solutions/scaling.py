@@ -22,18 +22,26 @@ def count_parameters(config: GPTConfig, active: bool = False) -> int:
     d, hd = c.dim, c.dim // c.n_heads
     q, kv = c.n_heads * hd, c.n_kv_heads * hd
     attention = d * q + 2 * d * kv + q * d + (q + 2 * kv + d if c.bias else 0)
+    if c.kv_lora_rank:  # week 9: DeepSeek's latent attention (q and kv bottlenecks, 2 norms)
+        H, nope, rope, r = c.n_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.kv_lora_rank
+        queries = d * H * (nope + rope) if c.q_lora_rank is None else \
+            c.q_lora_rank * (d + 1 + H * (nope + rope))
+        attention = queries + d * (r + rope) + r + r * H * (nope + c.v_head_dim) + \
+            H * c.v_head_dim * d
     norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
-    if c.n_experts:
-        experts = c.top_k if active else c.n_experts
-        mlp = d * c.n_experts + experts * 3 * d * c.hidden_dim  # router + SwiGLU experts
-    elif c.mlp == "swiglu":
+    if c.mlp == "swiglu":
         mlp = 3 * d * c.hidden_dim
     else:
         mlp = 2 * d * c.hidden_dim + (c.hidden_dim + d if c.bias else 0)
-    layer = attention + mlp + 2 * norm
+    layers = c.n_layers * (attention + mlp + 2 * norm)
+    if c.n_experts:  # the MoE layers hold a router and experts instead of the dense MLP
+        width = c.hidden_dim if c.moe == "mixtral" else c.expert_hidden_dim
+        experts = (c.top_k if active else c.n_experts) + c.n_shared_experts
+        moe = d * c.n_experts + experts * 3 * d * width
+        layers += sum(c.is_moe_layer(i) for i in range(c.n_layers)) * (moe - mlp)
     embeddings = c.vocab_size * d + (c.max_seq_len * d if c.pos == "learned" else 0)
     head = 0 if c.tie_embeddings else c.vocab_size * d
-    return embeddings + c.n_layers * layer + norm + head
+    return embeddings + layers + norm + head
 
 
 def parameter_breakdown(config: GPTConfig, active: bool = False) -> dict[str, int]:
@@ -43,16 +51,25 @@ def parameter_breakdown(config: GPTConfig, active: bool = False) -> dict[str, in
     d, hd = c.dim, c.dim // c.n_heads
     q, kv = c.n_heads * hd, c.n_kv_heads * hd
     attention = 2 * d * q + 2 * d * kv + (q + 2 * kv + d if c.bias else 0)  # q, o; k, v
-    if c.n_experts:
-        mlp = d * c.n_experts + (c.top_k if active else c.n_experts) * 3 * d * c.hidden_dim
-    else:
-        mats = 3 if c.mlp == "swiglu" else 2
-        mlp = mats * d * c.hidden_dim + (c.hidden_dim + d if c.bias and c.mlp == "gelu" else 0)
+    if c.kv_lora_rank:  # week 9: multi-head latent attention
+        H, qk = c.n_heads, c.qk_nope_head_dim + c.qk_rope_head_dim
+        r, q_in = c.kv_lora_rank, c.q_lora_rank
+        attention = (d * H * qk if q_in is None else d * q_in + q_in + q_in * H * qk)  # queries
+        attention += d * (r + c.qk_rope_head_dim) + r  # kv_a_proj_with_mqa, kv_a_layernorm
+        attention += r * H * (c.qk_nope_head_dim + c.v_head_dim) + H * c.v_head_dim * d
+    mats = 3 if c.mlp == "swiglu" else 2
+    dense = mats * d * c.hidden_dim + (c.hidden_dim + d if c.bias and c.mlp == "gelu" else 0)
+    n_moe = sum(c.is_moe_layer(i) for i in range(c.n_layers))
+    moe = 0
+    if n_moe:
+        width = c.hidden_dim if c.moe == "mixtral" else c.expert_hidden_dim
+        routed = (c.top_k if active else c.n_experts) * 3 * d * width
+        moe = d * c.n_experts + routed + 3 * d * c.n_shared_experts * width  # router, experts
     norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
     return {
         "embeddings": c.vocab_size * d + (c.max_seq_len * d if c.pos == "learned" else 0),
         "attention": c.n_layers * attention,
-        "mlp": c.n_layers * mlp,
+        "mlp": n_moe * moe + (c.n_layers - n_moe) * dense,
         "norms": (2 * c.n_layers + 1) * norm,
         "head": 0 if c.tie_embeddings else c.vocab_size * d,
     }

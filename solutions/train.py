@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from solutions.data import Dataset, get_batch, load_dataset, load_text
+from solutions.deepseek_moe import DeepSeekMoE, deepseek_route, expert_load, update_routing_bias
 from solutions.model import PRESETS, GPTConfig, MiniGPT, generate
 from solutions.moe import load_balancing_loss
 
@@ -55,6 +56,7 @@ class TrainConfig:
     eval_interval: int = 250
     eval_iters: int = 20
     aux_loss_coef: float = 0.01  # x load_balancing_loss over model.router_logits (MoE)
+    bias_update_rate: float = 1e-3  # DeepSeekMoE layers: balanced by their bias, not a loss
     seed: int = 1337
     device: str = "auto"  # "auto": cuda if available, else cpu
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" (autocast); auto = bf16 on CUDA
@@ -176,11 +178,34 @@ class Trainer:
     def _aux_loss(self) -> Tensor | float:
         """MoE load balancing over all layers' router logits (as transformers' Mixtral)."""
         router_logits = getattr(self.raw_model, "router_logits", [])
-        if not router_logits or self.cfg.aux_loss_coef == 0:
+        if not router_logits or self.cfg.aux_loss_coef == 0 or self._deepseek_layers:
             return 0.0
         c = self.raw_model.config
         return self.cfg.aux_loss_coef * load_balancing_loss(
             torch.cat(router_logits), c.n_experts, c.top_k)
+
+    @property
+    def _deepseek_layers(self) -> list[DeepSeekMoE]:
+        return [m for m in self.raw_model.modules() if isinstance(m, DeepSeekMoE)]
+
+    def _count_expert_loads(self, loads: list[Tensor]) -> list[Tensor]:
+        """Add this forward's picks per expert of every DeepSeekMoE layer to ``loads``."""
+        layers = self._deepseek_layers
+        if not layers:
+            return loads
+        picked = []
+        for moe, logits in zip(layers, self.raw_model.router_logits, strict=True):
+            _, chosen = deepseek_route(logits.detach(), moe.gate.e_score_correction_bias,
+                                       moe.top_k, moe.n_group, moe.topk_group)
+            picked.append(expert_load(chosen, logits.size(-1)))
+        return [a + b for a, b in zip(loads, picked, strict=True)] if loads else picked
+
+    def _balance_experts(self, loads: list[Tensor]) -> None:
+        """DeepSeek-V3's auxiliary-loss-free rule: after the step, nudge each expert's
+        selection bias toward balance (loads averaged over ranks: all keep the same bias)."""
+        for moe, load in zip(self._deepseek_layers, loads, strict=True):
+            load = self._mean_over_ranks(load.float())
+            update_routing_bias(moe, load, self.cfg.bias_update_rate)
 
     def train_step(self) -> float:
         """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss (the
@@ -193,6 +218,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, cfg)
         total = torch.zeros((), device=self.device)
+        loads: list[Tensor] = []
         for micro in range(cfg.grad_accum):
             x, y = self._batch("train", self.generator)
             last = micro == cfg.grad_accum - 1  # DDP averages gradients over ranks only then
@@ -203,11 +229,13 @@ class Trainer:
                     _, loss = self.model(x, y)
                     loss = loss + self._aux_loss()
                 (loss / cfg.grad_accum).backward()  # gradients add up over the micro-batches
+            loads = self._count_expert_loads(loads)
             total += loss.detach()
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self._balance_experts(loads)
         self.step += 1
         self._pending.append(self._mean_over_ranks(total / cfg.grad_accum))
 

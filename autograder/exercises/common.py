@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
-from autograder.compare import Mismatch, check_tensor, close
+from autograder.compare import Mismatch, check_tensor, close, describe
 
 
 def randn(gen: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float32) -> Tensor:
@@ -81,6 +83,57 @@ def expect(actual, expected: Tensor, what: str = "output", mistakes=None, **tol)
             if same_as(actual, wrong, **tol):
                 raise Mismatch(message) from None
         raise
+
+
+def expect_property(holds: str, prop: Callable[[], bool], value: Callable[[], None]) -> None:
+    """A property case, reported by what actually failed.
+
+    ``prop`` checks the property on the learner's output: it raises ``Mismatch`` (its own
+    message) when the property fails, and returns False when the output is too malformed to
+    check it (wrong type or shape, NaN), leaving ``value`` to say why. ``value`` compares the
+    output with the reference; when only it fails, the message says so, so that the case's
+    name ("property: ...") is not read as the failure."""
+    checked = prop()
+    try:
+        value()
+    except Mismatch as exc:
+        if not checked:
+            raise
+        raise Mismatch(f"the property holds ({holds}), but the values are wrong: {exc}") from None
+
+
+def well_formed(y, shape) -> bool:
+    """``y`` is a finite floating-point tensor of ``shape``: a property can be checked on it."""
+    return (type(y) is Tensor and tuple(y.shape) == tuple(shape) and y.is_floating_point()
+            and bool(torch.isfinite(y).all()))
+
+
+def expect_no_future_leak(result: dict, batch: Tensor, cut: int, expected: Tensor,
+                          mistakes: dict, hint: str) -> None:
+    """The property case of causal attention: ``batch`` holds one sequence twice, the second
+    with tokens ``cut..`` changed, so no output before ``cut`` may differ between the two; the
+    first ``len(expected)`` rows must also equal ``expected``."""
+    y = result["output"]
+    T = batch.shape[1]
+
+    def prop() -> bool:
+        if not well_formed(y, batch.shape):
+            return False
+        diff = (y[0, :cut] - y[1, :cut]).abs().amax(-1)  # (cut,)
+        changed = [i for i in range(cut) if diff[i] > 1e-5 + 1e-4 * y[0, i].abs().max()]
+        if changed:
+            raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
+                           f"position(s) {changed}: an output depends on a future token ({hint})")
+        return True
+
+    def value() -> None:
+        if type(y) is not Tensor or y.shape != batch.shape:
+            raise Mismatch(f"your output should have shape {tuple(batch.shape)}, got "
+                           f"{describe(y)}")
+        expect(y[:len(expected)], expected, mistakes=mistakes)
+        expect_inputs_untouched(result, [batch])
+
+    expect_property("no output depends on a future token", prop, value)
 
 
 def expect_state(result: dict, shapes: dict[str, tuple[int, ...]]) -> None:

@@ -8,43 +8,31 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
     expect_inputs_untouched,
+    expect_no_future_leak,
+    expect_property,
     expect_state,
     function_call,
     module_call,
     randn,
     run_reference,
+    script_call,
+    well_formed,
 )
 from autograder.grading import Case, Exercise
 from solutions import MultiHeadAttention, causal_mask, scaled_dot_product_attention
-
-SDPA_PATHS = ("torch.nn.functional.scaled_dot_product_attention",
-              "torch._C._nn.scaled_dot_product_attention")
-WHY_NOT_SDPA = ("this exercise is to write attention out yourself, so "
-                "F.scaled_dot_product_attention is not allowed (the notebook compares yours "
-                "with it in a demo cell)")
 
 # bf16 keeps 8 significant bits: a correct bf16 attention and one computed in float32 and cast
 # back differ by up to ~2 % of the largest value (measured over many seeds), so allow 3 %
 BF16_TOL = {"rtol": 3e-2, "atol": 3e-2}
 
 
-# checked in the source (a learner's own function of the same name is fine) and made to
-# raise in the worker
-FORBIDDEN_SDPA = {path: WHY_NOT_SDPA for path in SDPA_PATHS}
-
-
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------- causal_mask
@@ -59,6 +47,10 @@ def _mask_mistakes(T: int) -> dict[str, Tensor]:
         "(torch.tril)": ones.triu(),
         "the diagonal is missing: each token may attend to itself (j <= i, not j < i)":
             ones.tril(-1),
+        "your mask also shows each query the next key (j <= i + 1): the diagonal is the "
+        "last visible key (tril() with diagonal 0)": ones.tril(1),
+        "your mask hides every key: each query must see the keys j <= i":
+            torch.zeros(T, T, dtype=torch.bool),
         "your mask lets every query see every key: a causal mask hides the keys j > i":
             ones,
     }
@@ -82,6 +74,32 @@ def _mask_case(name: str, T: int, args=(), kwargs=None, points: float = 1.0) -> 
                 points)
 
 
+MASK_ON_DEVICE = """
+m = {symbol}({args}device="meta")
+result = {{"device": str(getattr(m, "device", None)), "dtype": str(getattr(m, "dtype", None)),
+          "shape": list(getattr(m, "shape", []))}}
+"""
+
+
+def device_case(symbol: str, T: int, args: str = "", points: float = 1.0) -> Case:
+    """The mask is built on the device asked for: the meta device (shapes without memory), the
+    one device besides the CPU that every machine has. Shared with week 5."""
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        if out["device"] != "meta":
+            raise Mismatch(f"{symbol}({T}, {args}device='meta') returned a mask on "
+                           f"{out['device']}: build it on the device given "
+                           "(torch.ones(..., device=device)), so that it lives with the scores")
+        if out["dtype"] != "torch.bool" or out["shape"] != [T, T]:
+            raise Mismatch(f"on the meta device your mask has dtype {out['dtype']} and shape "
+                           f"{tuple(out['shape'])}, expected torch.bool and {(T, T)}")
+
+    return Case(f"device='meta' is honoured (T = {T})",
+                script_call(MASK_ON_DEVICE.format(symbol=symbol, args=f"{T}, {args}")), check,
+                points)
+
+
 def causal_mask_cases(gen: torch.Generator) -> list[Case]:
     sizes = torch.randint(6, 40, (2,), generator=gen).tolist()
     return [
@@ -92,20 +110,23 @@ def causal_mask_cases(gen: torch.Generator) -> list[Case]:
                    kwargs={"device": "cpu"}, points=2),
         _mask_case("device='cpu' as the second positional argument (T = 4)", 4, args=("cpu",)),
         _mask_case("T = 128", 128),
+        device_case("causal_mask", 7),
     ]
 
 
 # ---------------------------------------------------------------- scaled_dot_product_attention
 
 
-def _attend(q, k, v, mask, scale, fill=float("-inf"), softmax_dim=-1, post=None):
+def _attend(q, k, v, mask, scale, fill=float("-inf"), softmax_dim=-1, post=None,
+            swap_qk=False):
     """One variant of attention in float64: the reference and the known mistakes.
 
     ``post="multiply"``: the mask multiplies the weights after the softmax instead of filling
-    the scores; ``post="scale"``: the scale multiplies the weights instead of the scores.
+    the scores; ``post="scale"``: the scale multiplies the weights instead of the scores;
+    ``swap_qk``: the scores are ``k @ q^T`` (the transpose of ``q @ k^T``).
     """
     q, k, v = q.double(), k.double(), v.double()
-    scores = q @ k.transpose(-2, -1)
+    scores = k @ q.transpose(-2, -1) if swap_qk else q @ k.transpose(-2, -1)
     if post != "scale":
         scores = scores * scale
     if mask is not None and post != "multiply":
@@ -131,6 +152,13 @@ def _sdpa_mistakes(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> dict
         "the softmax is taken over the wrong axis: normalise over the keys (dim=-1), so each "
         "query's weights sum to 1": _attend(q, k, v, mask, right, softmax_dim=-2),
     }
+    if q.shape[-2] == k.shape[-2]:
+        out["your scores are transposed (k @ q^T): scores[i, j] = q_i . k_j, i.e. "
+            "q @ k.transpose(-2, -1)"] = _attend(q, k, v, mask, right, swap_qk=True)
+        if mask is not None:
+            out["the mask is applied transposed: mask[i, j] is for query i and key j, so "
+                "fill where ~mask, not ~mask.T"] = _attend(q, k, v, mask.transpose(-2, -1),
+                                                           right)
     if mask is not None:
         out.update({
             "the mask is applied inverted: True means 'may attend', so fill -inf where the "
@@ -215,15 +243,27 @@ def _sdpa_hidden_keys_case(gen) -> Case:
     expected, _ = _sdpa_reference(q, k, v, m)
     inputs = [q2, k2, v2, m]
 
+    mistakes = _sdpa_mistakes(q, k, v, m)
+
     def check(result: dict) -> None:
         y = result["output"]
-        if type(y) is not Tensor or y.shape != q2.shape:
-            raise Mismatch(f"your output should have shape {tuple(q2.shape)}, got {describe(y)}")
-        expect(y[:1], expected)
-        if not torch.allclose(y[0, :, :cut], y[1, :, :cut], rtol=1e-4, atol=1e-5):
-            raise Mismatch(f"changing only keys and values {cut}..{T - 1}, which the mask hides "
-                           f"from queries 0..{cut - 1}, changed those queries' outputs")
-        expect_inputs_untouched(result, inputs)
+
+        def prop() -> bool:
+            if not well_formed(y, q2.shape):
+                return False
+            if not torch.allclose(y[0, :, :cut], y[1, :, :cut], rtol=1e-4, atol=1e-5):
+                raise Mismatch(f"changing only keys and values {cut}..{T - 1}, which the mask "
+                               f"hides from queries 0..{cut - 1}, changed those queries' outputs")
+            return True
+
+        def value() -> None:
+            if type(y) is not Tensor or y.shape != q2.shape:
+                raise Mismatch(f"your output should have shape {tuple(q2.shape)}, got "
+                               f"{describe(y)}")
+            expect(y[:1], expected, mistakes=mistakes)
+            expect_inputs_untouched(result, inputs)
+
+        expect_property("the hidden keys had no influence", prop, value)
 
     return Case("property: keys hidden by the mask have no influence",
                 function_call("scaled_dot_product_attention", inputs), check)
@@ -259,12 +299,17 @@ def _mha_weights(gen, dim: int) -> dict[str, Tensor]:
 
 
 def _mha_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, causal=True, mask_fn=None,
-                 scale=None, split="transpose", merge="transpose", o_proj=True) -> Tensor:
-    """Multi-head attention in float64 with one thing changed: the known mistakes."""
+                 scale=None, split="transpose", merge="transpose", o_proj=True,
+                 swap=None) -> Tensor:
+    """Multi-head attention in float64 with one thing changed: the known mistakes. ``swap``:
+    two projections used in each other's place, e.g. ``("q_proj", "k_proj")``."""
     x = x.double()
     B, T, dim = x.shape
     D = dim // n_heads
     proj = {p: x @ w[f"{p}.weight"].double().T for p in PROJ[:3]}
+    if swap:
+        a, b = swap
+        proj[a], proj[b] = proj[b], proj[a]
 
     def heads(t: Tensor) -> Tensor:
         if split == "view":  # (B, T, dim) viewed as (B, H, T, D) without a transpose
@@ -292,6 +337,13 @@ def _mha_mistakes(x: Tensor, w: dict[str, Tensor], n_heads: int) -> dict[str, Te
         "(B, T, H, D) before reshaping to (B, T, dim)": _mha_variant(x, w, n_heads, merge="view"),
         "you split the heads by viewing (B, T, dim) as (B, H, T, D): view as (B, T, H, D) and "
         "then transpose(1, 2)": _mha_variant(x, w, n_heads, split="view", merge="view"),
+        "you split the heads by viewing (B, T, dim) as (B, H, T, D) (the merge is right): "
+        "view as (B, T, H, D) and then transpose(1, 2)": _mha_variant(x, w, n_heads,
+                                                                      split="view"),
+        "q_proj and k_proj are swapped: queries come from q_proj, keys from k_proj":
+            _mha_variant(x, w, n_heads, swap=("q_proj", "k_proj")),
+        "k_proj and v_proj are swapped: keys come from k_proj, values from v_proj":
+            _mha_variant(x, w, n_heads, swap=("k_proj", "v_proj")),
         "o_proj is never applied: the concatenated heads go through o_proj":
             _mha_variant(x, w, n_heads, o_proj=False),
         "the scores are not scaled: divide by sqrt(head_dim)":
@@ -365,19 +417,10 @@ def _mha_future_case(gen) -> Case:
     ref.load_state_dict(weights)
     expected, _ = run_reference(ref, [x])
 
+    mistakes = _mha_mistakes(x, weights, n_heads)
+
     def check(result: dict) -> None:
-        y = result["output"]
-        if type(y) is not Tensor or y.shape != batch.shape:
-            raise Mismatch(f"your output should have shape {tuple(batch.shape)}, got "
-                           f"{describe(y)}")
-        diff = (y[0, :cut] - y[1, :cut]).abs().amax(-1)  # (cut,)
-        changed = [i for i in range(cut) if diff[i] > 1e-5 + 1e-4 * y[0, i].abs().max()]
-        if changed:
-            raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
-                           f"position(s) {changed}: an output depends on a future token "
-                           "(apply the causal mask)")
-        expect(y[:1], expected)
-        expect_inputs_untouched(result, [batch])
+        expect_no_future_leak(result, batch, cut, expected, mistakes, "apply the causal mask")
 
     call = module_call("MultiHeadAttention", (dim, n_heads), None, weights, [batch])
     return Case("property: no output depends on a future token", call, check, points=2)
@@ -399,9 +442,11 @@ def mha_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("causal_mask", 1, "causal_mask", "The causal mask", causal_mask_cases),
+    Exercise("causal_mask", 1, "causal_mask", "The causal mask", causal_mask_cases,
+             forbidden=shortcuts.CAUSAL_MASK),
     Exercise("scaled_dot_product_attention", 1, "scaled_dot_product_attention",
-             "Scaled dot-product attention", sdpa_cases, forbidden=FORBIDDEN_SDPA),
+             "Scaled dot-product attention", sdpa_cases,
+             forbidden=shortcuts.ATTENTION_KERNELS | shortcuts.MULTI_HEAD),
     Exercise("multi_head_attention", 1, "MultiHeadAttention", "Causal multi-head attention",
-             mha_cases, forbidden=FORBIDDEN_SDPA),
+             mha_cases, forbidden=shortcuts.ATTENTION_KERNELS | shortcuts.MULTI_HEAD),
 ]

@@ -22,6 +22,7 @@ from itertools import pairwise
 import torch
 
 from autograder.compare import Mismatch, describe, unwrap
+from autograder.exercises import shortcuts
 from autograder.grading import Case, Exercise
 from solutions.tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, merge_pair
 
@@ -185,8 +186,15 @@ def _encode_variant(merges: dict, text: str, pattern, specials, how: str) -> lis
     """What a tokenizer with one known encoding mistake returns, with the given merges."""
     if how == "no_presplit":
         return _with_merges(merges, None, specials).encode(text)
+    if how == "presplit":  # the GPT-2 pattern although none was given
+        return _with_merges(merges, PATTERN, specials).encode(text)
     if how == "specials_split":
         return _with_merges(merges, pattern, None).encode(text)
+    if how == "shortest_first":  # special tokens tried shortest first
+        tok = _with_merges(merges, pattern, specials)
+        tok._special = re.compile("(" + "|".join(map(re.escape, sorted(specials, key=len)))
+                                  + ")")
+        return tok.encode(text)
     tok = BPETokenizer(pattern, specials)
     out: list[int] = []
     for piece, special in tok._segments(text):
@@ -228,6 +236,19 @@ ENCODE_ORDER = ("encode must apply the merges in the order they were learned (th
                 "the text being encoded")
 ENCODE_NO_PRESPLIT = ("encode must pre-split the text with the pattern too, and merge only "
                       "inside each chunk, as in training")
+TRAIN_PRESPLIT = ("BPETokenizer() has no pattern by default (pattern=None): the whole text is "
+                  "one sequence, so merges may cross spaces and punctuation; yours pre-split it")
+ENCODE_PRESPLIT = ("without a pattern (pattern=None, the default) encode must not pre-split: "
+                   "the whole text is one sequence")
+LONGEST_FIRST = ("special tokens are matched longest first: where a longer special token starts "
+                 "with a shorter one, the longer one wins (sort them by length, longest first, "
+                 "before building the pattern)")
+NOT_RESET = ("train must start from scratch: a second train(text2, ...) learns text2's merges "
+             "only (reset merges and vocab at the start of train)")
+STALE_ENCODE = ("encode used the merges of an earlier train: clear any cache of encoded chunks "
+                "when train runs")
+IGNORE_ERRORS = ("decode dropped the bytes that are not valid UTF-8 (errors='ignore'): decode "
+                 "with errors='replace', so each becomes U+FFFD as in GPT-2")
 SPECIAL = ("special tokens must be found before the pre-split and encoded as their own id; "
            "yours were split into ordinary tokens")
 JOIN_BYTES = ("your decode produced U+FFFD replacement characters: join the bytes of all "
@@ -331,7 +352,10 @@ def _check_encoding(got, text: str, merges: dict, pattern, specials, what: str,
     if got == expected:
         return
     messages = {"frequency": ENCODE_ORDER, "no_presplit": ENCODE_NO_PRESPLIT, "rtl": RTL,
-                "specials_split": SPECIAL}
+                "specials_split": SPECIAL, "presplit": ENCODE_PRESPLIT,
+                "shortest_first": LONGEST_FIRST}
+    if pattern is not None:
+        known = tuple(k for k in known if k != "presplit")
     for how in known:
         if got == _encode_variant(merges, text, pattern, specials, how):
             raise Mismatch(messages[how])
@@ -426,6 +450,8 @@ def _invalid_utf8_case(gen) -> Case:
 
     def check(result: dict) -> None:
         got = _text_result(_steps(result, 1)[0])
+        if got == bytes(data).decode("utf-8", "ignore"):
+            raise Mismatch(IGNORE_ERRORS)
         if got != expected:
             raise Mismatch(f"decode({data}) should give {expected!r}: bytes that are not valid "
                            "UTF-8 decode with errors='replace' (U+FFFD), as in GPT-2; got "
@@ -451,6 +477,8 @@ def _train_case(gen, name: str, text: str, vocab_size: int, pattern=None,
         if key == "no_presplit":
             if pattern is not None:
                 variants[TRAIN_NO_PRESPLIT] = _train_variant(text, vocab_size, None)
+            else:
+                variants[TRAIN_PRESPLIT] = _train_variant(text, vocab_size, PATTERN)
             continue
         message, options = all_variants[key]
         variants[message] = _train_variant(text, vocab_size, pattern, **options)
@@ -468,7 +496,8 @@ def _train_case(gen, name: str, text: str, vocab_size: int, pattern=None,
         merges = _parse_merges(steps[1])
         _check_merges(merges, ref, vocab_size, variants)
         for text_, got in zip(encode, steps[2:], strict=True):
-            _check_encoding(got, text_, merges, pattern, None, f"encode({text_[:16]!r})")
+            _check_encoding(got, text_, merges, pattern, None, f"encode({text_[:16]!r})",
+                            known=("frequency", "no_presplit", "rtl", "presplit"))
 
     steps = [("train", [text, vocab_size], {}), GET_MERGES] + [("encode", [t], {})
                                                               for t in encode]
@@ -543,15 +572,17 @@ def _round_trip_case(gen, vocabulary) -> Case:
 
 
 def _special_untrained_case(gen) -> Case:
-    specials = {EOT: 256, SEP: 257}
-    text = (_unicode(gen, 8) + EOT + "hello world" + SEP + SEP + _unicode(gen, 8) + " " + EOT)
+    # the last special starts with the first: longest first, it wins
+    specials = {EOT: 256, SEP: 257, EOT + "\n": 258}
+    text = (_unicode(gen, 8) + EOT + "hello world" + SEP + SEP + _unicode(gen, 8) + " " + EOT
+            + "\n" + _unicode(gen, 4) + EOT)
     tok = BPETokenizer(PATTERN, specials)
     expected = tok.encode(text)
 
     def check(result: dict) -> None:
         got, decoded = _steps(result, 2)
         _check_encoding(got, text, {}, PATTERN, specials, "special tokens",
-                        known=("specials_split",))
+                        known=("specials_split", "shortest_first"))
         _check_decode(decoded, expected, {}, specials, text)
 
     steps = [("encode", [text], {}), ("decode", [expected], {})]
@@ -586,6 +617,32 @@ def _special_trained_case(gen, vocabulary) -> Case:
                 check)
 
 
+def _retrain_case(gen, vocabulary) -> Case:
+    """Train on one text, encode, train again on another: the second training starts from
+    scratch and encode follows the new merges."""
+    first, second = _text(gen, vocabulary, 200), _text(gen, vocabulary[::-1], 200)
+    vocab_size = 256 + 40
+    ref = _trained(second, vocab_size, PATTERN)
+    earlier = _trained(first, vocab_size, PATTERN)
+    sample = _text(gen, vocabulary, 20)
+
+    def check(result: dict) -> None:
+        steps = _steps(result, 5)
+        merges = _parse_merges(steps[3])
+        if any(p in earlier.merges and p not in ref.merges for p in merges):
+            raise Mismatch(NOT_RESET)
+        _check_merges(merges, ref, vocab_size, {})
+        got = _ids(steps[4], "encode")
+        if got != ref.encode(sample) and got == earlier.encode(sample):
+            raise Mismatch(STALE_ENCODE)
+        _check_encoding(got, sample, merges, PATTERN, None, "encode after a second train")
+
+    steps = [("train", [first, vocab_size], {}), ("encode", [sample], {}),
+             ("train", [second, vocab_size], {}), GET_MERGES, ("encode", [sample], {})]
+    return Case("train twice: the second training starts from scratch, encode follows it",
+                _call(steps, kwargs=_kwargs(PATTERN)), check)
+
+
 def _early_stop_case(gen) -> Case:
     text = _word(gen, "abc", 4, 7)
     vocab_size = 300
@@ -614,8 +671,9 @@ def bpe_cases(gen: torch.Generator) -> list[Case]:
         _untrained_encode_case(gen),
         _untrained_decode_case(gen),
         _invalid_utf8_case(gen),
-        _train_case(gen, "train, no pre-split: most frequent pair first, ties to the smallest "
-                    "pair, ids from 256", _text(gen, small, 250), 256 + 50, None, points=2),
+        _train_case(gen, "train and encode, no pre-split (the default): most frequent pair "
+                    "first, ties to the smallest pair, ids from 256", _text(gen, small, 250),
+                    256 + 50, None, encode=[_text(gen, small, 30)], points=2),
         _train_case(gen, "train with the GPT-2-style pattern: merges never cross chunks",
                     _text(gen, vocabulary, 500), 256 + 100, PATTERN, points=2),
         _train_case(gen, "runs of one letter ('aaaa'): overlapping pairs counted at every "
@@ -626,6 +684,7 @@ def bpe_cases(gen: torch.Generator) -> list[Case]:
         _round_trip_case(gen, vocabulary),
         _special_untrained_case(gen),
         _special_trained_case(gen, vocabulary),
+        _retrain_case(gen, vocabulary),
         _early_stop_case(gen),
         _no_merge_case(gen, "", 300),
         _no_merge_case(gen, _unicode(gen, 20), 256),
@@ -633,5 +692,6 @@ def bpe_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("bpe", 2, SYMBOL, "Byte-level BPE tokenizer", bpe_cases),
+    Exercise("bpe", 2, SYMBOL, "Byte-level BPE tokenizer", bpe_cases,
+             forbidden=shortcuts.BPE),
 ]

@@ -7,14 +7,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
     expect_inputs_untouched,
+    expect_property,
     expect_state,
     module_call,
     randn,
     run_reference,
+    well_formed,
 )
 from autograder.grading import Case, Exercise
 from solutions import RMSNorm, SwiGLU
@@ -22,13 +25,35 @@ from solutions import RMSNorm, SwiGLU
 # ---------------------------------------------------------------- RMSNorm
 
 
-def _rmsnorm_mistakes(x: Tensor, weight: Tensor, eps: float) -> dict[str, Tensor]:
-    """What common wrong RMSNorms return for ``x``, with the message each one earns."""
+# eps defaults a learner may have typed: LayerNorm's and GPTConfig.norm_eps's 1e-5,
+# nn.RMSNorm's (float32 machine epsilon), and others seen in the wild
+WRONG_DEFAULT_EPS = (1e-5, 1e-8, torch.finfo(torch.float32).eps, 0.0)
+
+
+WEIGHT_FIRST = ("cast the normalized x back to the input dtype first, then multiply by the "
+                "weight (as transformers' Llama does); yours multiplies in float32")
+
+
+def _weight_first(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """RMSNorm with the weight applied in float32 before the cast back (a mistake in 16 bits)."""
+    x32 = x.float()
+    return (weight.to(x.dtype).float() * x32 * torch.rsqrt(
+        x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def _rmsnorm_mistakes(x: Tensor, weight: Tensor, eps: float,
+                      default: bool = False) -> dict[str, Tensor]:
+    """What common wrong RMSNorms return for ``x``, with the message each one earns; with
+    ``default`` (built without ``eps``), also the wrong defaults."""
     in_dtype = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.to(x.dtype)
+    weight_first = _weight_first(x, weight, eps)
     x = x.double()
     w = weight.double()
     ms = x.pow(2).mean(-1, keepdim=True)
-    return {
+    wrong_defaults = {
+        f"RMSNorm(dim) must default to eps=1e-6 (the contract's); yours behaves like eps={e:g}":
+            x * torch.rsqrt(ms + e) * w for e in WRONG_DEFAULT_EPS} if default else {}
+    return wrong_defaults | {
         "your norm subtracts the mean: that is LayerNorm, not RMSNorm":
             F.layer_norm(x, x.shape[-1:], eps=eps) * w,
         "eps must go inside the square root: x / sqrt(mean(x^2) + eps)":
@@ -41,10 +66,17 @@ def _rmsnorm_mistakes(x: Tensor, weight: Tensor, eps: float) -> dict[str, Tensor
             x * torch.rsqrt(x.pow(2).mean() + eps) * w,
         "normalize by the root of the mean square, not by the mean square itself":
             x / (ms + eps) * w,
+        "you multiplied by the RMS; divide by it (multiply by rsqrt(mean(x^2) + eps))":
+            x * (ms + eps).sqrt() * w,
+        "the mean of squares, not their sum: RMS = sqrt(mean(x^2)), over the last dimension":
+            x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps) * w,
+        "you added the weight; multiply the normalized x by self.weight":
+            x * torch.rsqrt(ms + eps) + w,
         "use the eps given to the constructor, not a constant":
             x * torch.rsqrt(ms + 1e-6) * w,
         "compute the mean of squares in float32: in float16, x**2 overflows above 256":
             in_dtype,
+        WEIGHT_FIRST: weight_first,
     }
 
 
@@ -60,10 +92,18 @@ def _rmsnorm_case(gen, name, shape, dtype=torch.float32, eps=None, scale=1.0, gr
     x = x.to(dtype)
     grad_output = randn(gen, *shape, dtype=dtype) if grad else None
     expected, grads = run_reference(ref, [x], grad_output)
-    mistakes = _rmsnorm_mistakes(x, weight, ref.eps)
+    mistakes = _rmsnorm_mistakes(x, weight, ref.eps, default=eps is None)
+    weight_first = _weight_first(x, weight, ref.eps)
 
     def check(result: dict) -> None:
         expect(result["output"], expected, mistakes=mistakes)
+        if dtype in (torch.bfloat16, torch.float16):
+            # within tolerance, but in 16 bits the two orders round differently: correct code
+            # matches the reference bit for bit almost everywhere, the other order ~70 %
+            y = result["output"]
+            same = float((y == expected).float().mean())
+            if same < 0.9 and float((y == weight_first).float().mean()) > same:
+                raise Mismatch(WEIGHT_FIRST)
         if grad:
             expect_grads(result, grads)
         expect_inputs_untouched(result, [x])
@@ -95,16 +135,26 @@ def _rmsnorm_scale_case(gen) -> Case:
     ref = RMSNorm(dim)
     ref.load_state_dict({"weight": weight})
     expected, _ = run_reference(ref, [x])
+    mistakes = _rmsnorm_mistakes(x[0], weight, ref.eps, default=True)
 
     def check(result: dict) -> None:
         y = result["output"]
-        if type(y) is not Tensor or y.shape != batch.shape:
-            raise Mismatch("output should have the input's shape")
-        expect(y[0], expected[0])  # invariance alone would let a constant output through
-        expect_inputs_untouched(result, [batch])
-        if not torch.allclose(y[0], y[1], rtol=1e-4, atol=1e-5):
-            raise Mismatch(f"scaling the input by {c:.1f} changed your output; RMSNorm divides "
-                           "by the RMS, so it should not")
+
+        def prop() -> bool:
+            if not well_formed(y, batch.shape):
+                return False
+            if not torch.allclose(y[0], y[1], rtol=1e-4, atol=1e-5):
+                raise Mismatch(f"scaling the input by {c:.1f} changed your output; RMSNorm "
+                               "divides by the RMS, so it should not")
+            return True
+
+        def value() -> None:
+            if type(y) is not Tensor or y.shape != batch.shape:
+                raise Mismatch("output should have the input's shape")
+            expect(y[0], expected[0], mistakes=mistakes)  # invariance lets a constant through
+            expect_inputs_untouched(result, [batch])
+
+        expect_property("scaling the input left your output unchanged", prop, value)
 
     call = module_call("RMSNorm", (dim,), None, {"weight": weight}, [batch])
     return Case("property: scaling the input does not change the output", call, check)
@@ -117,6 +167,8 @@ def rmsnorm_cases(gen: torch.Generator) -> list[Case]:
         _rmsnorm_case(gen, "any number of leading dims: (2, 3, 4, 32)", (2, 3, 4, 32)),
         _rmsnorm_case(gen, "eps is used, inside the root (eps=0.5, small inputs)", (3, 64),
                       eps=0.5, scale=0.1),
+        _rmsnorm_case(gen, "RMSNorm(dim) defaults to eps=1e-6 (inputs of size 1e-3, where eps "
+                      "matters)", (2, 3, 32), scale=1e-3),
         _rmsnorm_case(gen, "gradients match (input and weight)", (2, 7, 32), grad=True,
                       points=2),
         _rmsnorm_case(gen, "bfloat16 in, bfloat16 out", (4, 8, 64), dtype=torch.bfloat16),
@@ -156,6 +208,9 @@ def _swiglu_mistakes(x: Tensor, w: dict[str, Tensor]) -> dict[str, Tensor]:
             down(F.silu(gate)),
         "the gate is missing: SwiGLU is down(SiLU(gate) * up), not down(SiLU(up))":
             down(F.silu(up)),
+        "SiLU(gate) multiplies up_proj(x); you added them": down(F.silu(gate) + up),
+        "the SiLU gate is missing: SwiGLU is down(SiLU(gate) * up), not down(gate * up)":
+            down(gate * up),
     }
 
 
@@ -207,6 +262,7 @@ def swiglu_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("rmsnorm", 3, "RMSNorm", "RMSNorm", rmsnorm_cases),
-    Exercise("swiglu", 3, "SwiGLU", "SwiGLU feed-forward", swiglu_cases),
+    Exercise("rmsnorm", 3, "RMSNorm", "RMSNorm", rmsnorm_cases, forbidden=shortcuts.RMSNORM),
+    Exercise("swiglu", 3, "SwiGLU", "SwiGLU feed-forward", swiglu_cases,
+             forbidden=shortcuts.SWIGLU),
 ]

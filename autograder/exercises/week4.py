@@ -16,11 +16,14 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect_grads,
     expect_inputs_untouched,
+    expect_property,
     function_call,
     randn,
+    well_formed,
 )
 from autograder.grading import Case, Exercise
 from solutions import alibi_bias, apply_rope
@@ -37,8 +40,8 @@ BASE_TOL = {
 ANGLE_TOL = 1e-6
 # a learner's mistake is recognised within a looser band (only consulted once the output failed)
 MISTAKE_TOL = 3e-3
-
-
+# theta defaults a learner may have typed: Llama 3's 500000, Mixtral's and Code Llama's 1e6
+WRONG_DEFAULT_THETA = (500000.0, 1e6, 1e5, 1000.0)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -62,10 +65,13 @@ def _angles(positions: Tensor, inv_freq: Tensor, float32: bool) -> Tensor:
     return positions.double()[:, None] * inv_freq.double()[None, :]
 
 
-def _rotate(x: Tensor, angles: Tensor, pairing: str = "halves") -> Tensor:
-    """Rotate pairs of ``x`` (float64) by ``angles`` ``(T, D/2)``; returns float64."""
+def _rotate(x: Tensor, angles: Tensor, pairing: str = "halves", swap: bool = False) -> Tensor:
+    """Rotate pairs of ``x`` (float64) by ``angles`` ``(T, D/2)``; returns float64. ``swap``:
+    cos and sin exchanged (a mistake)."""
     x = x.double()
     cos, sin = angles.cos(), angles.sin()
+    if swap:
+        cos, sin = sin, cos
     if pairing == "halves":
         a, b = x.chunk(2, dim=-1)
         return torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
@@ -105,11 +111,16 @@ REPEAT_INTERLEAVE = ("your cos/sin tables repeat each angle twice in a row (repe
 THETA_IGNORED = "you ignored the `theta` argument (rotated with theta = 10000 instead)"
 NOT_ROTATION = ("each pair (x[i], x[i + head_dim/2]) must be rotated by one angle: "
                 "(a cos - b sin, b cos + a sin)")
+COS_SIN_SWAPPED = ("cos and sin are swapped: x * cos + rotate_half(x) * sin, so that position 0 "
+                   "(angle 0) leaves x unchanged")
+THETA_DEFAULT = "apply_rope(x, positions) must default to theta=10000.0; yours behaves like {}"
 
 
-def _rope_mistakes(x: Tensor, positions: Tensor, theta: float) -> dict[str, list]:
+def _rope_mistakes(x: Tensor, positions: Tensor, theta: float,
+                   default: bool = False) -> dict[str, list]:
     """What common wrong RoPEs return (float64), each computed with float32 and with float64
-    angles, since a learner may do either: message -> [(output, largest angle per row)]."""
+    angles, since a learner may do either: message -> [(output, largest angle per row)].
+    ``default``: the case relies on the default theta, so wrong defaults are named too."""
     D, T = x.shape[-1], positions.shape[0]
     half = torch.arange(0, D, 2, dtype=torch.float64)
     out: dict[str, list] = {}
@@ -133,8 +144,13 @@ def _rope_mistakes(x: Tensor, positions: Tensor, theta: float) -> dict[str, list
     add(NO_TWO, _inv_freq(D, theta, half / 2 / D), lambda a: _rotate(x, a))
     add(HALF_DIM, _inv_freq(D, theta, 2 * half / D), lambda a: _rotate(x, a))
     add(REPEAT_INTERLEAVE, inv, lambda a: _rotate_full(x, a.repeat_interleave(2, dim=-1)))
+    add(COS_SIN_SWAPPED, inv, lambda a: _rotate(x, a, swap=True))
     if theta != DEFAULT_THETA:
         add(THETA_IGNORED, _inv_freq(D, DEFAULT_THETA), lambda a: _rotate(x, a))
+    if default:
+        for wrong in WRONG_DEFAULT_THETA:
+            add(THETA_DEFAULT.format(f"theta={wrong:g}"), _inv_freq(D, wrong),
+                lambda a: _rotate(x, a))
     return out
 
 
@@ -206,7 +222,7 @@ def _rope_case(gen, name, shape, positions, theta=None, dtype=torch.float32, gra
         xr = x.clone().requires_grad_(True)
         apply_rope(xr, positions, th).backward(grad_output)
         grads = {"inputs": [xr.grad]}
-    mistakes = _rope_mistakes(x, positions, th)
+    mistakes = _rope_mistakes(x, positions, th, default=theta is None)
 
     def check(result: dict) -> None:
         _expect_rope(result["output"], x, positions, th, mistakes=mistakes)
@@ -226,12 +242,20 @@ def _rope_identity_case(gen) -> Case:
 
     def check(result: dict) -> None:
         y = result["output"]
-        if type(y) is Tensor and y.shape == x.shape and not torch.allclose(
-                y.double(), x.double(), rtol=1e-5, atol=1e-6):
-            raise Mismatch("with every position 0 all angles are 0, so RoPE must return x "
-                           "unchanged (cos 0 = 1, sin 0 = 0); yours changes it")
-        _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
-        expect_inputs_untouched(result, [x, positions])
+
+        def prop() -> bool:
+            if not well_formed(y, x.shape):
+                return False
+            if not torch.allclose(y.double(), x.double(), rtol=1e-5, atol=1e-6):
+                raise Mismatch("with every position 0 all angles are 0, so RoPE must return x "
+                               "unchanged (cos 0 = 1, sin 0 = 0); yours changes it")
+            return True
+
+        def value() -> None:
+            _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
+            expect_inputs_untouched(result, [x, positions])
+
+        expect_property("position 0 left x unchanged", prop, value)
 
     return Case("property: position 0 is the identity",
                 function_call("apply_rope", [x, positions]), check)
@@ -245,14 +269,20 @@ def _rope_norm_case(gen) -> Case:
 
     def check(result: dict) -> None:
         y = result["output"]
-        if type(y) is Tensor and y.shape == x.shape and y.is_floating_point():
+
+        def prop() -> bool:
+            if not well_formed(y, x.shape):
+                return False
             before, after = x.double().norm(dim=-1), y.double().norm(dim=-1)
             change = ((after - before).abs() / before).max().item()
             if change > 1e-4:
                 raise Mismatch("RoPE rotates each pair (x[i], x[i + head_dim/2]) by an angle, "
                                "so it must keep every vector's length; yours changes it by up "
                                f"to {100 * change:.3g} %")
-        _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
+            return True
+
+        expect_property("every vector kept its norm", prop,
+                        lambda: _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes))
 
     return Case("property: every vector keeps its norm (positions up to 3000)",
                 function_call("apply_rope", [x, positions]), check)
@@ -273,7 +303,10 @@ def _rope_relative_case(gen) -> Case:
 
     def check(result: dict) -> None:
         y = result["output"]
-        if type(y) is Tensor and y.shape == x.shape and y.is_floating_point():
+
+        def prop() -> bool:
+            if not well_formed(y, x.shape):
+                return False
             yd = y.double()
             dots = [float(yd[0, 2 * i] @ yd[1, 2 * i + 1]) for i in range(3)]
             tol = size * (1e-5 + 4 * ANGLE_TOL * max(starts + [0]) + 4 * ANGLE_TOL * offset)
@@ -282,7 +315,10 @@ def _rope_relative_case(gen) -> Case:
                                    for i in range(3))
                 raise Mismatch(f"after RoPE, q . k must depend only on the offset between the "
                                f"positions (here {offset}), but yours gives {listed}")
-        _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
+            return True
+
+        expect_property("q . k depended only on the offset", prop,
+                        lambda: _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes))
 
     return Case("property: q . k after RoPE depends only on the offset",
                 function_call("apply_rope", [x, positions]), check)
@@ -355,6 +391,10 @@ PAPER = ("for H not a power of two you used the ALiBi paper's (and BLOOM's) inte
 ZERO_BELOW = ("your bias is 0 for every key the query can see (j <= i): the distance is "
               "i - j (query minus key), so the bias there is -m_h * (i - j)")
 ABS_PLUS_ONE = "the distance is i - j: a query attending to itself (j = i) gets bias 0"
+SLOPES_FROM_TWO = ("your slopes start at h = 2 (the last head gets 2^(-8(H+1)/H)); h runs from 1 "
+                   "to H: m_h = 2^(-8h/H), so the first head has 2^(-8/H) and the last 2^(-8)")
+DISTANCE_MINUS_ONE = ("the distance is i - j, not i - j - 1: a query attending to itself gets "
+                      "bias 0 and the key before it -m_h")
 
 
 def _alibi_mistakes(n_heads: int, seq_len: int) -> dict[str, Tensor]:
@@ -368,6 +408,8 @@ def _alibi_mistakes(n_heads: int, seq_len: int) -> dict[str, Tensor]:
         NO_EIGHT: _bias(_slopes(H, eight=1.0), seq_len),
         ZERO_BELOW: _bias(_slopes(H), seq_len, (-distance).clamp(min=0)),
         ABS_PLUS_ONE: _bias(_slopes(H), seq_len, distance + 1),
+        SLOPES_FROM_TWO: _bias(_slopes(H, torch.arange(2, H + 2)), seq_len),
+        DISTANCE_MINUS_ONE: _bias(_slopes(H), seq_len, distance - 1),
     }
     if H & (H - 1):
         out[PAPER] = _bias(_paper_slopes(H), seq_len)
@@ -483,6 +525,8 @@ def alibi_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases),
-    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases),
+    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases,
+             forbidden=shortcuts.ROPE),
+    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases,
+             forbidden=shortcuts.ALIBI),
 ]

@@ -8,16 +8,20 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, close, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
     expect_inputs_untouched,
+    expect_no_future_leak,
     expect_state,
     function_call,
     module_call,
     randn,
     run_reference,
+    same_as,
 )
+from autograder.exercises.week1 import device_case
 from autograder.grading import Case, Exercise
 from solutions import Attention, apply_rope, kv_cache_bytes, repeat_kv, sliding_window_mask
 from solutions.positions import rope_interleaved
@@ -30,12 +34,6 @@ BF16_TOL = {"rtol": 3e-2, "atol": 3e-2}
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------- repeat_kv
@@ -131,6 +129,8 @@ WINDOW_IGNORED = ("the window is ignored: keys window or more positions back (i 
                   "must be hidden")
 NOT_CAUSAL_WINDOW = ("your mask lets queries see future keys: the window comes on top of the "
                      "causal mask, key j is visible iff 0 <= i - j < window")
+SHORT_BY_ONE = ("your window holds only window - 1 keys: key j is visible iff 0 <= i - j < "
+                "window (the query itself and the window - 1 keys before it)")
 
 
 def _band(T: int, lo: float, hi: float) -> Tensor:
@@ -147,16 +147,20 @@ def _mask_mistakes(T: int, window: int | None) -> dict[str, Tensor]:
         "your mask is transposed (a band above the diagonal): query i sees keys j <= i, the "
         "lower triangle": expected.T.clone(),
         "the diagonal is missing: a query always sees itself (i - j = 0)": _band(T, 1, w),
+        "your mask also shows each query the next key (i - j = -1): key j is visible iff "
+        "0 <= i - j": _band(T, -1, w),
     }
     if window is None:
         mistakes["window=None must give the full causal mask, key j visible iff j <= i"] = \
             torch.ones(T, T, dtype=torch.bool)
+        for w in range(1, T):  # a default window instead of None
+            mistakes[f"window=None (the default) must give the full causal mask; yours cuts a "
+                     f"window of {w}"] = _band(T, 0, w)
         return mistakes
     d = torch.arange(T)[:, None] - torch.arange(T)[None, :]
     mistakes |= {
         OFF_BY_ONE: _band(T, 0, w + 1),
-        "your window holds only window - 1 keys: key j is visible iff 0 <= i - j < window "
-        "(the query itself and the window - 1 keys before it)": _band(T, 0, w - 1),
+        SHORT_BY_ONE: _band(T, 0, w - 1),
         WINDOW_IGNORED: _band(T, 0, math.inf),
         NOT_CAUSAL_WINDOW: _band(T, -math.inf, w),
         "your window looks both ways (|i - j| < window): the mask must stay causal, "
@@ -204,6 +208,7 @@ def sliding_window_mask_cases(gen: torch.Generator) -> list[Case]:
                    kwargs={"device": "cpu"}),
         _mask_case("T = 1", 1, 3),
         _mask_case("T = 300, window = 64", 300, 64),
+        device_case("sliding_window_mask", 9, "4, "),
     ]
 
 
@@ -228,7 +233,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     ``rope``: which of q, k, v are rotated ("qk" is right; "wide" rotates the full projections
     before the heads are split; "interleaved" pairs (2i, 2i+1)); ``kv_map``: "div" (h // n_rep,
     right) or "mod" (h % n_kv, tiled); ``mask``: "ok", "causal" (window ignored), "plus1"
-    (i - j <= w), "none", "nocausal" (i - j < w only).
+    (i - j <= w), "minus1" (i - j < w - 1), "none", "nocausal" (i - j < w only).
     """
     w = {k: t.to(x.dtype).double() for k, t in w.items()}  # the weights as the learner has them
     x = x.double()
@@ -253,7 +258,8 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     k, v = k[:, idx], v[:, idx]
     win = math.inf if window is None else window
     allowed = {"ok": _band(T, 0, win), "causal": _band(T, 0, math.inf),
-               "plus1": _band(T, 0, win + 1), "none": _band(T, -math.inf, math.inf),
+               "plus1": _band(T, 0, win + 1), "minus1": _band(T, 0, win - 1),
+               "none": _band(T, -math.inf, math.inf),
                "nocausal": _band(T, -math.inf, win)}[mask]
     scores = q @ k.transpose(-2, -1) * (D**-0.5 if scale is None else scale)
     y = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v  # (B, H, T, D)
@@ -286,11 +292,17 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
     if theta != 10000.0:
         mistakes["use the rope_theta given to the constructor, not 10000"] = \
             _attn_variant(x, w, n_heads, n_kv, window, 10000.0)
+    else:  # built without rope_theta: the default is graded
+        for wrong in (500000.0, 1e6):
+            mistakes[f"Attention(...) must default to rope_theta=10000.0; yours behaves like "
+                     f"rope_theta={wrong:g}"] = _attn_variant(x, w, n_heads, n_kv, window, wrong)
     if window is not None:
         mistakes |= {
             OFF_BY_ONE: v(mask="plus1"),
             NOT_CAUSAL_WINDOW: v(mask="nocausal"),
         }
+        if window > 1:
+            mistakes[SHORT_BY_ONE] = v(mask="minus1")
         if window < T:
             mistakes[WINDOW_IGNORED] = v(mask="causal")
     return mistakes
@@ -380,18 +392,8 @@ def _attn_future_case(gen) -> Case:
     mistakes = _attn_mistakes(batch, weights, n_heads, n_kv, window, 10000.0)
 
     def check(result: dict) -> None:
-        y = result["output"]
-        if type(y) is not Tensor or y.shape != batch.shape:
-            raise Mismatch(f"your output should have shape {tuple(batch.shape)}, got "
-                           f"{describe(y)}")
-        diff = (y[0, :cut] - y[1, :cut]).abs().amax(-1)
-        changed = [i for i in range(cut) if diff[i] > 1e-5 + 1e-4 * y[0, i].abs().max()]
-        if changed:
-            raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
-                           f"position(s) {changed}: an output depends on a future token "
-                           "(the window comes on top of the causal mask)")
-        expect(y, expected, mistakes=mistakes)
-        expect_inputs_untouched(result, [batch])
+        expect_no_future_leak(result, batch, cut, expected, mistakes,
+                              "the window comes on top of the causal mask")
 
     call = module_call("Attention", (dim, n_heads), {"n_kv_heads": n_kv, "window": window},
                        weights, [batch])
@@ -399,15 +401,15 @@ def _attn_future_case(gen) -> Case:
                 points=2)
 
 
-def _attn_equals_case(gen, name, shape, n_heads, kwargs, same_as: dict, message: str,
+def _attn_equals_case(gen, name, shape, n_heads, kwargs, built_as: dict, message: str,
                       points=1.0) -> Case:
     """A property: the module built with ``kwargs`` equals the reference built with
-    ``same_as`` (e.g. window >= T and no window), on the same weights."""
+    ``built_as`` (e.g. window >= T and no window), on the same weights."""
     B, T, dim = shape
     n_kv = kwargs.get("n_kv_heads") or n_heads
     weights = _attn_weights(gen, dim, n_heads, n_kv)
     x = randn(gen, *shape)
-    ref = Attention(dim, n_heads, **same_as)
+    ref = Attention(dim, n_heads, **built_as)
     ref.load_state_dict(weights)
     expected, _ = run_reference(ref, [x])
     mistakes = _attn_mistakes(x, weights, n_heads, n_kv, kwargs.get("window"), 10000.0)
@@ -431,8 +433,10 @@ def attention_cases(gen: torch.Generator) -> list[Case]:
                          "(H_kv*D, dim), o_proj (dim, H*D), no biases", 32, 8, 2),
         _attn_state_case(gen, "parameters, MHA (n_kv_heads=None): four (dim, dim) "
                          "projections", 24, 4, None),
-        _attn_case(gen, "MHA (n_kv_heads=None), no window, (2, 7, 32), 4 heads", (2, 7, 32), 4,
-                   points=2),
+        _attn_state_case(gen, "parameters when n_heads does not divide dim: head_dim = "
+                         "dim // n_heads, q_proj (H*D, dim), o_proj (dim, H*D)", 34, 4, 2),
+        _attn_case(gen, "defaults: MHA (n_kv_heads=None), no window, rope_theta 10000, "
+                   "(2, 40, 32), 4 heads", (2, 40, 32), 4, points=2),
         _attn_case(gen, "GQA: 8 query heads share 2 kv heads", (2, 9, 64), 8, 2, points=2),
         _attn_case(gen, "MQA: n_kv_heads = 1", (1, 8, 32), 4, 1),
         _attn_case(gen, "sliding window 3 (T = 10), GQA 4/2", (2, 10, 32), 4, 2, window=3,
@@ -486,6 +490,7 @@ def _kv_mistakes(L, H_kv, D, T, B=1, b=2, window=None, n_heads=None) -> dict[str
           "constant 2"] = 2 * L * H_kv * D * tokens * B * 2
     m |= {
         "the cache holds keys AND values: multiply by 2": right // 2,
+        "the factor 2 (keys and values) is counted twice": right * 2,
         "every layer caches its own keys and values: multiply by n_layers": right // L,
         "multiply by n_kv_heads: each key/value head caches a head_dim vector per token":
             right // H_kv,
@@ -549,14 +554,17 @@ def kv_cache_bytes_cases(gen: torch.Generator) -> list[Case]:
         _kv_case("a window longer than the context: seq_len tokens are cached",
                  (32, 8, 128, 1000), {"window": 4096, "batch_size": 2}),
         _kv_case("MQA: a single kv head", (L, 1, D, T)),
+        _kv_case("no window by default: 32 layers, 8 kv heads, 100,000 tokens",
+                 (32, 8, 128, 100_000)),
     ]
 
 
 EXERCISES = [
-    Exercise("repeat_kv", 5, "repeat_kv", "repeat_kv (grouped-query heads)", repeat_kv_cases),
+    Exercise("repeat_kv", 5, "repeat_kv", "repeat_kv (grouped-query heads)", repeat_kv_cases,
+             forbidden=shortcuts.REPEAT_KV),
     Exercise("sliding_window_mask", 5, "sliding_window_mask", "The sliding-window mask",
-             sliding_window_mask_cases),
+             sliding_window_mask_cases, forbidden=shortcuts.SLIDING_WINDOW),
     Exercise("attention", 5, "Attention", "Attention: GQA, RoPE and a sliding window",
-             attention_cases),
+             attention_cases, forbidden=shortcuts.GQA_ATTENTION),
     Exercise("kv_cache_bytes", 5, "kv_cache_bytes", "KV-cache memory", kv_cache_bytes_cases),
 ]

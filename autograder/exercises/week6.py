@@ -7,13 +7,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch, check_tensor, close, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_inputs_untouched,
+    expect_property,
     expect_state,
     module_call,
     randn,
     run_reference,
+    well_formed,
 )
 from autograder.grading import Case, Exercise
 from solutions import MoE, SwiGLU, load_balancing_loss
@@ -163,6 +166,16 @@ def _moe_mistakes(x: Tensor, state: dict, n_experts: int, top_k: int):
         y_mistakes["the k chosen weights are not renormalised: divide the top-k "
                    "probabilities by their sum so that they add up to 1"] = combine(
             dense(top_p, chosen))
+        y_mistakes["every expert is used, weighted by its probability: keep only the top_k "
+                   "best experts of each token"] = combine(probs)
+        low_p, low = probs.topk(top_k, dim=-1, largest=False)
+        y_mistakes["you chose the k LEAST likely experts: take the top_k largest "
+                    "probabilities (torch.topk's default)"] = combine(
+            dense(low_p / low_p.sum(-1, keepdim=True), low))
+    if top_k > 1:
+        y_mistakes["the chosen experts' outputs are summed without their routing weights: "
+                   "weight each by its renormalised probability"] = combine(
+            dense(torch.ones_like(renorm), chosen))
     y_mistakes.update({
         "the routing weights must multiply the experts' outputs, not their inputs":
             on_inputs,
@@ -251,15 +264,22 @@ def _moe_same_experts_case(gen) -> Case:
     def check(result: dict) -> None:
         out = result["output"]
         y = out[0] if isinstance(out, tuple | list) and out else out
-        if isinstance(y, Tensor) and y.shape == single.shape and y.dtype == single.dtype \
-                and not close(y, single):
-            for message, wrong in y_mistakes.items():
-                if "renormalised" in message and close(y, wrong.to(y.dtype)):
-                    raise Mismatch("with all experts identical the MoE should equal one expert, "
-                                   "but yours scales it: " + message)
-            raise Mismatch("with all experts identical your MoE should equal that one expert "
-                           "(each token's k routing weights sum to 1); it does not")
-        _check_moe_output(result, expected, y_mistakes, logit_mistakes, shape[:-1])
+
+        def prop() -> bool:
+            if not well_formed(y, single.shape) or y.dtype != single.dtype:
+                return False
+            if not close(y, single):
+                for message, wrong in y_mistakes.items():
+                    if "renormalised" in message and close(y, wrong.to(y.dtype)):
+                        raise Mismatch("with all experts identical the MoE should equal one "
+                                       "expert, but yours scales it: " + message)
+                raise Mismatch("with all experts identical your MoE should equal that one "
+                               "expert (each token's k routing weights sum to 1); it does not")
+            return True
+
+        expect_property("with identical experts your MoE equals one expert", prop, lambda:
+                        _check_moe_output(result, expected, y_mistakes, logit_mistakes,
+                                          shape[:-1]))
 
     call = module_call("MoE", (dim, hidden, n_experts, top_k), None, state, [x])
     return Case("property: with identical experts the MoE equals one expert (weights sum to 1)",
@@ -281,11 +301,19 @@ def _moe_permutation_case(gen) -> Case:
     def check(result: dict) -> None:
         out = result["output"]
         y = out[0] if isinstance(out, tuple | list) and out else out
-        if isinstance(y, Tensor) and y.shape == x.shape and torch.isfinite(y).all() \
-                and not close(y[1], y[0][perm], rtol=1e-4, atol=1e-5):
-            raise Mismatch("shuffling the tokens changed what each token gets: every token must "
-                           "be routed on its own (softmax over experts, not over tokens)")
-        _check_moe_output(result, expected, y_mistakes, logit_mistakes, x.shape[:-1])
+
+        def prop() -> bool:
+            if not well_formed(y, x.shape):
+                return False
+            if not close(y[1], y[0][perm], rtol=1e-4, atol=1e-5):
+                raise Mismatch("shuffling the tokens changed what each token gets: every token "
+                               "must be routed on its own (softmax over experts, not over "
+                               "tokens)")
+            return True
+
+        expect_property("shuffling the tokens shuffled the output", prop, lambda:
+                        _check_moe_output(result, expected, y_mistakes, logit_mistakes,
+                                          x.shape[:-1]))
 
     call = module_call("MoE", (dim, hidden, n_experts, top_k), None, state, [x])
     return Case("property: each token is routed on its own (shuffled tokens, shuffled output)",
@@ -344,6 +372,8 @@ def _lbl_mistakes(logits: Tensor, n_experts: int, top_k: int) -> dict[str, Tenso
         "f_e is the fraction of tokens that picked expert e: divide the pick counts by the "
         "number of tokens N, not by N * top_k (mean over the tokens only)":
             n_experts * (f / top_k * p).sum(),
+        "the loss is n_experts * sum_e f_e * P_e: yours is top_k times too large":
+            top_k * n_experts * (f * p).sum(),
         "P_e is the mean of the probabilities over the tokens, not their sum":
             n_experts * (f * probs.sum(0)).sum(),
         "f_e counts hard top-k picks (a one-hot of the chosen experts), not probabilities":
@@ -427,7 +457,16 @@ def _lbl_balanced_case(gen) -> Case:
     mistakes = _lbl_mistakes(logits, n_experts, top_k)
 
     def check(result: dict) -> None:
-        _check_scalar(result["output"], expected, mistakes, False)
+        try:
+            _check_scalar(result["output"], expected, mistakes, False)
+        except Mismatch as exc:
+            y = result["output"]
+            if str(exc).startswith("your loss differs") and isinstance(y, Tensor) \
+                    and y.numel() == 1:
+                raise Mismatch(f"perfectly balanced routing (every expert picked equally "
+                               f"often, equal mean probabilities) should give exactly top_k = "
+                               f"{top_k}; yours gives {float(y):.4g}") from None
+            raise
         expect_inputs_untouched(result, [logits])
 
     return Case("property: perfectly balanced routing gives exactly top_k",
@@ -467,7 +506,8 @@ def load_balancing_loss_cases(gen: torch.Generator) -> list[Case]:
 
 
 EXERCISES = [
-    Exercise("moe", 6, "MoE", "Mixture of experts (top-k routing)", moe_cases),
+    Exercise("moe", 6, "MoE", "Mixture of experts (top-k routing)", moe_cases,
+             forbidden=shortcuts.MOE),
     Exercise("load_balancing_loss", 6, "load_balancing_loss", "Load-balancing loss",
-             load_balancing_loss_cases),
+             load_balancing_loss_cases, forbidden=shortcuts.LOAD_BALANCING),
 ]

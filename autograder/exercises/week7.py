@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import expect, randn, script_call
 from autograder.grading import Case, Exercise, given_code
 from solutions.model import GPTConfig, MiniGPT, filter_logits, generate
@@ -220,6 +221,10 @@ def _check_forward(name: str, cfg: dict, model: MiniGPT, idx: Tensor, targets: T
                 raise Mismatch(f"{name}: after a second forward `model.router_logits` holds "
                                f"{out['n_router']} tensors, expected {len(router)}: reset the "
                                "list at the start of each forward")
+        elif isinstance(out["router"], list | tuple) and out["router"]:
+            raise Mismatch(f"{name}: `model.router_logits` should stay empty in a model without "
+                           f"experts; yours holds {len(out['router'])} items (append only the "
+                           "router logits a MoE layer returns)")
         if grads is not None:
             got_grads = out.get("grads") or {}
             for key, expected in grads.items():
@@ -294,6 +299,43 @@ def _cached_case(gen: torch.Generator, name: str) -> Case:
                 "full forward", call, check)
 
 
+INIT = """
+torch.manual_seed(seed)
+model = MiniGPT(GPTConfig(**cfg))
+result = {name: [list(p.shape), float(p.float().mean()), float(p.float().std()),
+                 float(p.float().abs().max())] for name, p in model.state_dict().items()}
+"""
+INIT_STD = 0.02  # GPT-2's
+
+
+def _init_case(gen: torch.Generator) -> Case:
+    """A freshly built model is initialised as GPT-2 (the notebook asks for ``_init_weights``):
+    linear and embedding weights normal(0, 0.02) (the residual projections o_proj and down_proj
+    may be scaled by 1/sqrt(2 n_layers), as nanoGPT does), biases zero, norm weights one."""
+    cfg = dict(FAMILIES["GPT-2"], dim=64, hidden_dim=128, vocab_size=100, max_seq_len=64)
+    layers = cfg["n_layers"]
+
+    def check(result: dict) -> None:
+        for name, (shape, mean, std, top) in result["output"].items():
+            if len(shape) == 2:
+                scaled = name.endswith(("o_proj.weight", "down_proj.weight"))
+                wanted = [INIT_STD] + ([INIT_STD / (2 * layers) ** 0.5] if scaled else [])
+                if not any(0.8 * w <= std <= 1.2 * w for w in wanted) or abs(mean) > 0.005:
+                    hint = (" (that is PyTorch's default initialisation: apply _init_weights to "
+                            "every submodule with self.apply)" if std > 0.05 else "")
+                    raise Mismatch(f"`{name}` starts with mean {mean:.3g} and std {std:.3g}; "
+                                   f"initialise linear and embedding weights as GPT-2 does, "
+                                   f"normal(0, {INIT_STD}){hint}")
+            elif name.endswith("bias") and top != 0:
+                raise Mismatch(f"`{name}` should start at zero, as GPT-2's biases do")
+            elif "norm" in name and name.endswith("weight") and (mean != 1 or top != 1):
+                raise Mismatch(f"`{name}` should start at one (a norm's weight)")
+
+    call = script_call(INIT, cfg=cfg, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+    return Case("initialised as GPT-2: weights normal(0, 0.02), biases zero, norms one", call,
+                check, points=0.5)
+
+
 def build_minigpt(gen: torch.Generator) -> list[Case]:
     return [
         _forward_case(gen, "Llama", 12, with_grads=True),
@@ -303,6 +345,7 @@ def build_minigpt(gen: torch.Generator) -> list[Case]:
         _forward_case(gen, "Mixtral", 10),
         _cached_case(gen, "GPT-2"),
         _cached_case(gen, "Mistral"),
+        _init_case(gen),
     ]
 
 
@@ -322,15 +365,30 @@ torch.manual_seed(seed)
 out = generate(model, idx, max_new_tokens, **kwargs)
 result = {"tokens": out}
 """
+# every call of the model is recorded: (tokens fed, whether a cache was passed)
+GENERATE_COUNTING = MODEL + """
+calls = []
+_forward = model.forward
+def _counting(idx, targets=None, cache=None):
+    calls.append([int(idx.shape[1]), cache is not None])
+    return _forward(idx, targets, cache)
+model.forward = _counting
+torch.manual_seed(seed)
+out = generate(model, idx, max_new_tokens)
+result = {"tokens": out, "calls": calls}
+"""
+# a vocabulary wider than transformers' default top_k of 50, with a long tail
+DEFAULTS_CFG = dict(GEN_CFG, vocab_size=96)
 
 
-def _gen_model(gen: torch.Generator, sharpen: float) -> tuple[dict, MiniGPT]:
-    state = _random_state(gen, GEN_CFG)
+def _gen_model(gen: torch.Generator, sharpen: float, cfg: dict = GEN_CFG) -> tuple[dict, MiniGPT]:
+    state = _random_state(gen, cfg)
     state["lm_head.weight"] = state["lm_head.weight"] * sharpen
-    return state, _reference(GEN_CFG, state)
+    return state, _reference(cfg, state)
 
 
-def _tokens(result: dict, B: int, T: int, new: int, prompt: Tensor) -> Tensor:
+def _tokens(result: dict, B: int, T: int, new: int, prompt: Tensor,
+            vocab_size: int = GEN_CFG["vocab_size"]) -> Tensor:
     out = result["output"]["tokens"]
     if type(out) is not Tensor or out.dtype not in (torch.int64, torch.int32):
         raise Mismatch(f"generate should return a tensor of token ids, got {describe(out)}")
@@ -342,7 +400,7 @@ def _tokens(result: dict, B: int, T: int, new: int, prompt: Tensor) -> Tensor:
                        f"(B, T + max_new_tokens) = {(B, T + new)}")
     if not torch.equal(out[:, :T].long(), prompt):
         raise Mismatch("the output should start with the prompt, unchanged")
-    if (out < 0).any() or (out >= GEN_CFG["vocab_size"]).any():
+    if (out < 0).any() or (out >= vocab_size).any():
         raise Mismatch("generate returned ids outside the vocabulary")
     return out.long()
 
@@ -366,10 +424,12 @@ def _greedy_case(gen: torch.Generator, title: str, kwargs: dict, hint: str) -> C
 
 
 def _step_logits(model: MiniGPT, tokens: Tensor, T: int, temperature: float) -> Tensor:
-    """The logits (divided by ``temperature``) each new token of ``tokens`` was drawn from."""
+    """The logits (divided by ``temperature``) each new token of ``tokens`` was drawn from.
+    Rows repeat (one prompt, a few likely tokens), so each distinct row is run once."""
+    rows, inverse = tokens[:, :-1].unique(dim=0, return_inverse=True)
     with torch.no_grad():
-        logits, _ = model(tokens[:, :-1])  # (B, T + new - 1, V)
-    return logits[:, T - 1:].float() / temperature  # (B, new, V)
+        logits, _ = model(rows)  # (distinct rows, T + new - 1, V)
+    return logits[inverse, T - 1:].float() / temperature  # (B, new, V)
 
 
 def _sampling_case(gen: torch.Generator, kind: str) -> Case:
@@ -396,7 +456,10 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
             }
         elif kind == "top_k":
             temperature, kwargs = 1.0, {"temperature": 1.0, "top_k": 3}
-            alternatives = {}
+            alternatives = {
+                "top_k=3 keeps exactly the 3 largest logits; yours keeps only 2":
+                    filter_logits(first[None], top_k=2)[0].softmax(-1),
+            }
         else:
             temperature = 1.0
             # a threshold halfway through the third token: the nucleus is the top three
@@ -434,6 +497,11 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
                 raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were "
                                "outside the top_k most likely")
             if kind == "top_p":
+                flat = logits.flatten(0, 1)
+                ranks = (flat > flat.gather(1, drawn[:, None])).sum(-1)[~ok]
+                if (ranks == allowed.sum(-1)[~ok]).all():
+                    raise Mismatch("your nucleus keeps one token too many: stop at the first "
+                                   "token with which the sorted probabilities reach top_p")
                 raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were outside "
                                "the nucleus (sort the probabilities in decreasing order before "
                                "the cumulative sum)")
@@ -461,6 +529,67 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
                 points=1.5)
 
 
+NUCLEUS_TAIL = "the last tenth of the probability mass"
+
+
+def _defaults_case(gen: torch.Generator) -> Case:
+    """``generate(model, idx, n)`` alone: temperature 1 over the whole vocabulary (no top-k, no
+    top-p) and the KV cache. The first sampled token's frequencies are compared with
+    softmax(logits) by rank bins (a wrong default moves whole bins: top_k=50 empties the
+    ranks past 50, top_p=0.9 the last tenth of the mass, temperature 0.9 or 1.1 shifts mass
+    between head and tail), each within 5 standard deviations plus a margin; the model's
+    calls show whether the cache was used."""
+    B, T, new = 20000, 4, 2
+    state, model = _gen_model(gen, sharpen=1.4, cfg=DEFAULTS_CFG)
+    vocab = DEFAULTS_CFG["vocab_size"]
+    prompt = torch.randint(0, vocab, (1, T), generator=gen)
+    with torch.no_grad():
+        first = model(prompt)[0][0, -1].float()  # (V,)
+    want = first.softmax(-1)
+    order = want.argsort(descending=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(vocab)
+    cum_before = want[order].cumsum(0) - want[order]
+    bins = {"the most likely token": rank == 0, "ranks 2 to 8": (rank >= 1) & (rank < 8),
+            "ranks 9 to 50": (rank >= 8) & (rank < 50), "ranks past 50": rank >= 50,
+            NUCLEUS_TAIL: cum_before[rank] >= 0.9}
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        tokens = _tokens(result, B, T, new, prompt.expand(B, T), vocab)
+        counts = torch.bincount(tokens[:, T], minlength=vocab).float() / B
+        stats = {}
+        for what, members in bins.items():
+            p, got = float(want[members].sum()), float(counts[members].sum())
+            stats[what] = (p, got, 5 * (p * (1 - p) / B) ** 0.5 + 0.002)
+        failed = [what for what, (p, got, bound) in stats.items() if abs(got - p) > bound]
+        if failed:
+            if any(stats[what][1] < 0.005 for what in failed):  # a tail never drawn: a cut
+                kept = int(rank[tokens[:, T]].max()) + 1
+                mass = float(want[order[:kept]].sum())
+                hint = ("top_k must default to None, no cut (transformers' default is 50)"
+                        if kept == 50 else "top_p must default to None, no nucleus cut")
+                raise Mismatch(f"with the defaults your first samples never go past the {kept} "
+                               f"most likely tokens ({mass:.0%} of the probability): {hint}")
+            p, got, bound = stats[failed[0]]
+            raise Mismatch(f"generate(model, idx, n) with the defaults drew {failed[0]} with "
+                           f"frequency {got:.3f}, expected {p:.3f} (+- {bound:.3f}): temperature "
+                           "must default to 1.0, sample from softmax(logits)")
+        calls = out.get("calls")
+        if not isinstance(calls, list) or not calls or not all(c[1] for c in calls) or \
+                sum(c[0] for c in calls) != T + new - 1:
+            fed = ", ".join(f"{n} tokens{' with a cache' if c else ''}" for n, c in calls or [])
+            raise Mismatch("use_cache must default to True: feed the prompt once, then only "
+                           "the newest token each step, with the cache from model.new_cache(); "
+                           f"your calls of the model fed {fed}")
+
+    call = script_call(GENERATE_COUNTING, cfg=DEFAULTS_CFG, state=state,
+                       idx=prompt.expand(B, T).clone(), max_new_tokens=new,
+                       seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+    return Case("defaults: temperature 1 over the whole vocabulary (no top-k, no top-p), with "
+                "the KV cache", call, check, points=1.5)
+
+
 def build_generate(gen: torch.Generator) -> list[Case]:
     cache_hint = (" (with the cache: run the prompt once, then feed only the newest token; "
                   "the cache holds the rest and their positions)")
@@ -474,14 +603,15 @@ def build_generate(gen: torch.Generator) -> list[Case]:
         _sampling_case(gen, "temperature"),
         _sampling_case(gen, "top_k"),
         _sampling_case(gen, "top_p"),
+        _defaults_case(gen),
     ]
 
 
 EXERCISES = [
     Exercise("minigpt", 7, "MiniGPT", "MiniGPT: the assembled model", build_minigpt,
-             given=GIVEN),
+             given=GIVEN, forbidden=shortcuts.MINIGPT),
     # with the reference MiniGPT too: `generate` is graded on the reference model, and a
     # broken MiniGPT cell must not break the definition of `generate` (its annotations)
     Exercise("generate", 7, "generate", "generate: sampling and the KV cache", build_generate,
-             given=(*GIVEN, "solutions.model:Block,MiniGPT")),
+             given=(*GIVEN, "solutions.model:Block,MiniGPT"), forbidden=shortcuts.GENERATE),
 ]

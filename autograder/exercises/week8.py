@@ -14,6 +14,7 @@ import math
 import torch
 
 from autograder.compare import Mismatch
+from autograder.exercises import shortcuts
 from autograder.exercises.common import script_call
 from autograder.grading import Case, Exercise, given_code
 from solutions.model import PRESETS, GPTConfig
@@ -25,9 +26,17 @@ COUNT_SCRIPT = """
 _ns = {}
 exec(config_source, _ns)  # the reference GPTConfig, whatever the submission defines
 _config = _ns["GPTConfig"](**fields)
+if "parameter_breakdown" in count_parameters.__globals__:
+    def _refuse(*args, **kwargs):
+        raise RuntimeError("parameter_breakdown is the notebook's given answer to this exercise "
+                           "split by component: count from the config yourself")
+    count_parameters.__globals__["parameter_breakdown"] = _refuse
 result = {}
-for _active in actives:
-    _n = count_parameters(_config, active=_active)
+for _active in actives:  # "default": count_parameters(config), the default of `active`
+    if _active == "default":
+        _n = count_parameters(_config)
+    else:
+        _n = count_parameters(_config, active=_active)
     try:
         _value = _n if type(_n) is int else float(_n)
     except Exception:
@@ -36,26 +45,29 @@ for _active in actives:
 """
 
 
-def _count(c: GPTConfig, active: bool = False, *, tied_twice=False, norms=True,
-           biases=True, swiglu_mats=3, kv_at_n_heads=False, all_experts=False, router=True,
-           pos_table=True, ln_bias=True) -> int:
+def _count(c: GPTConfig, active: bool = False, *, tied_twice=False, head=True, norms=True,
+           biases=True, always_biases=False, swiglu_mats=3, gelu_mats=2, kv_at_n_heads=False,
+           q_at_n_kv_heads=False, all_experts=False, top_k_always=False, router=True,
+           pos_table=True, rope_table=False, ln_bias=True, ln_bias_always=False) -> int:
     """The count with one mistake switched on: the reference formula, written out again."""
     d, hd = c.dim, c.dim // c.n_heads
-    q = c.n_heads * hd
-    kv = q if kv_at_n_heads else c.n_kv_heads * hd
-    bias = c.bias and biases
+    q = (c.n_kv_heads if q_at_n_kv_heads else c.n_heads) * hd
+    kv = c.n_heads * hd if kv_at_n_heads else c.n_kv_heads * hd
+    bias = (c.bias or always_biases) and biases
     attention = 2 * d * q + 2 * d * kv + (q + 2 * kv + d if bias else 0)
-    norm = (d * (2 if c.norm == "layernorm" and bias and ln_bias else 1)) if norms else 0
+    two = c.norm == "layernorm" and ((bias and ln_bias) or ln_bias_always)
+    norm = d * (2 if two else 1) if norms else 0
     if c.n_experts:
-        experts = c.top_k if active and not all_experts else c.n_experts
+        experts = c.top_k if (active or top_k_always) and not all_experts else c.n_experts
         mlp = (d * c.n_experts if router else 0) + experts * 3 * d * c.hidden_dim
     elif c.mlp == "swiglu":
         mlp = swiglu_mats * d * c.hidden_dim
     else:
-        mlp = 2 * d * c.hidden_dim + (c.hidden_dim + d if bias else 0)
-    embeddings = c.vocab_size * d + (c.max_seq_len * d if c.pos == "learned" and pos_table else 0)
-    head = c.vocab_size * d if (not c.tie_embeddings or tied_twice) else 0
-    return embeddings + c.n_layers * (attention + mlp + 2 * norm) + norm + head
+        mlp = gelu_mats * d * c.hidden_dim + (c.hidden_dim + d if bias else 0)
+    learned = c.pos == "learned" and pos_table or c.pos != "learned" and rope_table
+    embeddings = c.vocab_size * d + (c.max_seq_len * d if learned else 0)
+    lm_head = c.vocab_size * d if head and (not c.tie_embeddings or tied_twice) else 0
+    return embeddings + c.n_layers * (attention + mlp + 2 * norm) + norm + lm_head
 
 
 def _count_mistakes(c: GPTConfig, active: bool) -> dict[str, int]:
@@ -78,22 +90,38 @@ def _count_mistakes(c: GPTConfig, active: bool) -> dict[str, int]:
             _count(c, active, router=False),
         "the learned position table (max_seq_len x dim) is missing: pos='learned' models "
         "have one": _count(c, active, pos_table=False),
+        # the mirror images
+        "lm_head is missing: without tie_embeddings the head has its own vocab_size x dim "
+        "matrix": _count(c, active, head=False),
+        "biases counted although bias=False: only bias=True models have them":
+            _count(c, active, always_biases=True),
+        "a LayerNorm without bias (bias=False) has only its weight: dim per norm":
+            _count(c, active, ln_bias_always=True),
+        "the GELU MLP has two matrices (up_proj, down_proj), not three":
+            _count(c, active, gelu_mats=3),
+        "q_proj and o_proj have n_heads * head_dim features; only k_proj and v_proj shrink "
+        "with n_kv_heads": _count(c, active, q_at_n_kv_heads=True),
+        "without active=True count all n_experts of every layer, not only top_k":
+            _count(c, active, top_k_always=True),
+        "a position table counted for pos='rope': rotary positions have no parameters":
+            _count(c, active, rope_table=True),
     }
     right = count_parameters(c, active=active)
     return {k: v for k, v in m.items() if v != right}
 
 
-def _count_case(name: str, fields: dict, actives=(False,), points: float = 1.0) -> Case:
+def _count_case(name: str, fields: dict, actives=("default",), points: float = 1.0) -> Case:
     config = GPTConfig(**fields)
-    expected = {str(a): count_parameters(config, active=a) for a in actives}
-    mistakes = {str(a): _count_mistakes(config, a) for a in actives}
+    expected = {str(a): count_parameters(config, active=a is True) for a in actives}
+    mistakes = {str(a): _count_mistakes(config, a is True) for a in actives}
 
     def check(result: dict) -> None:
         out = result["output"]
         for key, want in expected.items():
             got = out[key]
-            what = "count_parameters(config, active=True)" if key == "True" else \
-                "count_parameters(config)"
+            what = {"True": "count_parameters(config, active=True)",
+                    "False": "count_parameters(config, active=False)"}.get(
+                key, "count_parameters(config)")
             if got["type"] != "int":
                 if got["value"] == want:
                     raise Mismatch(f"{what} should return a Python int (an exact count), "
@@ -134,16 +162,18 @@ def count_parameters_cases(gen: torch.Generator) -> list[Case]:
         _count_case("multi-query attention (one kv head)", dict(llama, n_kv_heads=1)),
         _count_case("hidden_dim left to its default (LLaMA's 8/3 rule)",
                     dict(llama, hidden_dim=None)),
-        _count_case("a mixture of experts: total and active", moe, (False, True), points=2),
-        _count_case("a dense model: active=True changes nothing", llama, (False, True)),
-        _count_case("a mixture of experts with top_k = 1", dict(moe, top_k=1), (False, True)),
+        _count_case("a mixture of experts: total (active defaults to False) and active", moe,
+                    ("default", False, True), points=2),
+        _count_case("a dense model: active=True changes nothing", llama, ("default", True)),
+        _count_case("a mixture of experts with top_k = 1", dict(moe, top_k=1),
+                    ("default", True)),
     ]
     for name, label in [("gpt2", "GPT-2 small: 124,439,808"), ("gpt2_xl", "GPT-2 XL"),
                         ("llama2_7b", "Llama 2 7B: 6,738,415,616"), ("llama2_70b", "Llama 2 70B"),
                         ("mistral_7b", "Mistral 7B")]:
         cases.append(_count_case(label, dict(PRESETS[name])))
     cases.append(_count_case("Mixtral 8x7B: 46.7B total, 12.9B active",
-                             dict(PRESETS["mixtral_8x7b"]), (False, True), points=2))
+                             dict(PRESETS["mixtral_8x7b"]), ("default", True), points=2))
     return cases
 
 
@@ -185,6 +215,8 @@ def _loss_mistakes(N, D) -> dict[str, object]:
             FIT["E"] + FIT["A"] * N ** FIT["alpha"] + FIT["B"] * D ** FIT["beta"],
         "write A / N^alpha, not (A / N)^alpha":
             FIT["E"] + (FIT["A"] / N) ** FIT["alpha"] + (FIT["B"] / D) ** FIT["beta"],
+        "the data term B / D^beta is missing": f(B=0.0),
+        "the parameter term A / N^alpha is missing": f(A=0.0),
     }
 
 
@@ -283,6 +315,9 @@ def _optimal_mistakes(C: float) -> dict[str, tuple[float, float]]:
         "the constant factor G = (alpha A / (beta B))^(1 / (alpha + beta)) is missing":
             (n(C, g=1.0), C / (6 * n(C, g=1.0))),
         "return (N, D) in that order: parameters first, then tokens": (D, N),
+        "D = C / (6 N): you left out the 6": (N, C / N),
+        "N = G (C / 6)^(beta / (alpha + beta)): you used C instead of C / 6":
+            (n(C * 6), C / (6 * n(C * 6))),
     }
 
 
@@ -330,7 +365,7 @@ def compute_optimal_cases(gen: torch.Generator) -> list[Case]:
 
 EXERCISES = [
     Exercise("count_parameters", 8, "count_parameters", "Exact parameter counts",
-             count_parameters_cases),
+             count_parameters_cases, forbidden=shortcuts.COUNT_PARAMETERS),
     Exercise("chinchilla_loss", 8, "chinchilla_loss", "The Chinchilla loss",
              chinchilla_loss_cases),
     Exercise("compute_optimal", 8, "compute_optimal", "The compute-optimal N and D",

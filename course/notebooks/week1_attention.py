@@ -65,6 +65,11 @@ print(f"torch {torch.__version__}")
 # ```
 #
 # Hint: `torch.ones(..., dtype=torch.bool)` and `torch.tril`.
+#
+# **Library calls.** `torch.tril` is the building block to use. Ready-made causal masks
+# (`nn.Transformer.generate_square_subsequent_mask`, `torch.nn.attention.bias.causal_upper_left`,
+# the mask helpers of `transformers`) are not allowed: the grader refuses them. It also builds
+# your mask on PyTorch's `meta` device, so pass `device` on to the tensor you create.
 
 # %% role="answer" exercise="causal_mask" solution="solutions.attention:causal_mask"
 
@@ -111,8 +116,11 @@ print("causal_mask: visible checks passed")
 # - the softmax is over the keys, the last dimension;
 # - keep the input's dtype (float32, bfloat16, float64 in, the same out).
 #
-# **Not allowed:** `torch.nn.functional.scaled_dot_product_attention`. Write the formula out
-# (the grader makes the fused function raise); you compare with it in a demo below.
+# **Not allowed:** `torch.nn.functional.scaled_dot_product_attention`, under any name
+# (`torch.ops.aten.scaled_dot_product_attention`, `torch._scaled_dot_product_attention_math`,
+# flex attention, the attention functions of `transformers`). Write the formula out (the
+# grader makes the fused functions raise); you compare with it in a demo below. From week 5 on
+# it is allowed.
 
 # %% role="answer" exercise="scaled_dot_product_attention" solution="solutions.attention:scaled_dot_product_attention"
 
@@ -192,6 +200,9 @@ print("scaled_dot_product_attention: visible checks passed")
 #
 # Careful with step 4: reshaping `(B, n_heads, T, head_dim)` straight to `(B, T, dim)` runs
 # without an error but mixes tokens with heads. Transpose first.
+#
+# **Not allowed:** `nn.MultiheadAttention`, `F.multi_head_attention_forward` and the fused
+# attention functions above: build it from `nn.Linear` and your own functions.
 
 # %% role="answer" exercise="multi_head_attention" solution="solutions.attention:MultiHeadAttention"
 

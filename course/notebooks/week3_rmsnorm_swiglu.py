@@ -54,6 +54,11 @@ print(f"torch {torch.__version__}")
 #
 # Hint: `torch.rsqrt` computes $1/\sqrt{\cdot}$; `mean(dim=-1, keepdim=True)` keeps the shape
 # broadcastable.
+#
+# **Not allowed:** `F.rms_norm`, `torch.rms_norm`, `nn.RMSNorm` (under any name, also
+# `torch.ops.aten.rms_norm`) and the `...RMSNorm` classes of `transformers`; the demo below
+# times `F.rms_norm` in a cell the grader does not run. The default `eps=1e-6` is graded, on
+# inputs small enough for it to matter.
 
 # %% role="answer" exercise="rmsnorm" solution="solutions.normalization:RMSNorm"
 
@@ -102,7 +107,8 @@ print("RMSNorm: visible checks passed")
 #   (`nn.Linear(hidden_dim, dim, bias=False)`);
 # - input `(..., dim)`, output `(..., dim)`.
 #
-# `F.silu` is allowed (it is just $z\,\sigma(z)$).
+# `F.silu` is allowed (it is just $z\,\sigma(z)$); the ready-made blocks of `transformers`
+# (`LlamaMLP` and the other `...MLP` classes) are not.
 
 # %% role="answer" exercise="swiglu" solution="solutions.feedforward:SwiGLU"
 

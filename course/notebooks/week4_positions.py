@@ -126,6 +126,10 @@ plt.show()
 #
 # `rope_angles(positions, head_dim, theta)` is a suggested helper returning the
 # `(seq, head_dim / 2)` angles; only `apply_rope` is graded.
+#
+# **Not allowed:** `transformers`' `apply_rotary_pos_emb` and its `...RotaryEmbedding`
+# classes. The given `rotate_half`, `torch.cos`, `torch.sin` (and `torch.polar`) are the
+# building blocks. The default `theta=10000.0` is graded.
 
 # %% role="locked" code="solutions.positions:rotate_half"
 
@@ -318,7 +322,8 @@ print("same scores WITHOUT permuting the weights:",
 #   ignores them, so 0, $-\infty$ or anything else is fine.
 #
 # `alibi_slopes(n_heads)` is a suggested helper returning the `(H,)` slopes; only
-# `alibi_bias` is graded.
+# `alibi_bias` is graded. BLOOM's and MPT's `build_alibi_tensor` in `transformers` are not
+# allowed (and use the paper's slopes).
 
 # %% role="answer" exercise="alibi_bias" solution="solutions.positions:alibi_slopes,alibi_bias"
 

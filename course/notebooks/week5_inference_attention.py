@@ -80,7 +80,8 @@ print(f"torch {torch.__version__}")
 # - `n_rep = 1` returns `x` unchanged; gradients must flow back to `x`.
 #
 # Hint: `torch.repeat_interleave` does it in one call. Transformers' version adds an axis
-# after the head axis, `x[:, :, None]`, expands it to `n_rep` (no copy) and reshapes.
+# after the head axis, `x[:, :, None]`, expands it to `n_rep` (no copy) and reshapes; calling
+# it (`transformers`' `repeat_kv`) is not allowed.
 
 # %% role="answer" exercise="repeat_kv" solution="solutions.efficient_attention:repeat_kv"
 
@@ -134,7 +135,9 @@ print("repeat_kv: visible checks passed")
 # - `window=None` is the ordinary causal mask (you have `causal_mask` above);
 # - `window=1` keeps only the diagonal; `window >= T` cuts nothing.
 #
-# Hint: `torch.tril` and `torch.triu` take a diagonal offset.
+# Hint: `torch.tril` and `torch.triu` take a diagonal offset. The sliding-window mask
+# functions of `transformers` are not allowed. As in week 1, the grader checks that the mask
+# is built on the `device` given.
 
 # %% role="answer" exercise="sliding_window_mask" solution="solutions.efficient_attention:sliding_window_mask"
 
@@ -204,6 +207,11 @@ for w in (1, 4, 16, 50):
 #
 # The cache stays small because k and v are cached with `n_kv_heads` heads; the repetition
 # only happens at attention time.
+#
+# Allowed: `F.scaled_dot_product_attention` (its `enable_gqa=True` too), your `repeat_kv` and
+# `sliding_window_mask`, the given `apply_rope`. Not allowed: the attention modules and
+# functions of `transformers` (`MistralAttention`, `eager_attention_forward`, ...). The
+# defaults (`n_kv_heads=None`, `window=None`, `rope_theta=10000.0`) are graded.
 
 # %% role="answer" exercise="attention" solution="solutions.efficient_attention:Attention"
 

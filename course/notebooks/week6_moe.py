@@ -77,6 +77,10 @@ print(f"torch {torch.__version__}")
 # the `(N, k)` chosen experts; using it is up to you. The efficient way to run the experts
 # ("index dispatch"): for each expert, find the tokens that chose it (`torch.where(chosen ==
 # e)`), run the expert on those rows only, and add the weighted result back with `index_add_`.
+#
+# **Not allowed:** `transformers`' `MixtralSparseMoeBlock` and its `...Experts` and
+# `...TopKRouter` classes. `torch.topk`, `F.softmax`, `torch.where` and `index_add_` are the
+# building blocks.
 
 # %% role="answer" exercise="moe" solution="solutions.moe:route,MoE"
 
@@ -153,6 +157,8 @@ print("MoE: visible checks passed")
 # - `load_balancing_loss(router_logits, n_experts, top_k)` with `router_logits` of shape
 #   `(N, n_experts)` (what your `MoE` returns);
 # - return a 0-dimensional float32 tensor, differentiable with respect to the logits.
+#
+# **Not allowed:** `transformers`' `load_balancing_loss_func`, which computes the same value.
 
 # %% role="answer" exercise="load_balancing_loss" solution="solutions.moe:load_balancing_loss"
 
@@ -369,6 +375,32 @@ for batch in [1, 2, 4, 8, 16, 64]:
 # arithmetic, not memory, to set the pace. A trained router is not random, and the tokens of
 # one text are not independent, so real numbers differ; but the balancing loss exists to push
 # the usage toward exactly this even spread.
+#
+# ## DeepSeek-V3 and Llama 4
+#
+# The lesson's other rows, DeepSeek-V3 and Llama 4, have parts that come in week 9 (latent
+# attention, shared experts, dense layers between the MoE ones). The course's presets hold
+# their published configurations and its `count_parameters` (week 8) counts them exactly,
+# as `transformers` does:
+
+# %% role="locked"
+from solutions.model import GPTConfig  # noqa: E402
+from solutions.scaling import count_parameters  # noqa: E402
+
+rows = {"mixtral_8x7b": "Mixtral 8x7B", "deepseek_v3": "DeepSeek-V3",
+        "llama4_scout": "Llama 4 Scout", "llama4_maverick": "Llama 4 Maverick"}
+print(f"{'model':<17}{'routed experts':>15}{'shared':>8}{'per token':>10}{'total':>19}"
+      f"{'active':>18}{'active share':>14}")
+for preset, name in rows.items():
+    c = GPTConfig.preset(preset)
+    total, active = count_parameters(c), count_parameters(c, active=True)
+    print(f"{name:<17}{c.n_experts:>15}{c.n_shared_experts:>8}{c.top_k:>10}{total:>19,}"
+          f"{active:>18,}{active / total:>14.1%}")
+
+# %% [markdown]
+# DeepSeek-V3 activates 5.6 % of its parameters per token, Mixtral 27.6 %: many small experts,
+# few of them used. Llama 4 Maverick has eight times Scout's experts, in half of its layers,
+# for nearly the same active count.
 #
 # ## What you built
 #

@@ -137,6 +137,10 @@ for field in FIELDS:
 # Initialise as GPT-2 does, in the static method `_init_weights` that `__init__` applies to
 # every submodule (`self.apply`): normal with std 0.02 for linear and embedding weights, zero
 # biases (the norms keep their ones).
+#
+# Every part of weeks 1 to 6 may come from a library now (`F.scaled_dot_product_attention`,
+# `nn.RMSNorm`, ...); the assembly may not: `nn.TransformerEncoderLayer` and the models and
+# decoder layers of `transformers` (`LlamaForCausalLM`, `...DecoderLayer`) are refused.
 
 # %% role="answer" exercise="minigpt" solution="solutions.model:Block,MiniGPT"
 
@@ -247,6 +251,11 @@ for name, cfg in configs.items():
 # then feed only the newest token each step: the cache holds the keys and values of all the
 # others. Without it, rerun the whole sequence (its last `max_seq_len` tokens) every step.
 # Call the model under `torch.no_grad()`.
+#
+# The defaults are graded: `generate(model, idx, n)` samples at temperature 1 from the whole
+# vocabulary (no top-k, no top-p) with the cache. `transformers`' logits warpers
+# (`TopKLogitsWarper`, `TopPLogitsWarper`, ...) are not allowed; `torch.topk`, `sort`,
+# `cumsum` and `torch.multinomial` are the building blocks.
 
 # %% role="answer" exercise="generate" solution="solutions.model:filter_logits,generate"
 

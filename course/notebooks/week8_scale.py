@@ -89,10 +89,30 @@ PRESETS: dict[str, dict] = {
     "mixtral_8x7b": dict(vocab_size=32000, dim=4096, n_layers=32, n_heads=32, n_kv_heads=8,
                          hidden_dim=14336, max_seq_len=32768, rope_theta=1e6, n_experts=8,
                          top_k=2),
+    # week 9's models, from their config.json: DeepSeek-AI (2024), the main model without its
+    # multi-token-prediction layer; Meta (2025), the text models of Llama 4 Scout and Maverick
+    "deepseek_v3": dict(vocab_size=129280, dim=7168, n_layers=61, n_heads=128, hidden_dim=18432,
+                        max_seq_len=163840, norm_eps=1e-6, kv_lora_rank=512, q_lora_rank=1536,
+                        qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+                        rope_pairs="interleaved", moe="deepseek", n_experts=256, top_k=8,
+                        expert_hidden_dim=2048, n_shared_experts=1, n_group=8, topk_group=4,
+                        routed_scaling_factor=2.5, first_dense_layers=3),
+    "llama4_scout": dict(vocab_size=202048, dim=5120, n_layers=48, n_heads=40, n_kv_heads=8,
+                         hidden_dim=16384, max_seq_len=10485760, rope_theta=500000.0,
+                         rope_pairs="interleaved", moe="llama4", n_experts=16, top_k=1,
+                         expert_hidden_dim=8192, n_shared_experts=1, nope_every=4, chunk=8192,
+                         qk_norm=True, attn_scale=0.1, floor_scale=8192),
+    "llama4_maverick": dict(vocab_size=202048, dim=5120, n_layers=48, n_heads=40, n_kv_heads=8,
+                            hidden_dim=16384, max_seq_len=1048576, rope_theta=500000.0,
+                            rope_pairs="interleaved", moe="llama4", n_experts=128, top_k=1,
+                            expert_hidden_dim=8192, n_shared_experts=1, moe_every=2,
+                            nope_every=4, chunk=8192, attn_scale=0.1, floor_scale=8192),
 }
 NAMES = {"gpt2": "GPT-2 small", "gpt2_medium": "GPT-2 medium", "gpt2_large": "GPT-2 large",
          "gpt2_xl": "GPT-2 XL", "llama2_7b": "Llama 2 7B", "llama2_13b": "Llama 2 13B",
          "llama2_70b": "Llama 2 70B", "mistral_7b": "Mistral 7B", "mixtral_8x7b": "Mixtral 8x7B"}
+FRONTIER = {"deepseek_v3": "DeepSeek-V3", "llama4_scout": "Llama 4 Scout",
+            "llama4_maverick": "Llama 4 Maverick"}
 print(GPTConfig.preset("llama2_7b"))
 
 # %% [markdown]
@@ -117,6 +137,10 @@ print(GPTConfig.preset("llama2_7b"))
 # number per output feature) and the LayerNorms have one too ($2d$ per norm instead of $d$).
 # With `active=True`, count only `top_k` experts per MoE layer (the router still counts): the
 # parameters one token passes through. For a dense model `active` changes nothing.
+#
+# Count from the config: building a model and summing `numel()` is not allowed (it is what
+# the checks below do), nor is calling the `parameter_breakdown` given further down. The
+# default `active=False` is graded.
 
 # %% role="answer" exercise="count_parameters" solution="solutions.scaling:count_parameters"
 
@@ -168,6 +192,21 @@ for name, label in NAMES.items():
     config = GPTConfig.preset(name)
     n, n_active = count_parameters(config), count_parameters(config, active=True)
     print(f"{label:>14} {n:>16,d} {n_active:>16,d} {2 * n / 1e9:>10.1f} GB")
+
+# %% [markdown]
+# The frontier of the lesson's table, DeepSeek-V3 and Llama 4, adds parts that exercise 1 does
+# not have (week 9 builds them: latent attention, shared experts, dense layers between the MoE
+# layers). The course's own `count_parameters`, which week 9 extends, sizes their
+# configurations above; the counts equal `transformers`' models of the same configurations.
+
+# %% role="locked"
+from solutions.scaling import count_parameters as course_count_parameters  # noqa: E402
+
+print(f"{'model':>16} {'parameters':>16} {'active':>16} {'bf16 weights':>13}")
+for name, label in FRONTIER.items():
+    config = GPTConfig.preset(name)
+    n, n_active = course_count_parameters(config), course_count_parameters(config, active=True)
+    print(f"{label:>16} {n:>16,d} {n_active:>16,d} {2 * n / 1e9:>10.1f} GB")
 
 # %% [markdown]
 # ## Where the parameters are
@@ -308,7 +347,8 @@ print("chinchilla_loss: visible checks passed")
 # returning the `(N, D)` (floats) that minimise `chinchilla_loss(N, D)` on that budget.
 # Substitute $D = C / (6N)$ and minimise over $N$ alone: setting the derivative to zero gives
 # a closed form (a power of $C$), or you can minimise numerically, for instance over a fine
-# grid of $\log N$. Note that $E$ plays no part: it moves the loss, not its minimum.
+# grid of $\log N$ (your own, or `scipy.optimize` if you have it: both are allowed). Note
+# that $E$ plays no part: it moves the loss, not its minimum.
 
 # %% role="answer" exercise="compute_optimal" solution="solutions.scaling:compute_optimal"
 

@@ -197,7 +197,7 @@ def causal_mask(seq_len, device=None):
     "mha_torch_kernel": ("multi_head_attention", mha(SPLIT + """
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)""" + MERGE),
         "not allowed"),
-    "mha_wraps_nn_multiheadattention": ("multi_head_attention", HEADER + MASK_OK + """
+    "mha_wraps_nn_multiheadattention_shortcut": ("multi_head_attention", HEADER + MASK_OK + """
 
 class MultiHeadAttention(nn.Module):
     def __init__(self, dim, n_heads):
@@ -207,7 +207,83 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x):
         T = x.shape[1]
         return self.attn(x, x, x, attn_mask=~causal_mask(T), need_weights=False)[0]
-""", "Missing key(s)"),
+""", "not allowed"),
+}
+
+# library shortcuts (keys with "shortcut" must score zero), ignored contract defaults, the
+# mirror images of named mistakes, and what a property case says when only its values are wrong
+WRONG |= {
+    "mask_also_next_key": ("causal_mask", mask(
+        "    return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril(1)"),
+        "the next key"),
+    "mask_hides_everything": ("causal_mask", mask(
+        "    return torch.zeros(seq_len, seq_len, dtype=torch.bool, device=device)"),
+        "hides every key"),
+    "mask_ignores_device": ("causal_mask", mask(
+        "    return torch.ones(seq_len, seq_len, dtype=torch.bool).tril()"), "device='meta'"),
+    "mask_square_subsequent_shortcut": ("causal_mask", mask(
+        "    return nn.Transformer.generate_square_subsequent_mask(seq_len, device=device) == 0"),
+        "not allowed"),
+    "sdpa_scores_transposed": ("scaled_dot_product_attention", sdpa("""
+    scores = k @ q.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v"""), "scores are transposed"),
+    "sdpa_mask_transposed": ("scaled_dot_product_attention", sdpa("""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask.transpose(-2, -1), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v"""), "mask is applied transposed"),
+    "sdpa_aten_op_shortcut": ("scaled_dot_product_attention", sdpa(
+        "    return torch.ops.aten.scaled_dot_product_attention(q, k, v, attn_mask=mask)"),
+        "not allowed"),
+    "sdpa_math_kernel_shortcut": ("scaled_dot_product_attention", sdpa(
+        "    return torch._scaled_dot_product_attention_math(q, k, v, attn_mask=mask)[0]"),
+        "not allowed"),
+    # a name the source check cannot see is refused when called
+    "sdpa_computed_name_refused_at_run_time": ("scaled_dot_product_attention", sdpa(
+        '    return getattr(F, "scaled_dot_" + "product_attention")(q, k, v, attn_mask=mask)'),
+        "is not allowed in this exercise"),
+    "sdpa_unscaled_keeps_hidden_keys_hidden": ("scaled_dot_product_attention", sdpa("""
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v"""),
+        "the property holds (the hidden keys had no influence), but the values are wrong: the "
+        "scores are not scaled"),
+    "mha_split_without_transpose_merge_right": ("multi_head_attention", mha("""
+        B, T, C = x.shape
+        q = self.q_proj(x).view(B, self.n_heads, T, self.head_dim)
+        k = self.k_proj(x).view(B, self.n_heads, T, self.head_dim)
+        v = self.v_proj(x).view(B, self.n_heads, T, self.head_dim)
+        y = scaled_dot_product_attention(q, k, v, causal_mask(T))""" + MERGE),
+        "(the merge is right)"),
+    "mha_q_and_k_swapped": ("multi_head_attention", mha("""
+        B, T, C = x.shape
+        q = self.k_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        y = scaled_dot_product_attention(q, k, v, causal_mask(T))""" + MERGE),
+        "q_proj and k_proj are swapped"),
+    "mha_k_and_v_swapped": ("multi_head_attention", mha("""
+        B, T, C = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.v_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        v = self.k_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        y = scaled_dot_product_attention(q, k, v, causal_mask(T))""" + MERGE),
+        "k_proj and v_proj are swapped"),
+    "mha_unscaled_but_causal": ("multi_head_attention", mha(SPLIT + """
+        scores = (q @ k.transpose(-2, -1)).masked_fill(~causal_mask(T), float("-inf"))
+        y = torch.softmax(scores, dim=-1) @ v""" + MERGE),
+        "the property holds (no output depends on a future token), but the values are wrong"),
+    "mha_functional_kernel_shortcut": ("multi_head_attention", mha("""
+        B, T, C = x.shape
+        w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        y, _ = F.multi_head_attention_forward(
+            x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), C, self.n_heads, w, None,
+            None, None, False, 0.0, self.o_proj.weight, None, attn_mask=~causal_mask(T),
+            need_weights=False)
+        return y.transpose(0, 1)"""), "not allowed"),
 }
 
 # (exercise, code): correct however written; each must get full marks
@@ -282,4 +358,17 @@ CORRECT = {
         rows = [scaled_dot_product_attention(q[:, :, t:t + 1], k[:, :, :t + 1], v[:, :, :t + 1])
                 for t in range(T)]
         y = torch.cat(rows, dim=2)""" + MERGE)),
+    # a method with a forbidden function's name is the learner's own (self.name)
+    "mha_attention_as_a_method": ("multi_head_attention", HEADER + MASK_OK + """
+
+class MultiHeadAttention(nn.Module):""" + MHA_INIT.format(bias=False) + """
+    def scaled_dot_product_attention(self, q, k, v, mask):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+    def forward(self, x):""" + SPLIT + """
+        y = self.scaled_dot_product_attention(q, k, v, causal_mask(T, x.device))""" + MERGE + """
+"""),
+    "mask_torch_tril_function": ("causal_mask", mask(
+        "    return torch.tril(torch.ones(seq_len, seq_len, device=device)).to(torch.bool)")),
 }

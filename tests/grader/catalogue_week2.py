@@ -179,6 +179,37 @@ WRONG = {
                                        'data.decode("utf-8")')), "UnicodeDecodeError"),
 }
 
+GPT2_PATTERN = (r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+""")
+
+# library shortcuts (keys with "shortcut" must score zero), ignored contract defaults and the
+# mirror images of named mistakes
+WRONG |= {
+    "bpe_tokenizers_library_shortcut": ("bpe", edit(("import re\n", """import re
+from tokenizers import Tokenizer, models, trainers
+"""), ("""    def train(self, text, vocab_size):""", """    def train_fast(self, text, vocab_size):
+        tok = Tokenizer(models.BPE())
+        tok.train_from_iterator([text], trainers.BpeTrainer(vocab_size=vocab_size))
+        return tok
+
+    def train(self, text, vocab_size):""")), "not allowed"),
+    "bpe_gpt2_pattern_by_default": ("bpe", edit((
+        "def __init__(self, pattern=None, special_tokens=None):",
+        f"def __init__(self, pattern={GPT2_PATTERN!r}, special_tokens=None):")),
+        "BPETokenizer() has no pattern by default"),
+    "bpe_encode_presplits_without_pattern": ("bpe", edit(("""    def encode(self, text):
+        out = []
+        for chunk in self.split(text):""", f"""    def encode(self, text):
+        out = []
+        chunks = self.split(text)
+        if not self.pattern:
+            chunks = [piece for chunk in chunks for piece in (
+                [chunk] if chunk in self.special_tokens else re.findall({GPT2_PATTERN!r}, chunk))]
+        for chunk in chunks:""")), "encode must not pre-split"),
+    "bpe_decode_drops_invalid_bytes": ("bpe", edit(('data.decode("utf-8", errors="replace")',
+                                                    'data.decode("utf-8", errors="ignore")')),
+                                       "errors='ignore'"),
+}
+
 # A fast trainer (distinct chunks with counts, pairs updated in place) written differently
 # from the reference: no heap, a rescan of the count table per merge.
 INCREMENTAL = HEADER + '''

@@ -135,6 +135,83 @@ WRONG = {
         "        return x + self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))"), None),
 }
 
+# library shortcuts (keys with "shortcut" must score zero), ignored contract defaults, the
+# mirror images of named mistakes, and what a property case says when only its values are wrong
+WRONG |= {
+    "rmsnorm_F_rms_norm_shortcut": ("rmsnorm", rmsnorm("""
+        y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return self.weight * y.to(x.dtype)"""), "not allowed"),
+    "rmsnorm_nn_RMSNorm_shortcut": ("rmsnorm", rmsnorm("""
+        norm = nn.RMSNorm(x.shape[-1], eps=self.eps)
+        return self.weight * norm(x.float()).to(x.dtype)"""), "not allowed"),
+    "rmsnorm_torch_alias_shortcut": ("rmsnorm", HEADER + """
+from torch import rms_norm as normalize
+""" + rmsnorm("""
+        return self.weight * normalize(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)"""),
+        "not allowed"),
+    "rmsnorm_aten_getattr_shortcut": ("rmsnorm", rmsnorm("""
+        y = getattr(torch.ops.aten, "rms_norm")(x.float(), [x.shape[-1]], None, self.eps)
+        return self.weight * y.to(x.dtype)"""), "not allowed"),
+    "rmsnorm_llama_rmsnorm_shortcut": ("rmsnorm", HEADER + """
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+""" + rmsnorm("""
+        return LlamaRMSNorm(x.shape[-1], self.eps).to(x.device)(x) * self.weight"""),
+        "not allowed"),
+    # a name the source check cannot see is refused when called
+    "rmsnorm_computed_name_refused_at_run_time": ("rmsnorm", rmsnorm("""
+        y = getattr(torch, "rms" + "_norm")(x.float(), (x.shape[-1],), eps=self.eps)
+        return self.weight * y.to(x.dtype)"""), "is not allowed in this exercise"),
+    "rmsnorm_default_eps_of_layernorm": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)""", init=RMSNORM_REFERENCE_INIT.replace("1e-6", "1e-5")),
+        "must default to eps=1e-6 (the contract's); yours behaves like eps=1e-05"),
+    "rmsnorm_multiplies_by_the_rms": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)"""), "you multiplied by the RMS"),
+    "rmsnorm_sum_of_squares": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).sum(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)"""), "not their sum"),
+    "rmsnorm_adds_the_weight": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight + y.to(x.dtype)"""), "you added the weight"),
+    "rmsnorm_weight_before_the_cast": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight.float() * y).to(x.dtype)"""), "back to the input dtype first"),
+    "rmsnorm_layernorm_is_scale_invariant_too": ("rmsnorm", rmsnorm("""
+        x32 = x.float()
+        x32 = x32 - x32.mean(-1, keepdim=True)
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)"""),
+        "the property holds (scaling the input left your output unchanged), but the values "
+        "are wrong: your norm subtracts the mean"),
+    "swiglu_llama_mlp_shortcut": ("swiglu", HEADER + """
+from transformers import LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaMLP
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim, hidden_dim):
+        super().__init__()
+        mlp = LlamaMLP(LlamaConfig(hidden_size=dim, intermediate_size=hidden_dim))
+        self.gate_proj, self.up_proj, self.down_proj = mlp.gate_proj, mlp.up_proj, mlp.down_proj
+        self.mlp = [mlp]
+
+    def forward(self, x):
+        return self.mlp[0](x)
+""", "not allowed"),
+    "swiglu_gate_plus_up": ("swiglu", swiglu(
+        "        return self.down_proj(F.silu(self.gate_proj(x)) + self.up_proj(x))"),
+        "you added them"),
+    "swiglu_no_silu": ("swiglu", swiglu(
+        "        return self.down_proj(self.gate_proj(x) * self.up_proj(x))"),
+        "SiLU gate is missing"),
+}
+
 # (exercise, code): correct however written; each must get full marks
 CORRECT = {
     "rmsnorm_einsum": ("rmsnorm", rmsnorm("""
@@ -145,9 +222,15 @@ CORRECT = {
         x64 = x.double()
         y = x64 / (x64 * x64).mean(dim=-1, keepdim=True).add(self.eps).sqrt()
         return self.weight * y.to(x.dtype)""")),
-    "rmsnorm_F_rms_norm": ("rmsnorm", rmsnorm("""
-        y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
-        return self.weight * y.to(x.dtype)""")),
+    # a method with a forbidden function's name is the learner's own (self.name)
+    "rmsnorm_method_named_rms_norm": ("rmsnorm", f"""{HEADER}
+class RMSNorm(nn.Module):{RMSNORM_REFERENCE_INIT}
+    def rms_norm(self, x32):
+        return x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+
+    def forward(self, x):
+        return self.weight * self.rms_norm(x.float()).to(x.dtype)
+"""),
     "rmsnorm_vector_norm": ("rmsnorm", rmsnorm("""
         x32 = x.to(torch.float32)
         rms = torch.linalg.vector_norm(x32, dim=-1, keepdim=True) / x.shape[-1] ** 0.5

@@ -155,6 +155,65 @@ def apply_rope(x, positions, theta=10000.0):
         "gets bias 0"),
 }
 
+# library shortcuts (keys with "shortcut" must score zero), ignored contract defaults, the
+# mirror images of named mistakes, and what a property case says when only its values are wrong
+WRONG |= {
+    "rope_transformers_shortcut": ("apply_rope", f"""{HEADER}{ROTATE_HALF}
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+
+def apply_rope(x, positions, theta=10000.0):
+    d = x.shape[-1]
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2).float() / d))
+    emb = torch.cat([positions.float()[:, None] * inv_freq[None, :]] * 2, dim=-1)
+    out, _ = apply_rotary_pos_emb(x, x, emb.cos().to(x.dtype), emb.sin().to(x.dtype),
+                                  unsqueeze_dim=0)
+    return out
+""", "not allowed"),
+    "rope_rotary_embedding_class_shortcut": ("apply_rope", f"""{HEADER}{ROTATE_HALF}
+from transformers import LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+
+def apply_rope(x, positions, theta=10000.0):
+    config = LlamaConfig(head_dim=x.shape[-1], rope_theta=theta)
+    cos, sin = LlamaRotaryEmbedding(config)(x, positions[None])
+    return x * cos[0].to(x.dtype) + rotate_half(x) * sin[0].to(x.dtype)
+""", "not allowed"),
+    "rope_default_theta_of_llama3": ("apply_rope", rope(CORRECT_RETURN).replace(
+        "theta=10000.0", "theta=500000.0"), "default to theta=10000.0; yours behaves like "
+        "theta=500000"),
+    "rope_cos_and_sin_swapped": ("apply_rope", rope(
+        CAT + "    return x * sin + rotate_half(x) * cos"), "cos and sin are swapped"),
+    "rope_wrong_way_keeps_norms": ("apply_rope", rope(
+        CAT + "    return x * cos - rotate_half(x) * sin"),
+        "the property holds (every vector kept its norm), but the values are wrong: you are "
+        "rotating the wrong way"),
+    "rope_interleaved_is_relative_too": ("apply_rope", rope("""
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    out = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1)
+    return out.flatten(-2)"""),
+        "the property holds (q . k depended only on the offset), but the values are wrong: you "
+        "used the interleaved pairing"),
+    "alibi_bloom_shortcut": ("alibi_bias", HEADER + """
+from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+
+def alibi_bias(n_heads, seq_len):
+    mask = torch.ones(1, seq_len)
+    slopes = build_alibi_tensor(mask, n_heads, torch.float32)[:, 0, 1]  # (H,)
+    pos = torch.arange(seq_len)
+    return -slopes[:, None, None] * (pos[:, None] - pos[None, :]).clamp(min=0).float()
+""", "not allowed"),
+    "alibi_slopes_from_two": ("alibi_bias", alibi(
+        "    slopes = 2.0 ** (-8.0 * torch.arange(2, n_heads + 2) / n_heads)\n" + DISTANCE
+        + "    return -slopes[:, None, None] * distance.clamp(min=0)"), "start at h = 2"),
+    "alibi_distance_minus_one": ("alibi_bias", alibi(
+        SLOPES + DISTANCE + "    return -slopes[:, None, None] * (distance - 1)"),
+        "not i - j - 1"),
+}
+
 # (exercise, code): correct however written; each must get full marks
 CORRECT = {
     "rope_float64": ("apply_rope", f"""{HEADER}{ROTATE_HALF}

@@ -254,6 +254,90 @@ WRONG = {
         "min(seq_len, window)"),
 }
 
+# library shortcuts (keys with "shortcut" must score zero), ignored contract defaults, the
+# mirror images of named mistakes, and what a property case says when only its values are wrong
+WRONG |= {
+    "repeat_kv_transformers_shortcut": ("repeat_kv", HEADER + """
+from transformers.models.llama import modeling_llama
+
+
+def repeat_kv(x, n_rep):
+    return modeling_llama.repeat_kv(x, n_rep)
+""", "not allowed"),
+    "mask_also_next_key": ("sliding_window_mask", mask("""
+    m = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril(1)
+    return m if window is None else m.triu(-(window - 1))"""), "the next key"),
+    "mask_ignores_device": ("sliding_window_mask", mask("""
+    m = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+    return m if window is None else m.triu(-(window - 1))"""), "device='meta'"),
+    "mask_default_window": ("sliding_window_mask", f"""{HEADER}
+
+def sliding_window_mask(seq_len, window=4, device=None):
+    m = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
+    return m if window is None else m.triu(-(window - 1))
+""", "window=None (the default) must give the full causal mask"),
+    "mask_transformers_shortcut": ("sliding_window_mask", HEADER + """
+from transformers.masking_utils import sliding_window_causal_mask_function
+
+
+def sliding_window_mask(seq_len, window=None, device=None):
+    if window is None:
+        return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
+    allowed = sliding_window_causal_mask_function(window)
+    return torch.tensor([[bool(allowed(0, 0, i, j)) for j in range(seq_len)]
+                         for i in range(seq_len)], device=device)
+""", "not allowed"),
+    "attention_window_short_by_one": ("attention", attn(window="""
+        i = torch.arange(T)[:, None]
+        j = torch.arange(T)[None, :]
+        m = j <= i
+        if self.window is not None:
+            m = m & (i - j < self.window - 1)"""), "only window - 1 keys"),
+    "attention_off_by_one_is_still_causal": ("attention", attn(window="""
+        i = torch.arange(T)[:, None]
+        j = torch.arange(T)[None, :]
+        m = j <= i
+        if self.window is not None:
+            m = m & (i - j <= self.window)"""),
+        "the property holds (no output depends on a future token), but the values are wrong: "
+        "your window holds window + 1 keys"),
+    "attention_default_theta_of_mixtral": ("attention", attn().replace(
+        "window=None, rope_theta=10000.0", "window=None, rope_theta=1e6"),
+        "must default to rope_theta=10000.0; yours behaves like rope_theta=1e+06"),
+    "attention_default_window": ("attention", attn().replace(
+        "window=None, rope_theta", "window=16, rope_theta"), None),
+    "attention_mistral_shortcut": ("attention", HEADER + GIVEN + """
+from transformers import MistralConfig
+from transformers.models.mistral.modeling_mistral import MistralAttention
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, n_heads, n_kv_heads=None, window=None, rope_theta=10000.0):
+        super().__init__()
+        config = MistralConfig(hidden_size=dim, num_attention_heads=n_heads,
+                               num_key_value_heads=n_kv_heads or n_heads, sliding_window=window,
+                               rope_theta=rope_theta)
+        attn = MistralAttention(config, layer_idx=0)
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
+            attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)
+        self.attn = [attn]
+
+    def forward(self, x):
+        return self.attn[0](x, position_embeddings=None, attention_mask=None)[0]
+""", "not allowed"),
+    "kv_factor_two_twice": ("kv_cache_bytes", kv("""
+    tokens = seq_len if window is None else min(seq_len, window)
+    return 2 * 2 * n_layers * n_kv_heads * head_dim * tokens * batch_size * bytes_per_elem"""),
+        "counted twice"),
+    "kv_default_window_of_mistral": ("kv_cache_bytes", f"""{HEADER}
+
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size=1, bytes_per_elem=2, *,
+                   window=4096):
+    tokens = seq_len if window is None else min(seq_len, window)
+    return 2 * n_layers * n_kv_heads * head_dim * tokens * batch_size * bytes_per_elem
+""", None),
+}
+
 CORRECT = {
     # ---- repeat_kv
     "repeat_kv_interleave": ("repeat_kv", repeat_kv("""
@@ -285,7 +369,7 @@ CORRECT = {
     return m"""), ),
     "mask_loops": ("sliding_window_mask", mask("""
     w = seq_len if window is None else window
-    m = torch.zeros(seq_len, seq_len, dtype=torch.bool)
+    m = torch.zeros(seq_len, seq_len, dtype=torch.bool, device=device)
     for i in range(seq_len):
         for j in range(max(0, i - w + 1), i + 1):
             m[i, j] = True

@@ -159,6 +159,57 @@ WRONG = {
         "0-dimensional"),
 }
 
+# library shortcuts (keys with "shortcut" must score zero), the mirror images of named
+# mistakes, and what a property case says when only its values are wrong
+WRONG |= {
+    "moe_every_expert_weighted": ("moe", moe("""
+        x_flat = x.reshape(-1, x.shape[-1])
+        logits = self.gate(x_flat)
+        probs = F.softmax(logits.float(), dim=-1)
+        outs = torch.stack([expert(x_flat) for expert in self.experts], dim=1)
+        return (probs[..., None] * outs).sum(1).to(x.dtype).view_as(x), logits"""),
+        "every expert is used"),
+    "moe_least_likely_experts": ("moe", routed("""
+        probs = F.softmax(logits.float(), dim=-1)
+        weights, chosen = probs.topk(self.top_k, dim=-1, largest=False)
+        weights = weights / weights.sum(-1, keepdim=True)"""), "LEAST likely"),
+    "moe_unweighted_sum": ("moe", routed("""
+        probs = F.softmax(logits.float(), dim=-1)
+        _, chosen = probs.topk(self.top_k, dim=-1)
+        weights = torch.ones(chosen.shape)"""), "without their routing weights"),
+    "moe_unnormalised_still_per_token": ("moe", routed("""
+        probs = F.softmax(logits.float(), dim=-1)
+        weights, chosen = probs.topk(self.top_k, dim=-1)"""),
+        "the property holds (shuffling the tokens shuffled the output), but the values are "
+        "wrong: the k chosen weights are not renormalised"),
+    "moe_mixtral_block_shortcut": ("moe", HEADER + SWIGLU + """
+from transformers import MixtralConfig
+from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+
+
+class MoE(nn.Module):""" + MOE_INIT + """
+    def forward(self, x):
+        config = MixtralConfig(hidden_size=x.shape[-1], num_local_experts=len(self.experts),
+                               num_experts_per_tok=self.top_k)
+        block = MixtralSparseMoeBlock(config)
+        return block(x)
+""", "not allowed"),
+    "lbl_times_top_k": ("load_balancing_loss", lbl(LBL_STEPS + """
+    return top_k * n_experts * (counts / router_logits.shape[0] * F.softmax(
+        router_logits.float(), -1).mean(0)).sum()"""), "top_k times too large"),
+    "lbl_balanced_routing_not_top_k": ("load_balancing_loss", lbl(LBL_STEPS + """
+    f = (counts + 1) / (router_logits.shape[0] + n_experts)  # add-one smoothing
+    return n_experts * (f * probs.float().mean(0)).sum()"""),
+        "perfectly balanced routing (every expert picked equally often"),
+    "lbl_transformers_shortcut": ("load_balancing_loss", HEADER + """
+from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+
+
+def load_balancing_loss(router_logits, n_experts, top_k):
+    return load_balancing_loss_func((router_logits,), n_experts, top_k)
+""", "not allowed"),
+}
+
 # (exercise, code): correct however written; each must get full marks
 CORRECT = {
     # softmax over the k chosen logits equals the renormalised top-k of the full softmax

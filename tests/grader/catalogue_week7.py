@@ -91,6 +91,62 @@ WRONG = {
         "outside the nucleus"),
 }
 
+# library shortcuts (keys with "shortcut" must score zero) and ignored contract defaults
+WRONG |= {
+    "minigpt_llama_shortcut": ("minigpt", """
+import torch
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+class MiniGPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        hf = LlamaForCausalLM(LlamaConfig(
+            vocab_size=config.vocab_size, hidden_size=config.dim,
+            num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
+            num_key_value_heads=config.n_kv_heads, intermediate_size=config.hidden_dim))
+        self.embed_tokens, self.layers = hf.model.embed_tokens, hf.model.layers
+        self.norm, self.lm_head = hf.model.norm, hf.lm_head
+        self.hf = [hf]
+
+    def forward(self, idx, targets=None):
+        return self.hf[0](idx, labels=targets).logits, None
+""", "not allowed"),
+    "minigpt_encoder_layer_shortcut": ("minigpt", patch(MODEL, (
+        "        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))",
+        "        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(config.dim, config.n_heads,"
+        " norm_first=True) for _ in range(config.n_layers))")), "not allowed"),
+    "minigpt_pytorch_default_init": ("minigpt", patch(MODEL, (
+        "        self.apply(self._init_weights)\n", "")), "PyTorch's default initialisation"),
+    "generate_default_temperature": ("generate", patch(GENERATE, (
+        "temperature: float = 1.0", "temperature: float = 0.8")),
+        "temperature must default to 1.0"),
+    "generate_default_top_k_of_transformers": ("generate", patch(GENERATE, (
+        "    top_k: int | None = None,\n", "    top_k: int | None = 50,\n")),
+        "top_k must default to None"),
+    "generate_default_top_p": ("generate", patch(GENERATE, (
+        "    top_p: float | None = None,\n", "    top_p: float | None = 0.9,\n")),
+        "top_p must default to None"),
+    "generate_default_without_cache": ("generate", patch(GENERATE, (
+        "use_cache: bool = True", "use_cache: bool = False")), "use_cache must default to True"),
+    "generate_top_p_keeps_one_token_too_many": ("generate", patch(GENERATE, (
+        NUCLEUS_DROP, "drop_sorted = (cum - sorted_logits.softmax(dim=-1)).roll(1, -1) >= top_p\n"
+        "        drop_sorted[:, 0] = False")), "one token too many"),
+    "generate_top_k_keeps_k_minus_one": ("generate", patch(GENERATE, (
+        "logits.topk(min(top_k, logits.size(-1)), dim=-1)",
+        "logits.topk(min(top_k - 1, logits.size(-1)), dim=-1)")), "keeps only 2"),
+    "generate_top_p_warper_shortcut": ("generate", "from transformers.generation.logits_process "
+        "import TopPLogitsWarper\n" + patch(GENERATE, (
+            """        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first always stays)
+        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))""",
+            "        logits = TopPLogitsWarper(top_p)(None, logits)")), "not allowed"),
+}
+
 CORRECT = {
     # the other direction of tying, position rows sliced from the table, a zip over the cache
     "minigpt_rewritten": ("minigpt", patch(
@@ -111,6 +167,13 @@ CORRECT = {
         "        out, router_logits = out if isinstance(out, tuple) else (out, None)\n",
         "        router_logits = None\n        if isinstance(self.mlp, MoE):\n"
         "            out, router_logits = out\n"))),
+    # nanoGPT's initialisation: residual projections scaled by 1/sqrt(2 n_layers)
+    "minigpt_nanogpt_scaled_residual_init": ("minigpt", patch(MODEL, (
+        "        self.apply(self._init_weights)\n", """        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, std=0.02 / (2 * config.n_layers) ** 0.5)
+"""))),
     # the loss written out: log-softmax, gather, mean over counted tokens
     "minigpt_manual_loss": ("minigpt", patch(MODEL, (
         "loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())", """\

@@ -103,6 +103,54 @@ WRONG = {
     return N, C / (6 * N)"""), "expected N"),
 }
 
+# library shortcuts (keys with "shortcut" must score zero), ignored contract defaults and the
+# mirror images of named mistakes
+WRONG |= {
+    "count_numel_of_a_meta_model_shortcut": ("count_parameters", """
+import torch
+from torch import nn
+
+
+def count_parameters(config, active=False):
+    with torch.device("meta"):
+        layers = [nn.Embedding(config.vocab_size, config.dim)]
+    return sum(p.numel() for layer in layers for p in layer.parameters())
+""", "not allowed"),
+    "count_sums_the_given_breakdown": ("count_parameters", """
+def parameter_breakdown(config, active=False):
+    c = config
+    return {"all": c.vocab_size * c.dim}
+
+
+def count_parameters(config, active=False):
+    return sum(parameter_breakdown(config, active).values())
+""", "parameter_breakdown is the notebook's given answer"),
+    "count_active_by_default": ("count_parameters", count().replace(
+        "active=False", "active=True"), "without active=True count all n_experts"),
+    "count_no_lm_head": ("count_parameters", count(HEAD="0"), "lm_head is missing"),
+    "count_biases_always": ("count_parameters", count().replace(
+        "if c.bias else 0)", "if True else 0)"), "biases counted although bias=False"),
+    "count_layernorm_bias_always": ("count_parameters", count().replace(
+        'c.norm == "layernorm" and c.bias', 'c.norm == "layernorm"'),
+        "LayerNorm without bias (bias=False) has only its weight"),
+    "count_gelu_three_matrices": ("count_parameters", count().replace(
+        "mlp = 2 * d * c.hidden_dim", "mlp = 3 * d * c.hidden_dim"), "not three"),
+    "count_queries_at_n_kv_heads": ("count_parameters", count().replace(
+        "q, kv = c.n_heads * hd", "q, kv = c.n_kv_heads * hd"), "only k_proj and v_proj"),
+    "count_position_table_always": ("count_parameters", count().replace(
+        'if c.pos == "learned" else 0', "if True else 0"), "rotary positions have no"),
+    "loss_no_data_term": ("chinchilla_loss", loss("    return E + A / N**alpha"),
+                          "data term B / D^beta is missing"),
+    "loss_no_parameter_term": ("chinchilla_loss", loss("    return E + B / D**beta"),
+                               "parameter term A / N^alpha is missing"),
+    "optimal_D_without_the_6": ("compute_optimal", optimal(CLOSED_FORM + """
+    return N, C / N"""), "you left out the 6"),
+    "optimal_N_from_C_not_C_over_6": ("compute_optimal", optimal("""
+    G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+    N = G * C ** (beta / (alpha + beta))
+    return N, C / (6 * N)"""), "you used C instead of C / 6"),
+}
+
 CORRECT = {
     # count_parameters
     "count_per_module": ("count_parameters", """

@@ -3,15 +3,14 @@ submission loses points (and, where the grader knows the mistake, says so), each
 variant and the reference itself get full marks."""
 
 import importlib
-import inspect
 import pkgutil
-import re
 
 import pytest
 
 import solutions
 import tests.grader as grader_tests
 from autograder.exercises import BY_NAME
+from tests.grader.reference import reference_submission
 
 CATALOGUES = {
     int(m.name.removeprefix("catalogue_week")): importlib.import_module(f"{__package__}.{m.name}")
@@ -19,17 +18,6 @@ CATALOGUES = {
 }
 WRONG = {key: case for c in CATALOGUES.values() for key, case in c.WRONG.items()}
 CORRECT = {key: case for c in CATALOGUES.values() for key, case in c.CORRECT.items()}
-IMPORT = re.compile(r"^from solutions\.(\w+) import (?:\([^)]*\)|.*)$", re.M)
-
-
-def reference_submission(module_name: str, seen: set[str] | None = None) -> str:
-    """A reference module as one learner file: the solutions it imports inlined first."""
-    seen = set() if seen is None else seen
-    seen.add(module_name)
-    source = inspect.getsource(importlib.import_module(f"solutions.{module_name}"))
-    deps = [d for d in IMPORT.findall(source) if d not in seen]
-    inlined = [reference_submission(d, seen) for d in deps]
-    return "\n\n".join([*inlined, IMPORT.sub("", source)])
 
 
 def marked(cases: dict) -> list:
@@ -81,7 +69,7 @@ def test_reference_gets_full_marks_with_any_seed(grade, exercise):
 
 
 @pytest.mark.grader
-@pytest.mark.parametrize("key", [k for k in WRONG if "torch_kernel" in k])
+@pytest.mark.parametrize("key", [k for k in WRONG if "torch_kernel" in k or "shortcut" in k])
 def test_handing_the_work_to_a_forbidden_function_scores_zero(grade, key):
     exercise, code, _ = WRONG[key]
     result = grade(code, exercise)

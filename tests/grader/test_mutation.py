@@ -1,0 +1,62 @@
+"""The mutation benchmark (``benchmarks/mutation.py``) works: its mutator makes the changes it
+promises and leaves alone what cannot change graded behaviour, and one small exercise is
+mutated, graded by the real grader and classified in seconds. The full run is a benchmark
+(its table is in the instructor guide), not a test."""
+
+import pytest
+import torch
+
+from benchmarks import mutation
+
+SOURCE = '''
+def f(x, eps=1e-6, keep=True):
+    """A docstring: not mutated."""
+    assert x is not None, "asserts are not mutated"
+    if x is None:
+        raise ValueError("nor are raises")
+    y = x.float() + eps
+    y = y * 2
+    print("nor is printing", y)
+    return torch.cat((y, x), dim=-1).sum(-1, keepdim=keep)
+'''
+
+
+def test_mutator_makes_distinct_single_changes_and_skips_what_cannot_matter():
+    found = {m.description: m.source for m in mutation.mutants(SOURCE, ["f"])}
+    sources = list(found.values())
+    assert len(sources) == len(set(sources)), "every mutant is distinct"
+    assert "y = x.float() - eps" in found["+ -> -"]
+    assert "eps=2e-06" in found["1e-06 -> 2e-06"]
+    assert "y = x + eps" in found["drop the call .float(...)"]
+    assert "x.double()" in found["float() -> double()"]
+    assert "torch.cat((x, y), dim=-1)" in found["swap the first two items of a tuple"]
+    assert "keepdim" not in found["drop the keyword keepdim= of sum()"]
+    assert "torch.stack(" in found["cat() -> stack()"]
+    assert "y = y * 2" not in found["delete the statement"]
+    for text in sources:  # (ast.unparse writes strings with single quotes)
+        assert '"""A docstring: not mutated."""' in text
+        assert "assert x is not None, 'asserts are not mutated'" in text
+        assert "raise ValueError('nor are raises')" in text
+        assert "print('nor is printing', y)" in text
+
+
+def test_results_differing_only_by_rounding_are_told_apart_from_real_differences():
+    a = torch.tensor([1.0, 2.0, float("nan")])
+    assert mutation.difference({"out": a}, {"out": a.clone()}) == 0.0
+    assert mutation.difference(a, a + 1e-7 * a.nan_to_num()) < 1e-6
+    assert mutation.difference(a.double(), a) is None  # a dtype change is never rounding
+    assert mutation.difference([1, 2], [1, 3]) is None
+    assert mutation.difference(a, a * 1.01) > 1e-3
+
+
+@pytest.mark.grader
+@pytest.mark.compute_optimal
+def test_one_small_exercise_is_mutated_graded_and_classified():
+    outcomes, _ = mutation.run_exercise("compute_optimal", limit=8, parallel=1,
+                                        equivalence_seeds=(101,))
+    assert len(outcomes) == 8
+    assert sum(o.killed for o in outcomes) >= 6, [(o.mutant.description, o.messages)
+                                                   for o in outcomes]
+    assert not any(o.internal for o in outcomes)
+    row = mutation.summary("compute_optimal", outcomes, 1.0)
+    assert row["mutants"] == 8 and row["killed"] + row["equivalent"] + row["survivors"] == 8
