@@ -59,6 +59,14 @@ from solutions import (  # noqa: E402
     sliding_window_mask,
 )
 from solutions.data import load_dataset, load_text  # noqa: E402
+from solutions.deepseek_moe import (  # noqa: E402
+    DeepSeekMoE,
+    deepseek_route,
+    expert_load,
+    update_routing_bias,
+)
+from solutions.latent_attention import latent_cache_bytes  # noqa: E402
+from solutions.llama4 import attention_temperature, chunked_attention_mask  # noqa: E402
 from solutions.model import filter_logits  # noqa: E402
 from solutions.scaling import parameter_breakdown, training_flops  # noqa: E402
 from solutions.tokenizer import GPT2_SPLIT_PATTERN  # noqa: E402
@@ -763,6 +771,133 @@ def context_flops() -> plt.Figure:
            ylabel="training FLOPs per token", title="Llama-2 7B: attention overtakes the "
            "weights beyond a few ten thousand tokens")
     ax.grid(alpha=0.4, which="both")
+    ax.legend(frameon=False)
+    return fig
+
+
+# ---------------------------------------------------------------- week 9
+
+
+@figure("week9/mla_cache")
+def mla_cache() -> plt.Figure:
+    """KV-cache bytes per token at DeepSeek-V3's sizes: MHA, GQA, MQA and the latent cache."""
+    c = GPTConfig.preset("deepseek_v3")
+    layers, heads = c.n_layers, c.n_heads
+    designs = {f"MHA\n{heads} kv heads": kv_cache_bytes(layers, heads, 128, 1),
+               "GQA\n8 kv heads": kv_cache_bytes(layers, 8, 128, 1),
+               f"MLA\nlatent {c.kv_lora_rank} + rope {c.qk_rope_head_dim}":
+                   latent_cache_bytes(layers, c.kv_lora_rank, c.qk_rope_head_dim, 1),
+               "MQA\n1 kv head": kv_cache_bytes(layers, 1, 128, 1)}
+    fig, ax = plt.subplots(figsize=(6.8, 3.6))
+    kib = [b / 1024 for b in designs.values()]
+    colors = [C[0], C[0], C[1], C[0]]
+    ax.bar(range(len(kib)), kib, color=colors)
+    for x, v in enumerate(kib):
+        ax.text(x, v, f"{v:,.0f} KiB", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(kib)), list(designs))
+    ax.set(yscale="log", ylabel="KiB per token (16-bit, all layers)",
+           title=f"DeepSeek-V3's {layers} layers: what each token leaves in the cache")
+    ax.grid(axis="y", alpha=0.4)
+    return fig
+
+
+@figure("week9/group_routing")
+def group_routing() -> plt.Figure:
+    """Group-limited top-k: pick the best groups first, then the best experts inside them."""
+    gen = torch.Generator().manual_seed(9)
+    E, n_group, topk_group, k = 32, 8, 3, 6
+    logits = torch.randn(1, E, generator=gen)
+    bias = torch.zeros(E)
+    _, experts = deepseek_route(logits, bias, k, n_group, topk_group)
+    scores = logits.sigmoid()[0]
+    size = E // n_group
+    best = scores.view(n_group, size).topk(2, dim=-1).values.sum(-1)
+    groups = set(best.topk(topk_group).indices.tolist())
+    chosen = set(experts[0].tolist())
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    for g in range(n_group):
+        if g in groups:
+            ax.axvspan(g * size - 0.5, (g + 1) * size - 0.5, color=C[2], alpha=0.15, lw=0)
+        ax.text((g + 0.5) * size - 0.5, 1.02, f"group {g}\n{best[g].item():.2f}",
+                ha="center", va="bottom", fontsize=8)
+    colors = [C[1] if e in chosen else C[7] for e in range(E)]
+    ax.bar(range(E), scores.numpy(), color=colors)
+    ax.set(ylim=(0, 1.2), xlabel="routed expert", ylabel="sigmoid score",
+           title=f"{n_group} groups of {size}; the {topk_group} green groups have the best "
+                 f"top-2 sums; the {k} orange experts are chosen inside them")
+    ax.set_xticks(range(0, E, size))
+    return fig
+
+
+@figure("week9/bias_balancing")
+def bias_balancing() -> plt.Figure:
+    """The auxiliary-loss-free rule evening out a skewed router, step by step."""
+    torch.manual_seed(9)
+    E, k, steps = 16, 2, 60 if QUICK else 400
+    moe = DeepSeekMoE(dim=32, expert_hidden_dim=8, n_routed_experts=E, n_shared_experts=1,
+                      top_k=k)
+    with torch.no_grad():  # a router that favours the first experts
+        moe.gate.weight += torch.linspace(0.6, -0.6, E)[:, None] / 4
+    gen = torch.Generator().manual_seed(0)
+    spread = []
+    for _ in range(steps):
+        x = torch.randn(256, 32, generator=gen) + 0.5
+        logits = x @ moe.gate.weight.T  # (N, E)
+        _, chosen = deepseek_route(logits, moe.gate.e_score_correction_bias, k)
+        load = expert_load(chosen, E)
+        spread.append((load.max() / load.float().mean()).item())
+        update_routing_bias(moe, load, rate=0.01)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.5))
+    axes[0].plot(range(steps), spread)
+    axes[0].axhline(1, color=fg(), ls=":", lw=1)
+    axes[0].set(xlabel="update step", ylabel="busiest expert / mean load",
+                title="update_routing_bias, rate 0.01")
+    axes[0].grid(alpha=0.4)
+    axes[1].bar(range(E), moe.gate.e_score_correction_bias.numpy(), color=C[0])
+    axes[1].set(xlabel="expert", ylabel="selection bias",
+                title="the favoured experts end with negative bias")
+    axes[1].grid(axis="y", alpha=0.4)
+    fig.tight_layout()
+    return fig
+
+
+@figure("week9/llama4_layers")
+def llama4_layers() -> plt.Figure:
+    """Llama 4's two kinds of attention layer: chunked with RoPE, global without positions."""
+    T, chunk = 16, 4
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    axes[0].imshow(chunked_attention_mask(T, chunk).numpy(), cmap="Blues", vmin=-0.3, vmax=1.3)
+    axes[0].set(title=f"3 layers in 4: chunks of {chunk}, RoPE", xlabel="key", ylabel="query")
+    axes[1].imshow(causal_mask(T).numpy(), cmap="Blues", vmin=-0.3, vmax=1.3)
+    axes[1].set(title="every 4th layer: all, no positions", xlabel="key")
+    for ax in axes[:2]:
+        ax.spines[:].set_visible(False)
+    positions = torch.logspace(0, 7, 400)
+    axes[2].plot(positions.numpy(), attention_temperature(positions).numpy())
+    axes[2].set(xscale="log", xlabel="position", ylabel="query scale",
+                title="NoPE layers: queries scaled up with log position")
+    axes[2].grid(alpha=0.4)
+    fig.suptitle("Llama 4's layers (Scout: chunks of 8,192 tokens; drawn here with 4)")
+    fig.tight_layout()
+    return fig
+
+
+@figure("week9/total_active")
+def frontier_total_active() -> plt.Figure:
+    names = ["mixtral_8x7b", "llama4_scout", "llama4_maverick", "deepseek_v3"]
+    total = [count_parameters(GPTConfig.preset(n)) / 1e9 for n in names]
+    active = [count_parameters(GPTConfig.preset(n), active=True) / 1e9 for n in names]
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
+    xs = torch.arange(len(names))
+    ax.bar((xs - 0.2).numpy(), total, width=0.4, label="total")
+    ax.bar((xs + 0.2).numpy(), active, width=0.4, label="active per token")
+    for x, t, a in zip(xs.tolist(), total, active, strict=True):
+        ax.text(x - 0.2, t, f"{t:.0f}", ha="center", va="bottom", fontsize=9)
+        ax.text(x + 0.2, a, f"{a:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(xs.tolist(), names)
+    ax.set(yscale="log", ylabel="billions of parameters (log)",
+           title="text-only counts from count_parameters: memory grows, compute stays")
+    ax.grid(axis="y", alpha=0.4)
     ax.legend(frameon=False)
     return fig
 
