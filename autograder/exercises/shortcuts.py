@@ -208,3 +208,42 @@ COUNT_PARAMETERS = _paths((
 ), "not allowed: count_parameters counts from the config alone (analytically), so it sizes "
    "a 70B model in microseconds on a laptop; building a model and summing numel() is what the "
    "notebook's check does, not the exercise")
+
+# ---------------------------------------------------------------- week 10
+
+# F.log_softmax, F.cross_entropy and gather stay allowed (week 7 taught them): the exercises
+# are which positions count and how they are summed or averaged
+SEQUENCE_LOGPROBS = _paths((
+    "trl.trainer.utils.selective_log_softmax",
+    "trl.trainer.dpo_trainer.DPOTrainer.get_batch_logps",  # TRL before 0.12
+), _why("the log-probabilities of the labels, summed over the response", "F.log_softmax, "
+        "gather and F.cross_entropy(..., reduction='none') are the building blocks"))
+
+SFT_LOSS = _paths((
+    "transformers.loss.loss_utils.ForCausalLMLoss",
+    "trl.SFTTrainer",
+), _why("the masked mean of the cross-entropy", "F.cross_entropy (with ignore_index or on the "
+        "masked rows) and F.log_softmax are the building blocks"))
+
+DPO = _paths((
+    "trl.DPOTrainer",
+    "trl.trainer.dpo_trainer.DPOTrainer",
+    "openrlhf.models.loss.DPOLoss",
+), _why("the DPO loss and its implicit rewards", "F.logsigmoid, F.softplus and "
+        "F.binary_cross_entropy_with_logits are the building blocks"))
+
+# a class is refused at construction, and the layers of both libraries construct these bases,
+# so `peft`'s and `loralib`'s own `Linear` (a name the source check cannot refuse: it is also
+# nn.Linear's) fail in the worker once their module is loaded
+LORA = _paths((
+    "peft.get_peft_model",
+    "peft.inject_adapter_in_model",
+    "peft.LoraConfig",
+    "peft.LoraModel",
+    "peft.PeftModel",
+    "peft.tuners.lora.layer.LoraLayer",
+    "loralib.layers.LoRALayer",
+    "loralib.layers.MergedLinear",
+    "loralib.utils.mark_only_lora_as_trainable",
+), _why("the low-rank adapter and the wrapping and freezing of the model", "nn.Linear, "
+        "nn.init, nn.Dropout, requires_grad_ and named_modules are the building blocks"))

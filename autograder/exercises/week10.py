@@ -11,7 +11,8 @@ layer is recognised by its ``base``, ``lora_A`` and ``lora_B`` attributes, whate
 the learner's ``add_lora`` uses.
 
 ``F.cross_entropy`` and ``F.log_softmax`` are allowed (week 7 taught them): the point of the
-losses is what is counted and how it is averaged. Handing LoRA or DPO to PEFT or TRL is not.
+losses is what is counted and how it is averaged. Handing the work to TRL, PEFT, loralib or
+transformers' ``ForCausalLMLoss`` is not (``shortcuts.py``, week 10).
 """
 
 from __future__ import annotations
@@ -23,16 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autograder.compare import Mismatch, describe
+from autograder.exercises import shortcuts
 from autograder.exercises.common import expect, function_call, randn, script_call
 from autograder.grading import Case, Exercise, given_code
 from solutions.finetune import LoRALinear, add_lora, dpo_loss, sequence_logprobs, sft_loss
-
-# the libraries that would do the work; names only, so the check costs no import
-FORBIDDEN_LORA = {
-    f"peft.{name}": "PEFT is not allowed here: build the LoRA layer and wrap the model yourself"
-    for name in ("get_peft_model", "LoraConfig", "inject_adapter_in_model", "LoraModel")
-}
-FORBIDDEN_DPO = {"trl.DPOTrainer": "TRL is not allowed here: write the DPO loss yourself"}
 
 
 def _floating(actual, expected: Tensor, what: str):
@@ -89,14 +84,19 @@ def _token_logprobs(logits: Tensor, labels: Tensor) -> Tensor:
     return logits.double().log_softmax(-1).gather(-1, labels[..., None])[..., 0]  # (B, T)
 
 
-def _shifted_again(logits: Tensor, labels: Tensor, mask: Tensor) -> list[Tensor]:
-    """Token log-probs (and masks) of code that shifts logits that are already aligned."""
-    tok = _token_logprobs(logits[:, :-1], labels[:, 1:])
-    return [tok * mask[:, 1:], tok * mask[:, :-1]]
-
-
 SHIFTED = ("the logits are already aligned with the labels (logits[:, t] scores labels[:, t]):"
            " do not shift them again")
+
+
+def _shifted_again(logits: Tensor, labels: Tensor, mask: Tensor) -> dict[str, tuple]:
+    """Message -> (token log-probs, the mask applied to them) of code that shifts logits that
+    are already aligned, either way, with the mask shifted along or not."""
+    ahead = _token_logprobs(logits[:, :-1], labels[:, 1:])  # logits[:, t] scoring labels[:, t+1]
+    behind = _token_logprobs(logits[:, 1:], labels[:, :-1])  # and the mirror image
+    return {SHIFTED: (ahead, mask[:, 1:]),
+            SHIFTED + " (nor the mask)": (ahead, mask[:, :-1]),
+            SHIFTED + " (in either direction)": (behind, mask[:, :-1]),
+            SHIFTED + " (in either direction, nor the mask)": (behind, mask[:, 1:])}
 
 
 # ---------------------------------------------------------------- sequence_logprobs
@@ -124,9 +124,8 @@ def _logprob_mistakes(logits: Tensor, labels: Tensor, mask: Tensor) -> dict[str,
         "the log-softmax must run over the vocabulary (the last dimension), not over the "
         "positions": (over_time * m).sum(-1),
     }
-    first, second = _shifted_again(logits, labels, mask)
-    mistakes[SHIFTED] = first.sum(-1)
-    mistakes[SHIFTED + " (nor the mask)"] = second.sum(-1)
+    for message, (tok_shifted, m_shifted) in _shifted_again(logits, labels, mask).items():
+        mistakes[message] = (tok_shifted * m_shifted).sum(-1)
     return mistakes
 
 
@@ -205,9 +204,8 @@ def _sft_mistakes(logits: Tensor, labels: Tensor, mask: Tensor) -> dict[str, Ten
         "return the cross-entropy (a positive number), the negative mean log-probability":
             -(nll * m).sum() / m.sum(),
     }
-    first, second = _shifted_again(logits, labels, mask)
-    mistakes[SHIFTED] = -first.sum() / mask[:, 1:].sum()
-    mistakes[SHIFTED + " (nor the mask)"] = -second.sum() / mask[:, :-1].sum()
+    for message, (tok_shifted, m_shifted) in _shifted_again(logits, labels, mask).items():
+        mistakes[message] = -(tok_shifted * m_shifted).sum() / m_shifted.sum()
     return mistakes
 
 
@@ -283,6 +281,9 @@ def _dpo_mistakes(pc, pr, rc, rr, beta: float, ls: float):
         flipped: _sig_loss(-h, beta, ls),
         "the reference's chosen and rejected log-probs are swapped: h = (policy_chosen - "
         "policy_rejected) - (ref_chosen - ref_rejected)": _sig_loss((pc - pr) - (rr - rc), beta,
+                                                                    ls),
+        "the policy's chosen and rejected log-probs are swapped: h = (policy_chosen - "
+        "policy_rejected) - (ref_chosen - ref_rejected)": _sig_loss((pr - pc) - (rc - rr), beta,
                                                                     ls),
         "the reference model is missing: subtract its log-ratio, ref_chosen - ref_rejected":
             _sig_loss(pc - pr, beta, ls),
@@ -979,12 +980,13 @@ def add_lora_cases(gen: torch.Generator) -> list[Case]:
 
 EXERCISES = [
     Exercise("sequence_logprobs", 10, "sequence_logprobs", "Sequence log-probabilities",
-             sequence_logprobs_cases),
-    Exercise("sft_loss", 10, "sft_loss", "SFT loss with the prompt masked", sft_loss_cases),
+             sequence_logprobs_cases, forbidden=shortcuts.SEQUENCE_LOGPROBS),
+    Exercise("sft_loss", 10, "sft_loss", "SFT loss with the prompt masked", sft_loss_cases,
+             forbidden=shortcuts.SFT_LOSS),
     Exercise("dpo_loss", 10, "dpo_loss", "DPO loss (sigmoid, conservative label smoothing)",
-             dpo_loss_cases, forbidden=FORBIDDEN_DPO),
+             dpo_loss_cases, forbidden=shortcuts.DPO),
     Exercise("lora_linear", 10, "LoRALinear", "LoRALinear: a frozen layer plus B @ A",
-             lora_linear_cases, forbidden=FORBIDDEN_LORA),
+             lora_linear_cases, forbidden=shortcuts.LORA),
     Exercise("add_lora", 10, "add_lora", "add_lora: wrap the targets, freeze the rest",
-             add_lora_cases, forbidden=FORBIDDEN_LORA),
+             add_lora_cases, forbidden=shortcuts.LORA),
 ]

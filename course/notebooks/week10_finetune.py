@@ -172,6 +172,10 @@ for ex, got in zip(test[:3], answers(base, tokenizer, test[:3], generate_fn=gene
 # - Take the log-softmax over the vocabulary (`F.log_softmax`, not `torch.log` of a softmax,
 #   which underflows to `-inf` for unlikely tokens), and do it in float32 when the logits are
 #   float16 or bfloat16 (keep float32 and float64 as they are).
+#
+# **Not allowed:** TRL's `selective_log_softmax` and `DPOTrainer.get_batch_logps`, which do
+# this work. `F.log_softmax`, `gather` and `F.cross_entropy(..., reduction="none")` are the
+# building blocks.
 
 # %% role="answer" exercise="sequence_logprobs" solution="solutions.finetune:sequence_logprobs"
 
@@ -206,6 +210,8 @@ print("sequence_logprobs: visible checks passed")
 # counted token weighs the same: do **not** average per sequence first, and do not count the
 # prompt or the padding. (`F.cross_entropy` with `ignore_index` does the job in one line;
 # your `sequence_logprobs` in another.)
+#
+# **Not allowed:** `transformers`' `ForCausalLMLoss` and TRL's `SFTTrainer`.
 
 # %% role="answer" exercise="sft_loss" solution="solutions.finetune:sft_loss"
 
@@ -274,6 +280,10 @@ for ex, got in zip(test[:3], answers(sft_model, tokenizer, test[:3], generate_fn
 #   (or no bias if the base has none), leaving `self` unchanged.
 #
 # The state dict then holds `base.weight` (and `base.bias`), `lora_A.weight`, `lora_B.weight`.
+#
+# **Not allowed:** PEFT (`get_peft_model`, `LoraConfig`, its `LoraLayer` classes) and
+# loralib; `nn.Linear`, `nn.init` and `nn.Dropout` are the building blocks. The default
+# `dropout=0.0` is graded: two forwards in train mode must give the same output.
 
 # %% role="answer" exercise="lora_linear" solution="solutions.finetune:LoRALinear"
 
@@ -311,6 +321,10 @@ print("LoRALinear: visible checks passed")
 # number of trainable parameters (an `int`). The default targets are the query and value
 # projections, the LoRA paper's choice. Collect the layers first, then replace them:
 # changing modules while iterating over `named_modules()` is unsafe.
+#
+# **Not allowed:** PEFT's `get_peft_model` and `inject_adapter_in_model`, loralib's
+# `mark_only_lora_as_trainable`. The default `targets` is graded. The grader runs your
+# `add_lora` with the reference `LoRALinear`, so a mistake in exercise 3 is not charged twice.
 
 # %% role="answer" exercise="add_lora" solution="solutions.finetune:add_lora"
 
@@ -442,6 +456,9 @@ print(f"merged vs unmerged: largest logit difference {gap:.1e} (float32 rounding
 # `sequence_logprobs`), returning `(losses, chosen_rewards, rejected_rewards)`, each `(B,)`:
 # the per-pair losses (the training loop takes their mean) and the rewards (detach them: they
 # are for logging). Use `F.logsigmoid`, which stays finite where `log(sigmoid(x))` would not.
+#
+# **Not allowed:** TRL's `DPOTrainer` and OpenRLHF's `DPOLoss`. The defaults `beta=0.1` and
+# `label_smoothing=0.0` are graded.
 
 # %% role="answer" exercise="dpo_loss" solution="solutions.finetune:dpo_loss"
 

@@ -187,9 +187,6 @@ WRONG = {
     "dpo_no_grad": ("dpo_loss", dpo("""
     with torch.no_grad():
         h = (pc - pr) - (rc - rr)""" + DPO_LOSSES + DPO_REWARDS), "autograd"),
-    "dpo_with_trl_torch_kernel": ("dpo_loss", dpo("""
-    from trl import DPOTrainer
-    return DPOTrainer.dpo_loss(None, pc, pr, rc, rr)"""), None),
     # LoRALinear
     "lora_b_random": ("lora_linear", lora(init=LORA_INIT.replace(
         "        nn.init.zeros_(self.lora_B.weight)\n", "")), "lora_B must start at zero"),
@@ -251,15 +248,6 @@ WRONG = {
     def forward(self, x):
         return F.linear(x, self.weight, self.bias) + self.scaling * self.lora_B(self.lora_A(x))
 """), "submodule `base`"),
-    "lora_peft_torch_kernel": ("lora_linear", HEADER + """
-from peft import LoraConfig, get_peft_model
-
-
-class LoRALinear(nn.Module):
-    def __init__(self, base, r, alpha, dropout=0.0):
-        super().__init__()
-        self.model = get_peft_model(base, LoraConfig(r=r, lora_alpha=alpha))
-""", None),
     # add_lora
     "add_lora_nothing_frozen": ("add_lora", add(ADD_LORA.replace("""    for p in model.parameters():
         p.requires_grad_(False)
@@ -320,13 +308,79 @@ def add_lora(model, r, alpha, targets=("q_proj", "v_proj")):
         setattr(parent, name, LoRALinear(fresh, r, alpha))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 """), "keep their weights"),
-    "add_lora_peft_torch_kernel": ("add_lora", add("""
+}
+
+# library shortcuts (keys with "shortcut" must score zero), the mirror images of named
+# mistakes, and the defaults
+WRONG |= {
+    "logprobs_shifted_backwards": ("sequence_logprobs", logprobs("""
+    lp = F.log_softmax(logits[:, 1:].float(), -1).gather(-1, labels[:, :-1, None])[..., 0]
+    return (lp * mask[:, :-1]).sum(-1)"""), "do not shift them again"),
+    "logprobs_trl_selective_log_softmax_shortcut": ("sequence_logprobs", logprobs("""
+    from trl.trainer.utils import selective_log_softmax
+    return (selective_log_softmax(logits, labels) * mask).sum(-1)"""), "not allowed"),
+    "logprobs_trl_get_batch_logps_shortcut": ("sequence_logprobs", logprobs("""
+    from trl import DPOTrainer
+    padded = torch.cat([labels[:, :1], labels.masked_fill(~mask, -100)], dim=1)
+    return DPOTrainer.get_batch_logps(F.pad(logits, (0, 0, 0, 1)), padded)"""), "not allowed"),
+    "sft_shifted_backwards": ("sft_loss", sft("""
+    targets = labels[:, :-1].masked_fill(~loss_mask[:, :-1], -100)
+    return F.cross_entropy(logits[:, 1:].flatten(0, 1).float(), targets.flatten())"""),
+        "do not shift them again"),
+    "sft_transformers_causal_lm_loss_shortcut": ("sft_loss", sft("""
+    from transformers.loss.loss_utils import ForCausalLMLoss
+    return ForCausalLMLoss(logits.float(), None, logits.shape[-1],
+                           shift_labels=labels.masked_fill(~loss_mask, -100))"""), "not allowed"),
+    "dpo_policy_swapped": ("dpo_loss", dpo("""
+    h = (pr - pc) - (rc - rr)""" + DPO_LOSSES + DPO_REWARDS), "policy's chosen and rejected"),
+    "dpo_trl_trainer_shortcut": ("dpo_loss", dpo("""
+    from trl import DPOTrainer
+    return DPOTrainer.dpo_loss(None, pc, pr, rc, rr)"""), "not allowed"),
+    "dpo_openrlhf_shortcut": ("dpo_loss", dpo("""
+    from openrlhf.models.loss import DPOLoss
+    loss_fn = DPOLoss(beta, label_smoothing)
+    return loss_fn(pc, pr, rc, rr)"""), "not allowed"),
+    "lora_init_swapped": ("lora_linear", lora(init=LORA_INIT.replace(
+        "nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))",
+        "nn.init.kaiming_uniform_(self.lora_B.weight, a=math.sqrt(5))").replace(
+        "nn.init.zeros_(self.lora_B.weight)", "nn.init.zeros_(self.lora_A.weight)")),
+        "lora_B must start at zero"),
+    "lora_peft_shortcut": ("lora_linear", HEADER + """
+from peft import LoraConfig, get_peft_model
+
+
+class LoRALinear(nn.Module):
+    def __init__(self, base, r, alpha, dropout=0.0):
+        super().__init__()
+        self.model = get_peft_model(base, LoraConfig(r=r, lora_alpha=alpha))
+""", "not allowed"),
+    "lora_loralib_shortcut": ("lora_linear", HEADER + """
+import loralib
+
+
+class LoRALinear(nn.Linear, loralib.LoRALayer):
+    def __init__(self, base, r, alpha, dropout=0.0):
+        nn.Linear.__init__(self, base.in_features, base.out_features, bias=base.bias is not None)
+        loralib.LoRALayer.__init__(self, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                   merge_weights=False)
+""", "not allowed"),
+    "add_lora_peft_shortcut": ("add_lora", add("""
 def add_lora(model, r, alpha, targets=("q_proj", "v_proj")):
     from peft import LoraConfig, inject_adapter_in_model
     inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets)),
                             model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-"""), None),
+"""), "not allowed"),
+    "add_lora_loralib_freezing_shortcut": ("add_lora", add("""
+def add_lora(model, r, alpha, targets=("q_proj", "v_proj")):
+    from loralib import mark_only_lora_as_trainable
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if name in targets and isinstance(child, nn.Linear):
+                setattr(parent, name, LoRALinear(child, r, alpha))
+    mark_only_lora_as_trainable(model)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+"""), "not allowed"),
 }
 
 # (exercise, code): correct however written; each must get full marks
@@ -351,6 +405,16 @@ CORRECT = {
                 total = total + torch.log_softmax(logits[b, t].double(), 0)[labels[b, t]]
         rows.append(total)
     return torch.stack(rows).to(torch.promote_types(logits.dtype, torch.float32))""")),
+    # a function of the learner's own that has a library's name is the learner's
+    "logprobs_own_selective_log_softmax": ("sequence_logprobs", HEADER + """
+
+def selective_log_softmax(logits, index):
+    return F.log_softmax(logits.float(), -1).gather(-1, index[..., None])[..., 0]
+
+
+def sequence_logprobs(logits, labels, mask):
+    return (selective_log_softmax(logits, labels) * mask).sum(-1)
+"""),
     # sft_loss
     "sft_cross_entropy_ignore_index": ("sft_loss", sft("""
     targets = labels.masked_fill(~loss_mask, -100)
