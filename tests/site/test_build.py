@@ -12,7 +12,7 @@ pytestmark = pytest.mark.site
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR = REPO / "site" / "assets" / "vendor"
-WEEKS = range(1, 10)
+WEEKS = range(1, 11)
 WEEK_PAGES = {"lesson": ".md", "notebook": ".ipynb", "quiz": ".md"}
 
 

@@ -18,7 +18,7 @@ import yaml
 pytestmark = pytest.mark.site
 
 REPO = Path(__file__).resolve().parents[2]
-WEEKS = range(1, 10)
+WEEKS = range(1, 11)
 OPTION = re.compile(r"^- \[( |x)\] ", re.M)
 
 
