@@ -12,7 +12,7 @@ the learner's ``add_lora`` uses.
 
 ``F.cross_entropy`` and ``F.log_softmax`` are allowed (week 7 taught them): the point of the
 losses is what is counted and how it is averaged. Handing the work to TRL, PEFT, loralib or
-transformers' ``ForCausalLMLoss`` is not (``shortcuts.py``, week 10).
+transformers' ``ForCausalLMLoss`` is not (their ``forbidden`` in autograder/registry.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises import shortcuts
 from autograder.exercises.common import expect, function_call, randn, script_call
-from autograder.grading import Case, Exercise, given_code
+from autograder.grading import Case
+from autograder.reference import given_code
 from solutions.finetune import LoRALinear, add_lora, dpo_loss, sequence_logprobs, sft_loss
 
 
@@ -571,7 +571,8 @@ def _lora_init_case(gen) -> Case:
             raise Mismatch("lora_A must start random: with lora_A = 0 and lora_B = 0 both "
                            "gradients are zero and LoRA never learns")
         std, top = A.double().std().item(), A.abs().max().item()
-        if top > bound * (1 + 1e-5) or not 0.45 * bound < std < 0.7 * bound or top < 0.8 * bound:
+        # of 2,048 uniform draws, the largest falls short of 0.97 of the bound with odds 1e-27
+        if top > bound * (1 + 1e-5) or not 0.45 * bound < std < 0.7 * bound or top < 0.97 * bound:
             raise Mismatch("lora_A should start as nn.Linear's weight does, as PEFT does "
                            f"(Kaiming-uniform, a=sqrt(5): uniform in +-1/sqrt(in_features) = "
                            f"+-{bound:.3f}); yours has std {std:.3g} and largest value "
@@ -977,16 +978,3 @@ def add_lora_cases(gen: torch.Generator) -> list[Case]:
                        {}, 2, 4, ("v_proj", "input_layernorm", "embed_tokens")),
     ]
 
-
-EXERCISES = [
-    Exercise("sequence_logprobs", 10, "sequence_logprobs", "Sequence log-probabilities",
-             sequence_logprobs_cases, forbidden=shortcuts.SEQUENCE_LOGPROBS),
-    Exercise("sft_loss", 10, "sft_loss", "SFT loss with the prompt masked", sft_loss_cases,
-             forbidden=shortcuts.SFT_LOSS),
-    Exercise("dpo_loss", 10, "dpo_loss", "DPO loss (sigmoid, conservative label smoothing)",
-             dpo_loss_cases, forbidden=shortcuts.DPO),
-    Exercise("lora_linear", 10, "LoRALinear", "LoRALinear: a frozen layer plus B @ A",
-             lora_linear_cases, forbidden=shortcuts.LORA),
-    Exercise("add_lora", 10, "add_lora", "add_lora: wrap the targets, freeze the rest",
-             add_lora_cases, forbidden=shortcuts.LORA),
-]

@@ -177,9 +177,9 @@ for ex, got in zip(test[:3], answers(base, tokenizer, test[:3], generate_fn=gene
 # this work. `F.log_softmax`, `gather` and `F.cross_entropy(..., reduction="none")` are the
 # building blocks.
 
-# %% role="answer" exercise="sequence_logprobs" solution="solutions.finetune:sequence_logprobs"
+# %% role="answer" exercise="sequence_logprobs"
 
-# %% role="test" exercise="sequence_logprobs" points=10
+# %% role="test" exercise="sequence_logprobs"
 logits = torch.randn(2, 5, 7)
 labels = torch.randint(0, 7, (2, 5))
 mask = torch.tensor([[False, True, True, False, False], [False, False, False, True, True]])
@@ -213,9 +213,9 @@ print("sequence_logprobs: visible checks passed")
 #
 # **Not allowed:** `transformers`' `ForCausalLMLoss` and TRL's `SFTTrainer`.
 
-# %% role="answer" exercise="sft_loss" solution="solutions.finetune:sft_loss"
+# %% role="answer" exercise="sft_loss"
 
-# %% role="test" exercise="sft_loss" points=10
+# %% role="test" exercise="sft_loss"
 logits = torch.randn(2, 6, 9)
 labels = torch.randint(0, 9, (2, 6))
 mask = torch.tensor([[False, True, False, False, False, False], [False, False, True, True, True, True]])
@@ -285,9 +285,9 @@ for ex, got in zip(test[:3], answers(sft_model, tokenizer, test[:3], generate_fn
 # loralib; `nn.Linear`, `nn.init` and `nn.Dropout` are the building blocks. The default
 # `dropout=0.0` is graded: two forwards in train mode must give the same output.
 
-# %% role="answer" exercise="lora_linear" solution="solutions.finetune:LoRALinear"
+# %% role="answer" exercise="lora_linear"
 
-# %% role="test" exercise="lora_linear" points=10
+# %% role="test" exercise="lora_linear"
 base_layer = nn.Linear(16, 12)
 layer = LoRALinear(base_layer, r=4, alpha=8)
 assert {k: tuple(v.shape) for k, v in layer.state_dict().items()} == {
@@ -326,9 +326,9 @@ print("LoRALinear: visible checks passed")
 # `mark_only_lora_as_trainable`. The default `targets` is graded. The grader runs your
 # `add_lora` with the reference `LoRALinear`, so a mistake in exercise 3 is not charged twice.
 
-# %% role="answer" exercise="add_lora" solution="solutions.finetune:add_lora"
+# %% role="answer" exercise="add_lora"
 
-# %% role="test" exercise="add_lora" points=10
+# %% role="test" exercise="add_lora"
 model = copy.deepcopy(base)
 idx = torch.randint(0, base.config.vocab_size, (2, 9))
 with torch.no_grad():
@@ -460,9 +460,9 @@ print(f"merged vs unmerged: largest logit difference {gap:.1e} (float32 rounding
 # **Not allowed:** TRL's `DPOTrainer` and OpenRLHF's `DPOLoss`. The defaults `beta=0.1` and
 # `label_smoothing=0.0` are graded.
 
-# %% role="answer" exercise="dpo_loss" solution="solutions.finetune:dpo_loss"
+# %% role="answer" exercise="dpo_loss"
 
-# %% role="test" exercise="dpo_loss" points=10
+# %% role="test" exercise="dpo_loss"
 pc, pr = torch.tensor([-3.0, -8.0, -5.0]), torch.tensor([-6.0, -4.0, -5.5])
 rc, rr = torch.tensor([-4.0, -7.0, -5.0]), torch.tensor([-5.0, -5.0, -6.0])
 losses, chosen, rejected = dpo_loss(pc, pr, pc.clone(), pr.clone())

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from autograder.exercises import BY_NAME
 from autograder.grading import Case, ExerciseResult, _judge, grade_submission
+from autograder.registry import BY_NAME
 from autograder.report import as_gradescope, as_json, feedback, internal_warning, table
 from autograder.submission import notebook_submission
 
