@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from autograder.exercises import EXERCISES
 from autograder.grading import grade_submission
+from autograder.registry import exercises_of
 from autograder.submission import read_submission
 
 COURSE = Path(__file__).resolve().parents[2] / "course"
-WEEK10 = [e for e in EXERCISES if e.week == 10]
+WEEK10 = exercises_of(10)
 
 pytestmark = [pytest.mark.grader, *(getattr(pytest.mark, e.name) for e in WEEK10)]
 
