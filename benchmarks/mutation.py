@@ -56,11 +56,7 @@ from autograder.grading import (  # noqa: E402
     timeout_of,
 )
 from autograder.reference import Spec  # noqa: E402
-<<<<<<< HEAD
 from autograder.registry import BY_NAME  # noqa: E402
-=======
-from autograder.registry import BY_NAME, EXERCISES  # noqa: E402
->>>>>>> 9db0275
 from autograder.sandbox import run_job  # noqa: E402
 from autograder.submission import read_submission  # noqa: E402
 from tests.grader.reference import reference_submission  # noqa: E402
@@ -350,15 +346,9 @@ def exercise_mutants(name: str) -> tuple[str, list[Mutant]]:
 def answer_symbols() -> dict[str, tuple[str, list[str]]]:
     """exercise -> (solutions module, the symbols of its answer cell), from the registry."""
     out = {}
-<<<<<<< HEAD
     for name, exercise in BY_NAME.items():
         spec = Spec.parse(exercise.reference)
         out[name] = (spec.module.removeprefix("solutions."), list(spec.symbols))
-=======
-    for e in EXERCISES:
-        spec = Spec.parse(e.reference)
-        out[e.name] = (spec.module.removeprefix("solutions."), list(spec.symbols))
->>>>>>> 9db0275
     return out
 
 
