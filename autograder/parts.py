@@ -94,6 +94,42 @@ def _attention_smoke(yours, reference) -> None:
         if getattr(attn, name, None) != value:
             raise AssertionError(f"the week-7 model reads `attention.{name}` (expected "
                                  f"{value}); your Attention has {getattr(attn, name, None)!r}")
+    missing = [m for m in ("project", "rotate", "attend") if not callable(getattr(attn, m, None))]
+    if missing:
+        raise AssertionError(f"the week-7 model extends the steps of your Attention; yours has "
+                             f"no {', '.join(missing)} (week 5, exercise 3)")
+    # week 7's CachedAttention on your class, against it on the reference: with RoPE or
+    # learned positions (GPT-2: biases, no rotation), the course's code or the fast paths,
+    # the whole sequence or tokens fed through a KV cache in pieces
+    from solutions.efficient_attention import KVCache
+
+    ours, theirs = _cached_attention(yours), _cached_attention(reference)
+    gen = _gen()
+    x = torch.randn(2, 7, 16, generator=gen)
+    for rope_theta, bias, window in ((500.0, False, 3), (None, True, None)):
+        mine, ref = (cls(16, 4, 2, window, rope_theta, bias=bias) for cls in (ours, theirs))
+        ref.load_state_dict({k: torch.randn(v.shape, generator=gen) * 0.5
+                             for k, v in ref.state_dict().items()})
+        mine.load_state_dict(ref.state_dict())
+        for fast in (False, True):
+            mine.fast = ref.fast = fast
+            with torch.no_grad():
+                _same(mine(x), ref(x), f"CachedAttention(rope_theta={rope_theta}, fast={fast})")
+                cache = KVCache(window)
+                pieces = torch.cat([mine(x[:, a:b], cache) for a, b in ((0, 4), (4, 5), (5, 7))],
+                                   dim=1)
+                _same(pieces, ref(x), f"CachedAttention(fast={fast}) fed through a KVCache")
+
+
+def _cached_attention(attention):
+    """The week-7 notebook's given ``CachedAttention``, built on ``attention``."""
+    import solutions.model
+    from autograder.grading import given_code
+
+    namespace = {**vars(solutions.model), "Attention": attention}
+    exec(given_code("solutions.model:pairs_side_by_side,rotate_pairs,CachedAttention"),
+         namespace)
+    return namespace["CachedAttention"]
 
 
 def _qkv(gen, heads=2, T=10, D=4):

@@ -358,13 +358,14 @@ WEEK1_ALLOWED = ("`torch.softmax`, `masked_fill`, matmul and einsum, `nn.Linear`
 # the reference parts of weeks 1-6 and week 7's locked code: week 7 grades the assembly alone
 WEEK7_GIVEN = (
     "solutions.attention:causal_mask,scaled_dot_product_attention",
-    "solutions.positions:rope_angles,rotate_half,apply_rope",
+    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope",
     "solutions.efficient_attention:repeat_kv,sliding_window_mask,sliding_window_attention,"
-    "Attention",
+    "KVCache,Attention",
     "solutions.normalization:RMSNorm",
     "solutions.feedforward:SwiGLU",
     "solutions.moe:route,MoE,load_balancing_loss",
-    "solutions.model:KVCache,CachedAttention,GPTConfig,PRESETS,make_norm,GeluMLP",
+    "solutions.model:pairs_side_by_side,rotate_pairs,CachedAttention,GPTConfig,PRESETS,"
+    "RMSNormFunction,FastRMSNorm,make_norm,GeluMLP",
 )
 
 WEEKS = [
@@ -478,7 +479,8 @@ EXERCISES = [
              "solutions.latent_attention:MultiHeadLatentAttention", "mla_cases",
              forbidden=LATENT_ATTENTION,
              given=("solutions.attention:causal_mask,scaled_dot_product_attention",
-                    "solutions.positions:rope_angles,rotate_half,apply_rope,rope_interleaved",
+                    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope,"
+                    "rope_interleaved",
                     "solutions.normalization:RMSNorm"),
              allowed="the given parts of weeks 1, 3 and 4 (`scaled_dot_product_attention`, "
              "`RMSNorm`, `rope_interleaved`), `F.scaled_dot_product_attention`, `nn.Linear`"),
@@ -511,13 +513,14 @@ EXERCISES = [
 ALSO_EXPORTED: dict[int, tuple[str, ...]] = {
     2: ("solutions.tokenizer:GPT2_SPLIT_PATTERN",),
     4: ("solutions.positions:rope_interleaved,interleaved_to_halves,sinusoidal_positions",),
-    5: ("solutions.efficient_attention:sliding_window_attention",),
+    5: ("solutions.efficient_attention:sliding_window_attention,KVCache",),
     6: ("solutions.moe:dense_moe_forward",),
-    7: ("solutions.model:GPTConfig,KVCache,CachedAttention",),
+    7: ("solutions.model:GPTConfig,CachedAttention",),
     9: ("solutions.latent_attention:CachedLatentAttention,LatentKVCache,latent_cache_bytes,"
          "decode_from_latents,absorbed_projections",
          "solutions.deepseek_moe:expert_load,update_routing_bias",
-         "solutions.llama4:Llama4MoE,chunked_attention_mask,attention_temperature,qk_norm"),
+         "solutions.llama4:Llama4MoE,chunked_attention_mask,ChunkedKVCache,"
+         "attention_temperature,qk_norm"),
 }
 
 BY_NAME: dict[str, Exercise] = {e.name: e for e in EXERCISES}

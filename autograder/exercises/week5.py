@@ -29,7 +29,7 @@ from autograder.exercises.common import (
 from autograder.exercises.week1 import device_case
 from autograder.grading import Case
 from solutions import Attention, apply_rope, kv_cache_bytes, repeat_kv, sliding_window_mask
-from solutions.positions import rope_interleaved
+from solutions.positions import ROPE_THETA, rope_interleaved
 
 # ---------------------------------------------------------------- repeat_kv
 
@@ -136,7 +136,7 @@ def _band(T: int, lo: float, hi: float) -> Tensor:
 
 def _mask_mistakes(T: int, window: int | None) -> dict[str, Tensor]:
     w = math.inf if window is None else window
-    expected = _band(T, 0, w)
+    expected = sliding_window_mask(T, window)
     mistakes = {
         "your mask is inverted: True must mean 'may attend'": ~expected,
         "your mask is transposed (a band above the diagonal): query i sees keys j <= i, the "
@@ -208,7 +208,7 @@ def _attn_weights(gen, dim: int, n_heads: int, n_kv: int) -> dict[str, Tensor]:
 
 
 def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
-                  window: int | None, theta: float = 10000.0, rope: str = "qk",
+                  window: int | None, theta: float = ROPE_THETA, rope: str = "qk",
                   kv_map: str = "div", mask: str = "ok", scale: float | None = None) -> Tensor:
     """One variant of GQA attention in float64: the reference and the known mistakes.
 
@@ -239,7 +239,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     idx = heads // (n_heads // n_kv) if kv_map == "div" else heads % n_kv
     k, v = k[:, idx], v[:, idx]
     win = math.inf if window is None else window
-    allowed = {"ok": _band(T, 0, win), "causal": _band(T, 0, math.inf),
+    allowed = {"ok": sliding_window_mask(T, window), "causal": _band(T, 0, math.inf),
                "plus1": _band(T, 0, win + 1), "minus1": _band(T, 0, win - 1),
                "none": _band(T, -math.inf, math.inf),
                "nocausal": _band(T, -math.inf, win)}[mask]
@@ -271,13 +271,14 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
         "the scores are not scaled: divide by sqrt(head_dim)": v(scale=1.0),
         "you scaled by 1/sqrt(dim); each head scales by 1/sqrt(head_dim)": v(scale=dim**-0.5),
     }
-    if theta != 10000.0:
+    if theta != ROPE_THETA:
         mistakes["use the rope_theta given to the constructor, not 10000"] = \
-            _attn_variant(x, w, n_heads, n_kv, window, 10000.0)
+            _attn_variant(x, w, n_heads, n_kv, window, ROPE_THETA)
     else:  # built without rope_theta: the default is graded
         for wrong in (500000.0, 1e6):
-            mistakes[f"Attention(...) must default to rope_theta=10000.0; yours behaves like "
-                     f"rope_theta={wrong:g}"] = _attn_variant(x, w, n_heads, n_kv, window, wrong)
+            mistakes[f"Attention(...) must default to rope_theta={ROPE_THETA}; yours behaves "
+                     f"like rope_theta={wrong:g}"] = _attn_variant(x, w, n_heads, n_kv, window,
+                                                                   wrong)
     if window is not None:
         mistakes |= {
             OFF_BY_ONE: v(mask="plus1"),
@@ -292,10 +293,10 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
 
 def _attn_kwargs(n_kv, window, theta) -> dict:
     kwargs = {"n_kv_heads": n_kv, "window": window, "rope_theta": theta}
-    return {k: v for k, v in kwargs.items() if v is not None and v != 10000.0}
+    return {k: v for k, v in kwargs.items() if v is not None and v != ROPE_THETA}
 
 
-def _attn_case(gen, name, shape, n_heads, n_kv=None, window=None, theta=10000.0,
+def _attn_case(gen, name, shape, n_heads, n_kv=None, window=None, theta=ROPE_THETA,
                dtype=torch.float32, grad=False, zero=False, points=1.0) -> Case:
     B, T, dim = shape
     kv = n_kv or n_heads
@@ -327,7 +328,7 @@ def _attn_future_case(gen) -> Case:
     expected, _ = reference_run(Attention(dim, n_heads, **kwargs), weights, batch)
     return future_case("property: no output depends on a future token (GQA, window 4)",
                        "Attention", (dim, n_heads), kwargs, weights, batch, cut, expected,
-                       _attn_mistakes(batch, weights, n_heads, n_kv, window, 10000.0),
+                       _attn_mistakes(batch, weights, n_heads, n_kv, window, ROPE_THETA),
                        "the window comes on top of the causal mask")
 
 
@@ -340,7 +341,7 @@ def _attn_equals_case(gen, name, shape, n_heads, kwargs, built_as: dict, message
     weights = _attn_weights(gen, dim, n_heads, n_kv)
     x = randn(gen, *shape)
     expected, _ = reference_run(Attention(dim, n_heads, **built_as), weights, x)
-    mistakes = _attn_mistakes(x, weights, n_heads, n_kv, kwargs.get("window"), 10000.0)
+    mistakes = _attn_mistakes(x, weights, n_heads, n_kv, kwargs.get("window"), ROPE_THETA)
 
     def check(result: dict) -> None:
         y = result["output"]

@@ -33,7 +33,7 @@ from autograder.exercises.common import (
 from autograder.grading import Case
 from solutions.deepseek_moe import DeepSeekMoE, deepseek_route
 from solutions.latent_attention import MultiHeadLatentAttention
-from solutions.positions import apply_rope, rope_interleaved
+from solutions.positions import ROPE_THETA, apply_rope, rope_interleaved
 
 # ---------------------------------------------------------------- multi-head latent attention
 
@@ -81,7 +81,7 @@ def _rms(t: Tensor, w: Tensor, eps: float | None) -> Tensor:
     return t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def _mla_variant(x: Tensor, state: dict, dims: tuple, theta: float = 10000.0,
+def _mla_variant(x: Tensor, state: dict, dims: tuple, theta: float = ROPE_THETA,
                  eps: float = 1e-6, *, rope: str = "pairs", scale: str = "full",
                  q_eps: float | None | str = "same", kv_eps: float | None | str = "same",
                  kv_a: str = "latent_first", kv_b: str = "per_head", q_split: str = "nope_first",
@@ -180,8 +180,8 @@ def _mla_mistakes(x: Tensor, state: dict, dims: tuple, theta: float, eps: float,
             m(q_eps=1e-5, kv_eps=1e-5)
     if theta_given:
         mistakes["use the rope_theta given to the constructor, not 10000"] = \
-            _mla_variant(x, state, dims, 10000.0, eps)
-    elif theta == 10000.0:
+            _mla_variant(x, state, dims, ROPE_THETA, eps)
+    elif theta == ROPE_THETA:
         mistakes["the default rope_theta is 10000"] = _mla_variant(x, state, dims, 500000.0, eps)
     return mistakes
 
@@ -201,7 +201,7 @@ def _mla_case(gen, name, shape, dims=SMALL, theta: float | None = None, eps: flo
     dim = dims[0]
     state = _mla_state(gen, *dims)
     x, grad_output = hidden_input(gen, (B, T, dim), dtype, zero, x_scale, grad)
-    the_theta, the_eps = theta or 10000.0, eps or 1e-6
+    the_theta, the_eps = theta or ROPE_THETA, eps or 1e-6
     kwargs = _mla_kwargs(theta, eps)
     if dtype == torch.bfloat16:  # float64 maths on the same bf16 weights and inputs
         expected, grads = _mla_variant(x, state, dims, the_theta, the_eps).to(dtype), {}
@@ -231,7 +231,7 @@ def _mla_future_case(gen) -> Case:
     ref = MultiHeadLatentAttention(*SMALL)
     ref.load_state_dict(state)
     expected, _ = run_reference(ref, [batch])
-    mistakes = _mla_mistakes(batch, state, SMALL, 10000.0, 1e-6, False, False)
+    mistakes = _mla_mistakes(batch, state, SMALL, ROPE_THETA, 1e-6, False, False)
 
     def check(result: dict) -> None:
         y = result["output"]

@@ -70,6 +70,8 @@ globals().update(parts)
 # configurations of the lessons (GPT-2 small and XL, Llama 2 7B and 70B, Mistral 7B, Mixtral
 # 8x7B) and a few small ones that train on a CPU.
 
+# %% role="locked" code="solutions.positions:ROPE_THETA"
+
 # %% role="locked" code="solutions.model:GPTConfig"
 
 # %% [markdown]
@@ -86,17 +88,28 @@ for field in FIELDS:
     print(f"{field:<15}" + "".join(f"{str(getattr(c, field)):>15}" for c in configs.values()))
 
 # %% [markdown]
-# ## The given pieces: norms, GPT-2's MLP, attention with a KV cache
+# ## The given pieces: norms, GPT-2's MLP, attention, the KV cache
 #
 # `make_norm` picks your `RMSNorm` or PyTorch's `LayerNorm`; `GeluMLP` is GPT-2's
-# feed-forward block. `CachedAttention` extends your week-5 `Attention` with what a whole
-# model needs: biases (GPT-2), no rotary embedding when the positions are learned, and a
-# `KVCache` so that decoding feeds one new token at a time. With a cache, the new tokens sit
-# at positions `cache.pos, cache.pos + 1, ...`; the cache keeps keys after RoPE, and with a
-# sliding window it keeps only the last `window` of them. These classes use your parts by
-# name (`RMSNorm`, `apply_rope`, `repeat_kv`, `sliding_window_mask`, ...).
+# feed-forward block. `KVCache` is week 5's. `CachedAttention` extends your week-5
+# `Attention` with what a whole model needs: biases (GPT-2) and no rotary embedding when the
+# positions are learned (it overrides your `rotate`); your `forward`, with its KV cache,
+# does the rest. These classes use your parts by name (`RMSNorm`, `apply_rope`, `repeat_kv`,
+# `sliding_window_mask`, ...).
+#
+# Both also carry a **fast path**, off unless the trainer's `fast` switch turns it on: the
+# same results up to float rounding, from fewer and larger operations. `FastRMSNorm` is your
+# `RMSNorm` with PyTorch's fused `F.rms_norm` on a GPU and, on a CPU, its backward pass
+# written out by hand (`RMSNormFunction`). `CachedAttention` calls PyTorch's fused
+# attention, and computes RoPE as one complex multiplication per tensor (`rotate_pairs`),
+# which needs each rotated pair side by side in memory: it reorders the rows of `q_proj` and
+# `k_proj` to put them there (`pairs_side_by_side`), which changes no score, since queries
+# and keys are reordered alike (week 4's interleaved form is this layout). The speed page
+# of week 7 measures what each saves.
 
-# %% role="locked" code="solutions.model:make_norm,GeluMLP,KVCache,CachedAttention"
+# %% role="locked" code="solutions.efficient_attention:KVCache"
+
+# %% role="locked" code="solutions.model:pairs_side_by_side,rotate_pairs,CachedAttention,RMSNormFunction,FastRMSNorm,make_norm,GeluMLP"
 
 # %% [markdown]
 # ## Exercise 1: `Block` and `MiniGPT`
@@ -334,14 +347,14 @@ if torch.cuda.is_available():
     config = GPTConfig.preset("shakespeare_char", vocab_size=data.vocab_size)
     train_cfg = TrainConfig(batch_size=64, block_size=256, max_iters=2000, lr=1e-3,
                             min_lr=1e-4, warmup_iters=100, beta2=0.99, eval_interval=250,
-                            eval_iters=50, compile=True, sdpa=True)
-    print("GPU: the shakespeare_char model, bfloat16 autocast, torch.compile, fused attention")
+                            eval_iters=50, compile=True, fast=True)
+    print("GPU: the shakespeare_char model, bfloat16 autocast, torch.compile, fast paths")
 else:
     config = GPTConfig.preset("tiny", vocab_size=data.vocab_size, dim=96, n_layers=3)
     train_cfg = TrainConfig(batch_size=16, block_size=64, max_iters=500, lr=3e-3, min_lr=3e-4,
-                            warmup_iters=30, eval_interval=50, eval_iters=5, sdpa=False,
+                            warmup_iters=30, eval_interval=50, eval_iters=5, fast=False,
                             time_limit=45)
-    print("CPU: a small model for 45 seconds at most, float32, your own attention code")
+    print("CPU: a small model for 45 seconds at most, float32, all of it your own code")
 if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # grading needs no long run
     train_cfg.max_iters = 20
 
@@ -349,7 +362,7 @@ torch.manual_seed(1337)
 model = MiniGPT(config)
 trainer = Trainer(model, data, train_cfg)
 print(f"device {trainer.device}, dtype {train_cfg.dtype}, compile {train_cfg.compile}, "
-      f"fused attention {train_cfg.sdpa}, {sum(p.numel() for p in model.parameters()):,} "
+      f"fast paths {train_cfg.fast}, {sum(p.numel() for p in model.parameters()):,} "
       f"parameters, {torch.get_num_threads()} CPU threads")
 before = trainer.sample("\n", 200, generate_fn=generate)
 print("--- sample before training ---", before, sep="\n")

@@ -130,7 +130,7 @@ def trained_char_model(n_experts: int = 0, aux_loss_coef: float = 0.01):
     steps = 4 if QUICK else 600
     train = TrainConfig(batch_size=16, block_size=64, max_iters=steps, lr=3e-3, min_lr=3e-4,
                         warmup_iters=max(1, steps // 20), eval_interval=max(1, steps // 10),
-                        eval_iters=2 if QUICK else 10, sdpa=False, device="cpu",
+                        eval_iters=2 if QUICK else 10, fast=False, device="cpu",
                         aux_loss_coef=aux_loss_coef)
     trainer = Trainer(MiniGPT(cfg), data, train)
     torch.manual_seed(0)
