@@ -423,7 +423,7 @@ EXERCISES = [
     Exercise(4, "apply_rope", "Rotary position embedding (RoPE)",
              "solutions.positions:rope_angles,apply_rope", "rope_cases", forbidden=ROPE,
              # the notebook's locked rotate_half, for a `.py` holding only the answer
-             given=("solutions.positions:rotate_half",),
+             given=("solutions.positions:ROPE_THETA,rotate_half",),
              allowed="the given `rotate_half`, `torch.cos`, `torch.sin`, `torch.polar`, "
              "`view_as_complex`"),
     Exercise(4, "alibi_bias", "ALiBi attention bias", "solutions.positions:alibi_slopes,alibi_bias",
@@ -439,7 +439,7 @@ EXERCISES = [
              # the week's locked code and its other exercises, for a `.py` that defines only
              # `Attention` and relies on them as the notebook does
              given=("solutions.attention:causal_mask,scaled_dot_product_attention",
-                    "solutions.positions:rope_angles,rotate_half,apply_rope",
+                    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope",
                     "solutions.efficient_attention:repeat_kv,sliding_window_mask,"
                     "sliding_window_attention"),
              allowed="week 1's attention, `F.scaled_dot_product_attention` (with "
