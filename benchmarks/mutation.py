@@ -486,6 +486,17 @@ JUSTIFIED: dict[tuple[str, int, str], str] = {
         "the loss computed in float64: the same value (the contract fixes no dtype for it)",
     ("compute_optimal", 93, "/ -> //"):
         "D rounded down to a whole number of tokens: less than one token off (relative 1e-10)",
+    **dict.fromkeys([("sequence_logprobs", 40, change) for change in (
+        "delete the statement", "drop the call .to(...)", "drop the call torch.promote_types(...)",
+        "float32 -> bfloat16")],
+        "bfloat16 logits kept in bfloat16: within bfloat16 rounding of the float32 sum, as the "
+        "bfloat16 case allows (the contract fixes no dtype; the notebook advises float32)"),
+    ("sequence_logprobs", 40, "float32 -> float64"):
+        "the log-probabilities computed in float64: any floating dtype is accepted",
+    **dict.fromkeys([("lora_linear", 136, change) for change in (
+        "delete the statement", "drop the call .kaiming_uniform_(...)")],
+        "nn.Linear already initialises lora_A with Kaiming-uniform, a=sqrt(5): the same "
+        "distribution, other draws"),
 }
 
 

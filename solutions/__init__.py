@@ -15,6 +15,7 @@ from solutions.efficient_attention import (
     sliding_window_mask,
 )
 from solutions.feedforward import SwiGLU
+from solutions.finetune import LoRALinear, add_lora, dpo_loss, sequence_logprobs, sft_loss
 from solutions.latent_attention import (
     CachedLatentAttention,
     LatentKVCache,
@@ -70,4 +71,6 @@ __all__ = [
     "LatentKVCache", "latent_cache_bytes", "decode_from_latents", "absorbed_projections",
     "expert_load", "update_routing_bias", "Llama4MoE", "chunked_attention_mask",
     "attention_temperature", "qk_norm",
+    # week 10
+    "sequence_logprobs", "sft_loss", "dpo_loss", "LoRALinear", "add_lora",
 ]

@@ -241,6 +241,11 @@ for name, cfg in configs.items():
 #   tokens whose probabilities *reach* $p$: sort them in decreasing order and keep a token
 #   while the ones before it sum to less than $p$, so the token that crosses $p$ stays.
 #
+# The order matters, and is transformers': divide by the temperature, then keep the top $k$,
+# then the nucleus of what is left (its probabilities renormalised over the $k$ kept tokens).
+# A nucleus taken before the temperature, or over the whole vocabulary when `top_k` is given
+# too, keeps a different set of tokens.
+#
 # Write `filter_logits(logits, top_k=None, top_p=None)`, which sets every other logit of
 # `(B, V)` logits to `-inf`, and `generate(model, idx, max_new_tokens, temperature=1.0,
 # top_k=None, top_p=None, use_cache=True)`, which returns `(B, T + max_new_tokens)`: the

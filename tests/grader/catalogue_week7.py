@@ -147,7 +147,89 @@ class MiniGPT(nn.Module):
             "        logits = TopPLogitsWarper(top_p)(None, logits)")), "not allowed"),
 }
 
+# top_k and top_p together, the temperature with top_p, and the crop without the cache
+TOP_K_FILTER = """    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+"""
+TOP_P_FILTER = """    if top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first always stays)
+        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+"""
+CROP = ("next_input = idx[:, -model.config.max_seq_len:]", "next_input = idx")
+WRONG |= {
+    "generate_top_k_dropped_with_top_p": ("generate", patch(GENERATE, (
+        "    if top_k is not None:\n", "    if top_k is not None and top_p is None:\n")),
+        "apply top_k first"),
+    "generate_top_p_before_top_k": ("generate", patch(GENERATE, (
+        TOP_K_FILTER + TOP_P_FILTER, TOP_P_FILTER + TOP_K_FILTER)), "apply top_k first"),
+    "generate_filters_before_temperature": ("generate", patch(GENERATE, (
+        "F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)",
+        "F.softmax(filter_logits(logits, top_k, top_p) / temperature, dim=-1)")),
+        "divide the logits by the temperature first"),
+    "generate_no_crop_without_cache": ("generate", patch(GENERATE, CROP),
+                                       "idx[:, -model.config.max_seq_len:]"),
+    "generate_crop_one_short": ("generate", patch(GENERATE, (
+        CROP[0], "next_input = idx[:, -model.config.max_seq_len + 1:]")), "max_seq_len"),
+}
+
 CORRECT = {
+    # lm_head built first: named_parameters() then lists the tied matrix as lm_head.weight
+    # only, yet embed_tokens.weight receives its gradient
+    "minigpt_lm_head_built_first": ("minigpt", patch(
+        MODEL,
+        ("        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)\n",
+         "        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)\n"
+         "        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)\n"),
+        ("        self.norm = make_norm(config)\n"
+         "        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)\n",
+         "        self.norm = make_norm(config)\n"))),
+    # the red team's probabilities raised to 1 / T, with the filters on those probabilities
+    # (temperature first, as the contract orders it), and a crop written as a condition
+    "generate_filters_on_probabilities": ("generate", """
+import torch
+
+
+def filter_logits(logits, top_k=None, top_p=None):
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    if top_k is not None:
+        keep = torch.zeros_like(keep).scatter(-1, logits.topk(top_k, -1).indices, True)
+    masked = logits.masked_fill(~keep, float("-inf"))
+    if top_p is not None:
+        probs = masked.softmax(-1)
+        order = probs.argsort(-1, descending=True)
+        sorted_probs = probs.gather(-1, order)
+        before = torch.cat([torch.zeros_like(sorted_probs[:, :1]),
+                            sorted_probs.cumsum(-1)[:, :-1]], -1)
+        keep = keep & torch.zeros_like(keep).scatter(-1, order, before < top_p)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+@torch.no_grad()
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+             use_cache=True, *, generator=None):
+    cache = model.new_cache() if use_cache else None
+    seq, feed = idx, idx
+    for _ in range(max_new_tokens):
+        if not use_cache and seq.size(1) > model.config.max_seq_len:
+            feed = seq[:, seq.size(1) - model.config.max_seq_len:]
+        elif not use_cache:
+            feed = seq
+        logits = model(feed, cache=cache)[0][:, -1]
+        if temperature == 0:
+            nxt = logits.argmax(-1, keepdim=True)
+        else:
+            probs = logits.softmax(-1) ** (1.0 / temperature)  # softmax(logits / T), unnormalised
+            probs = filter_logits(probs.log(), top_k, top_p).exp()
+            nxt = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator)
+        seq = torch.cat((seq, nxt), dim=1)
+        feed = nxt
+    return seq
+"""),
     # the other direction of tying, position rows sliced from the table, a zip over the cache
     "minigpt_rewritten": ("minigpt", patch(
         MODEL,
