@@ -274,9 +274,9 @@ def expect_state(result: dict, shapes: dict[str, tuple[int, ...]]) -> None:
             raise Mismatch(f"`{key}` has shape {got[key]}, expected {tuple(shape)}")
 
 
-def expect_graph(result: dict) -> None:
+def expect_graph(result: dict, what: str = "output") -> None:
     if result.get("no_graph"):
-        raise Mismatch("your output is not connected to autograd (did you use .detach(), "
+        raise Mismatch(f"your {what} is not connected to autograd (did you use .detach(), "
                        ".item(), numpy or torch.no_grad()?), so nothing can be trained")
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises.common import expect, function_call, randn, script_call
+from autograder.exercises.common import expect, expect_graph, function_call, randn, script_call
 from autograder.grading import Case
 from autograder.reference import given_code
 from solutions.finetune import LoRALinear, add_lora, dpo_loss, sequence_logprobs, sft_loss
@@ -49,12 +49,6 @@ def _expect_inputs_untouched(result: dict, inputs: list[Tensor]) -> None:
         if type(a) is not Tensor or a.shape != b.shape or not torch.equal(a, b):
             raise Mismatch("your function changed one of its inputs in place; compute on new "
                            "tensors instead")
-
-
-def _expect_graph(result: dict, what: str) -> None:
-    if result.get("no_graph"):
-        raise Mismatch(f"your {what} is not connected to autograd (did you use .detach(), "
-                       ".item(), numpy or torch.no_grad()?), so nothing could be trained")
 
 
 # ---------------------------------------------------------------- shared inputs
@@ -157,7 +151,7 @@ def _logprobs_case(gen, name, B, T, V, dtype=torch.float32, scale=2.0, empty_row
         _check_logprobs(result, expected.to(torch.promote_types(dtype, torch.float32)),
                         mistakes, **tol)
         if grad:
-            _expect_graph(result, "output")
+            expect_graph(result, "output")
             expect(result["input_grads"][0], want_grad, "gradient with respect to the logits")
         _expect_inputs_untouched(result, [logits, labels, mask])
 
@@ -231,7 +225,7 @@ def _sft_case(gen, name, B, T, V, dtype=torch.float32, scale=2.0, grad=False,
                            "unlikely tokens, use log_softmax (or F.cross_entropy)")
         expect(out, expected, "loss", mistakes=mistakes)
         if grad:
-            _expect_graph(result, "loss")
+            expect_graph(result, "loss")
             expect(result["input_grads"][0], want_grad, "gradient with respect to the logits")
         _expect_inputs_untouched(result, [logits, labels, mask])
 
@@ -372,7 +366,7 @@ def _dpo_case(gen, name, B=6, beta=None, ls=None, positional=False, dtype=torch.
     def check(result: dict) -> None:
         _check_dpo(result, expected, (losses, chosen, rejected), tol)
         if grad:
-            _expect_graph(result, "losses")
+            expect_graph(result, "losses")
             for i, what in enumerate(("policy_chosen_logps", "policy_rejected_logps")):
                 got = (result.get("input_grads") or [None, None])[i]
                 if got is None:
