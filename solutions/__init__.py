@@ -13,7 +13,7 @@ from solutions.efficient_attention import (
     sliding_window_attention,
     sliding_window_mask,
 )
-from solutions.feedforward import SwiGLU
+from solutions.feedforward import SwiGLU, swiglu_hidden_dim
 from solutions.latent_attention import (
     CachedLatentAttention,
     LatentKVCache,
@@ -49,7 +49,7 @@ __all__ = [
     # week 2
     "BPETokenizer", "GPT2_SPLIT_PATTERN", "merge_pair",
     # week 3
-    "RMSNorm", "SwiGLU",
+    "RMSNorm", "SwiGLU", "swiglu_hidden_dim",
     # week 4
     "apply_rope", "alibi_bias", "alibi_slopes", "rope_interleaved", "interleaved_to_halves",
     "sinusoidal_positions",
