@@ -129,3 +129,23 @@ def test_command_writes_table_plot_and_json(experiment, tmp_path, capsys):
     assert ablate.load_results(experiment, tmp_path) == results
     assert (tmp_path / f"{experiment}.png").read_bytes()[:4] == b"\x89PNG"
     assert "<svg" in (tmp_path / f"{experiment}.svg").read_text()
+
+
+@pytest.mark.parametrize("experiment", ["activations"])
+def test_committed_full_runs_kept_the_controls(experiment):
+    """The runs the lessons quote (site/assets/ablations): made by the command they name, at
+    the full size, and every control held there too."""
+    results = ablate.load_results(experiment)
+    assert results["command"].startswith(f"python -m solutions.ablate {experiment}")
+    assert "--quick" not in results["command"]
+    assert results["settings"]["steps"] >= ablate.FULL.steps
+    assert results["settings"]["seeds"] >= 3
+    digests = _digests(results)
+    assert len({tuple(d) for d in digests.values()}) == 1
+    assert len(set(next(iter(digests.values())))) == results["settings"]["seeds"]
+    for seed in range(results["settings"]["seeds"]):
+        initial = [v["runs"][seed]["initial_val"] for v in results["variants"].values()]
+        assert max(initial) - min(initial) < 0.05, initial
+    if experiment == "activations":
+        counts = [v["parameters"] for v in results["variants"].values()]
+        assert max(counts) / min(counts) - 1 < 0.01
