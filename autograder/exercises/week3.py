@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch
-from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
@@ -19,7 +18,7 @@ from autograder.exercises.common import (
     run_reference,
     well_formed,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import RMSNorm, SwiGLU
 
 # ---------------------------------------------------------------- RMSNorm
@@ -259,10 +258,3 @@ def swiglu_cases(gen: torch.Generator) -> list[Case]:
         _swiglu_case(gen, "bfloat16 in, bfloat16 out", (2, 6, 32), 48, dtype=torch.bfloat16),
         _swiglu_case(gen, "all-zero input gives zeros", (1, 3, 8), 16, zero=True),
     ]
-
-
-EXERCISES = [
-    Exercise("rmsnorm", 3, "RMSNorm", "RMSNorm", rmsnorm_cases, forbidden=shortcuts.RMSNORM),
-    Exercise("swiglu", 3, "SwiGLU", "SwiGLU feed-forward", swiglu_cases,
-             forbidden=shortcuts.SWIGLU),
-]

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect_grads,
     expect_inputs_untouched,
@@ -25,7 +24,7 @@ from autograder.exercises.common import (
     randn,
     well_formed,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import alibi_bias, apply_rope
 from solutions.positions import ROPE_THETA
 
@@ -522,11 +521,3 @@ def alibi_cases(gen: torch.Generator) -> list[Case]:
         _alibi_case(gen, "32 heads, seq 300", 32, 300),
         _alibi_property_case(gen),
     ]
-
-
-EXERCISES = [
-    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases,
-             forbidden=shortcuts.ROPE),
-    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases,
-             forbidden=shortcuts.ALIBI),
-]

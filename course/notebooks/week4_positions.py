@@ -128,12 +128,12 @@ plt.show()
 
 # %% role="locked" code="solutions.positions:ROPE_THETA,rotate_half"
 
-# %% role="answer" exercise="apply_rope" solution="solutions.positions:rope_angles,apply_rope"
+# %% role="answer" exercise="apply_rope"
 
 # %% [markdown]
 # Run the checks. A failed check tells you what to look at.
 
-# %% role="test" exercise="apply_rope" points=10
+# %% role="test" exercise="apply_rope"
 x = torch.randn(2, 3, 6, 8)
 pos = torch.arange(6)
 y = apply_rope(x, pos)
@@ -311,9 +311,9 @@ print("same scores WITHOUT permuting the weights:",
 # `alibi_bias` is graded. BLOOM's and MPT's `build_alibi_tensor` in `transformers` are not
 # allowed (and use the paper's slopes).
 
-# %% role="answer" exercise="alibi_bias" solution="solutions.positions:alibi_slopes,alibi_bias"
+# %% role="answer" exercise="alibi_bias"
 
-# %% role="test" exercise="alibi_bias" points=10
+# %% role="test" exercise="alibi_bias"
 bias = alibi_bias(8, 5)
 assert isinstance(bias, torch.Tensor), f"alibi_bias should return a tensor, got {type(bias)}"
 assert bias.shape == (8, 5, 5), f"shape should be (H, T, T) = (8, 5, 5), got {tuple(bias.shape)}"
