@@ -358,7 +358,7 @@ WEEK1_ALLOWED = ("`torch.softmax`, `masked_fill`, matmul and einsum, `nn.Linear`
 # the reference parts of weeks 1-6 and week 7's locked code: week 7 grades the assembly alone
 WEEK7_GIVEN = (
     "solutions.attention:causal_mask,scaled_dot_product_attention",
-    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope",
+    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope,alibi_slopes,alibi_bias",
     "solutions.efficient_attention:repeat_kv,sliding_window_mask,sliding_window_attention,"
     "KVCache,Attention",
     "solutions.normalization:RMSNorm",
@@ -512,6 +512,7 @@ EXERCISES = [
 # (course/build.py writes the imports).
 ALSO_EXPORTED: dict[int, tuple[str, ...]] = {
     2: ("solutions.tokenizer:GPT2_SPLIT_PATTERN",),
+    3: ("solutions.feedforward:swiglu_hidden_dim",),
     4: ("solutions.positions:rope_interleaved,interleaved_to_halves,sinusoidal_positions",),
     5: ("solutions.efficient_attention:sliding_window_attention,KVCache",),
     6: ("solutions.moe:dense_moe_forward",),
