@@ -514,8 +514,8 @@ LEARNED_CFG = dict(GEN_CFG, n_kv_heads=None, window=None, norm="layernorm", mlp=
 GENERATE_LONG = GENERATE.replace("out = generate(model, idx, max_new_tokens, **kwargs)\n", """\
 try:
     out = generate(model, idx, max_new_tokens, **kwargs)
-except AssertionError as exc:
-    if "past the learned positions" not in str(exc):
+except ValueError as exc:
+    if "learned position" not in str(exc):
         raise
     out = "refused"
 """)
