@@ -15,7 +15,8 @@ from solutions.efficient_attention import (
     sliding_window_attention,
     sliding_window_mask,
 )
-from solutions.feedforward import SwiGLU
+from solutions.feedforward import SwiGLU, swiglu_hidden_dim
+from solutions.finetune import LoRALinear, add_lora, dpo_loss, sequence_logprobs, sft_loss
 from solutions.latent_attention import (
     CachedLatentAttention,
     LatentKVCache,
@@ -52,7 +53,7 @@ __all__ = [
     # week 2
     "merge_pair", "BPETokenizer", "GPT2_SPLIT_PATTERN",
     # week 3
-    "RMSNorm", "SwiGLU",
+    "RMSNorm", "SwiGLU", "swiglu_hidden_dim",
     # week 4
     "rope_angles", "apply_rope", "alibi_slopes", "alibi_bias", "rope_interleaved",
     "interleaved_to_halves", "sinusoidal_positions",
@@ -70,4 +71,6 @@ __all__ = [
     "LatentKVCache", "latent_cache_bytes", "decode_from_latents", "absorbed_projections",
     "expert_load", "update_routing_bias", "Llama4MoE", "chunked_attention_mask", "ChunkedKVCache",
     "attention_temperature", "qk_norm",
+    # week 10
+    "sequence_logprobs", "sft_loss", "dpo_loss", "LoRALinear", "add_lora",
 ]

@@ -22,7 +22,6 @@ from autograder.exercises.common import (
     expect_property,
     function_call,
     randn,
-    well_formed,
 )
 from autograder.grading import Case
 from solutions import alibi_bias, apply_rope
@@ -41,10 +40,6 @@ ANGLE_TOL = 1e-6
 MISTAKE_TOL = 3e-3
 # theta defaults a learner may have typed: Llama 3's 500000, Mixtral's and Code Llama's 1e6
 WRONG_DEFAULT_THETA = (500000.0, 1e6, 1e5, 1000.0)
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 # ---------------------------------------------------------------- RoPE
@@ -242,19 +237,16 @@ def _rope_identity_case(gen) -> Case:
     def check(result: dict) -> None:
         y = result["output"]
 
-        def prop() -> bool:
-            if not well_formed(y, x.shape):
-                return False
+        def prop(y) -> None:
             if not torch.allclose(y.double(), x.double(), rtol=1e-5, atol=1e-6):
                 raise Mismatch("with every position 0 all angles are 0, so RoPE must return x "
                                "unchanged (cos 0 = 1, sin 0 = 0); yours changes it")
-            return True
 
         def value() -> None:
             _expect_rope(y, x, positions, ROPE_THETA, mistakes=mistakes)
             expect_inputs_untouched(result, [x, positions])
 
-        expect_property("position 0 left x unchanged", prop, value)
+        expect_property("position 0 left x unchanged", prop, value, y, x.shape)
 
     return Case("property: position 0 is the identity",
                 function_call("apply_rope", [x, positions]), check)
@@ -269,19 +261,16 @@ def _rope_norm_case(gen) -> Case:
     def check(result: dict) -> None:
         y = result["output"]
 
-        def prop() -> bool:
-            if not well_formed(y, x.shape):
-                return False
+        def prop(y) -> None:
             before, after = x.double().norm(dim=-1), y.double().norm(dim=-1)
             change = ((after - before).abs() / before).max().item()
             if change > 1e-4:
                 raise Mismatch("RoPE rotates each pair (x[i], x[i + head_dim/2]) by an angle, "
                                "so it must keep every vector's length; yours changes it by up "
                                f"to {100 * change:.3g} %")
-            return True
 
-        expect_property("every vector kept its norm", prop,
-                        lambda: _expect_rope(y, x, positions, ROPE_THETA, mistakes=mistakes))
+        expect_property("every vector kept its norm", prop, lambda: _expect_rope(
+            y, x, positions, ROPE_THETA, mistakes=mistakes), y, x.shape)
 
     return Case("property: every vector keeps its norm (positions up to 3000)",
                 function_call("apply_rope", [x, positions]), check)
@@ -303,9 +292,7 @@ def _rope_relative_case(gen) -> Case:
     def check(result: dict) -> None:
         y = result["output"]
 
-        def prop() -> bool:
-            if not well_formed(y, x.shape):
-                return False
+        def prop(y) -> None:
             yd = y.double()
             dots = [float(yd[0, 2 * i] @ yd[1, 2 * i + 1]) for i in range(3)]
             tol = size * (1e-5 + 4 * ANGLE_TOL * max(starts + [0]) + 4 * ANGLE_TOL * offset)
@@ -314,10 +301,9 @@ def _rope_relative_case(gen) -> Case:
                                    for i in range(3))
                 raise Mismatch(f"after RoPE, q . k must depend only on the offset between the "
                                f"positions (here {offset}), but yours gives {listed}")
-            return True
 
-        expect_property("q . k depended only on the offset", prop,
-                        lambda: _expect_rope(y, x, positions, ROPE_THETA, mistakes=mistakes))
+        expect_property("q . k depended only on the offset", prop, lambda: _expect_rope(
+            y, x, positions, ROPE_THETA, mistakes=mistakes), y, x.shape)
 
     return Case("property: q . k after RoPE depends only on the offset",
                 function_call("apply_rope", [x, positions]), check)
@@ -518,6 +504,8 @@ def alibi_cases(gen: torch.Generator) -> list[Case]:
         _alibi_case(gen, f"{H} heads, seq 33", H, 33),
         _alibi_case(gen, "one head, seq 5", 1, 5),
         _alibi_case(gen, "16 heads, a single token (seq 1)", 16, 1),
-        _alibi_case(gen, "32 heads, seq 300", 32, 300),
+        # long enough for distances past 100, small enough for a correct answer written as a
+        # Python loop over heads, queries and keys (32 heads x 300 took over a minute)
+        _alibi_case(gen, "8 heads, seq 128", 8, 128),
         _alibi_property_case(gen),
     ]

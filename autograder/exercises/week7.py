@@ -33,7 +33,11 @@ FAMILIES = {
                     gelu_approximate="none", tie_embeddings=True),
     "Mistral": dict(SMALL, window=5),
     "Mixtral": dict(SMALL, n_experts=4, top_k=2),
+    # the experiments' options (weeks 3 and 4): plain MLPs, ALiBi and no positions
+    "ReLU NoPE": dict(SMALL, mlp="relu", pos="none"),
+    "SiLU ALiBi": dict(SMALL, mlp="silu", pos="alibi", window=7),
 }
+PLAIN_MLPS = ("gelu", "relu", "silu")
 
 
 def _reference(cfg: dict, state: dict[str, Tensor]) -> MiniGPT:
@@ -86,7 +90,9 @@ if shapes == {k: list(v.shape) for k, v in state.items()}:  # else the check exp
                   no_loss=no_loss, logits_only=logits_only)
     if with_grads:
         loss.backward()
-        result["grads"] = {n: p.grad for n, p in model.named_parameters()}
+        # every name of a shared (tied) parameter: named_parameters() keeps only the first one
+        # registered, lm_head.weight when lm_head was built before embed_tokens
+        result["grads"] = {n: p.grad for n, p in model.named_parameters(remove_duplicate=False)}
 """
 
 CACHED = """
@@ -148,6 +154,35 @@ def _logit_mistakes(model: MiniGPT, idx: Tensor) -> dict[str, Tensor]:
             mistakes["the learned positions are not added: x = embed_tokens(idx) + "
                      "embed_positions(positions)"] = _forward_variant(model, idx,
                                                                       positions=False)
+        mistakes.update(_option_mistakes(model, idx))
+    return mistakes
+
+
+def _swapped(model: MiniGPT, idx: Tensor, **change) -> Tensor:
+    """The logits of ``model``'s weights in a model with another config (the same keys)."""
+    other = MiniGPT(GPTConfig(**{**vars(model.config), **change}))
+    other.load_state_dict(model.state_dict())
+    return other.eval()(idx)[0]
+
+
+def _option_mistakes(model: MiniGPT, idx: Tensor) -> dict[str, Tensor]:
+    """The activation or position scheme of another option, in place of the config's."""
+    cfg, mistakes = model.config, {}
+    if cfg.mlp in PLAIN_MLPS and cfg.mlp != "gelu":
+        for act in PLAIN_MLPS:
+            if act != cfg.mlp:
+                mistakes[f"mlp={cfg.mlp!r}: your MLP computes {act.upper()}; pass cfg.mlp to "
+                         "GeluMLP as its activation"] = _swapped(model, idx, mlp=act)
+    if cfg.pos in ("alibi", "none"):
+        mistakes[f"pos={cfg.pos!r}: your attention rotates queries and keys with RoPE; only "
+                 "pos='rope' does (rope_theta=None for every other pos)"] = _swapped(
+                     model, idx, pos="rope")
+    if cfg.pos == "alibi":
+        mistakes["pos='alibi': no ALiBi bias reaches the scores; pass alibi=(cfg.pos == "
+                 "'alibi') to CachedAttention"] = _swapped(model, idx, pos="none")
+    if cfg.pos == "none":
+        mistakes["pos='none' (NoPE) has no position signal at all, but your attention adds "
+                 "ALiBi's bias"] = _swapped(model, idx, pos="alibi")
     return mistakes
 
 
@@ -173,6 +208,11 @@ def _check_forward(name: str, cfg: dict, model: MiniGPT, idx: Tensor, targets: T
         got = {k: tuple(v) for k, v in out["shapes"].items()}
         missing, extra = sorted(set(expected_shapes) - set(got)), sorted(set(got) -
                                                                          set(expected_shapes))
+        gated = [k for k in extra if k.endswith("mlp.gate_proj.weight")]
+        if gated and cfg.get("mlp") in PLAIN_MLPS:
+            raise Mismatch(f"{name}: mlp={cfg['mlp']!r} is a plain MLP (up_proj, "
+                           f"{cfg['mlp'].upper()}, down_proj), but yours has `{gated[0]}`: "
+                           "only mlp='swiglu' is gated")
         if missing or extra:
             parts = ([f"missing {', '.join(missing[:6])}"] if missing else []) + (
                 [f"unexpected {', '.join(extra[:6])}"] if extra else [])
@@ -241,7 +281,9 @@ def _forward_case(gen: torch.Generator, name: str, T: int, with_grads: bool = Fa
     what = {"Llama": "RMSNorm, SwiGLU, RoPE, GQA", "GPT-2": "LayerNorm, GELU, learned "
             "positions, biases, tied embeddings", "nanoGPT": "exact GELU, LayerNorm without "
             "bias", "Mistral": f"sliding window {cfg.get('window')}"
-            f" < {T} tokens", "Mixtral": "mixture of experts, router_logits"}[name]
+            f" < {T} tokens", "Mixtral": "mixture of experts, router_logits",
+            "ReLU NoPE": "mlp='relu', pos='none'",
+            "SiLU ALiBi": f"mlp='silu', pos='alibi', window {cfg.get('window')}"}[name]
     call = script_call(FORWARD, cfg=cfg, state=state, idx=idx, targets=targets,
                        with_grads=with_grads)
     title = f"tiny {name} ({what}): state dict, logits, loss" + (", gradients"
@@ -288,6 +330,95 @@ def _cached_case(gen: torch.Generator, name: str) -> Case:
                 "full forward", call, check)
 
 
+# ---------------------------------------------------------------- past max_seq_len
+
+# each run's logits, or the error it raised as a string (the check reports it)
+LONG = """
+result = {}
+for name, run in runs.items():
+    model = MiniGPT(GPTConfig(**run["cfg"]))
+    model.load_state_dict(run["state"])
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(run["tokens"])
+        result[name] = out[0] if isinstance(out, tuple) else out
+    except Exception as exc:
+        result[name] = f"{type(exc).__name__}: {exc}"
+"""
+LONG_FAMILIES = {"rope": "Llama", "alibi": "SiLU ALiBi", "none": "ReLU NoPE"}
+
+
+def _long_case(gen: torch.Generator) -> Case:
+    """RoPE, ALiBi and no positions need no table: the model runs on 2.5x ``max_seq_len``."""
+    cfgs = {pos: dict(FAMILIES[family], window=None) for pos, family in LONG_FAMILIES.items()}
+    states = {pos: _random_state(gen, cfg) for pos, cfg in cfgs.items()}
+    T = int(2.5 * SMALL["max_seq_len"])
+    idx = torch.randint(0, SMALL["vocab_size"], (1, T), generator=gen)
+    expected = {pos: _reference(cfg, states[pos])(idx)[0].detach() for pos, cfg in cfgs.items()}
+    # RoPE's positions taken modulo max_seq_len, as if read from a table of angles
+    model = _reference(cfgs["rope"], states["rope"])
+    with torch.no_grad():
+        x = model.embed_tokens(idx)
+        cut = torch.arange(T) % SMALL["max_seq_len"]
+        for layer in model.layers:
+            attn = layer.self_attn
+            rotate = attn.rotate
+            attn.rotate = lambda q, k, positions, rotate=rotate: rotate(q, k, cut)
+            x, _ = layer(x)
+            attn.rotate = rotate
+        wrapped = model.lm_head(model.norm(x))
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        for pos, want in expected.items():
+            got = out.get(pos)
+            if isinstance(got, str):
+                raise Mismatch(f"pos={pos!r} with {T} tokens > max_seq_len = "
+                               f"{SMALL['max_seq_len']}: your model raised {got}; only learned "
+                               "positions are limited to max_seq_len (RoPE, ALiBi and no "
+                               "positions need no table)")
+            mistakes = {} if pos != "rope" else {
+                "RoPE past max_seq_len: your positions wrap around at max_seq_len; rotate by "
+                "the true positions 0..T-1": wrapped}
+            expect(got, want, f"pos={pos!r}: logits of {T} tokens (max_seq_len "
+                   f"{SMALL['max_seq_len']})", mistakes=mistakes, rtol=1e-4, atol=1e-4)
+
+    call = script_call(LONG, runs={pos: {"cfg": cfg, "state": states[pos], "tokens": idx}
+                                    for pos, cfg in cfgs.items()})
+    return Case(f"past max_seq_len: RoPE, ALiBi and no positions run on {T} tokens "
+                f"(max_seq_len {SMALL['max_seq_len']})", call, check)
+
+
+def _learned_limit_case(gen: torch.Generator) -> Case:
+    """Learned positions stop at ``max_seq_len``: exactly that many tokens run (and match),
+    one more raises an error instead of cutting, wrapping or clamping the positions."""
+    cfg = FAMILIES["GPT-2"]
+    state = _random_state(gen, cfg)
+    L = cfg["max_seq_len"]
+    idx = torch.randint(0, cfg["vocab_size"], (1, L + 1), generator=gen)
+    expected = _reference(cfg, state)(idx[:, :L])[0].detach()
+    call = script_call(LONG, runs={"fit": {"cfg": cfg, "state": state, "tokens": idx[:, :L]},
+                                    "past": {"cfg": cfg, "state": state, "tokens": idx}})
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        if isinstance(out.get("fit"), str):
+            raise Mismatch(f"learned positions with exactly max_seq_len = {L} tokens: your "
+                           f"model raised {out['fit']}")
+        expect(out.get("fit"), expected, f"logits of {L} = max_seq_len tokens", rtol=1e-4,
+               atol=1e-4)
+        past = out.get("past")
+        if not isinstance(past, str):
+            raise Mismatch(f"learned positions with {L + 1} tokens > max_seq_len = {L}: your "
+                           f"model returned {describe(past)} instead of raising an error; the "
+                           "table has no row for the positions past it (raise a ValueError "
+                           "that says so, do not cut, wrap or clamp the positions)")
+
+    return Case(f"pos='learned' stops at max_seq_len: {L} tokens run, {L + 1} raise an error",
+                call, check)
+
+
 INIT = """
 torch.manual_seed(seed)
 model = MiniGPT(GPTConfig(**cfg))
@@ -332,8 +463,13 @@ def build_minigpt(gen: torch.Generator) -> list[Case]:
         _forward_case(gen, "nanoGPT", 12),
         _forward_case(gen, "Mistral", 14),
         _forward_case(gen, "Mixtral", 10),
+        _forward_case(gen, "ReLU NoPE", 12),
+        _forward_case(gen, "SiLU ALiBi", 12, with_grads=True),
         _cached_case(gen, "GPT-2"),
         _cached_case(gen, "Mistral"),
+        _cached_case(gen, "SiLU ALiBi"),
+        _long_case(gen),
+        _learned_limit_case(gen),
         _init_case(gen),
     ]
 
@@ -368,6 +504,21 @@ result = {"tokens": out, "calls": calls}
 """
 # a vocabulary wider than transformers' default top_k of 50, with a long tail
 DEFAULTS_CFG = dict(GEN_CFG, vocab_size=96)
+# GPT-2 style with learned positions for only 12 tokens, so that generating without the cache
+# must crop the sequence to its last max_seq_len tokens (the model refuses more); untied,
+# because a tied head sharpened for greedy decoding repeats one token whatever the context
+LEARNED_CFG = dict(GEN_CFG, n_kv_heads=None, window=None, norm="layernorm", mlp="gelu",
+                   pos="learned", bias=True, max_seq_len=12)
+# the reference model's refusal of a sequence past its learned positions, told apart from
+# the learner's own errors
+GENERATE_LONG = GENERATE.replace("out = generate(model, idx, max_new_tokens, **kwargs)\n", """\
+try:
+    out = generate(model, idx, max_new_tokens, **kwargs)
+except ValueError as exc:
+    if "learned position" not in str(exc):
+        raise
+    out = "refused"
+""")
 
 
 def _gen_model(gen: torch.Generator, sharpen: float, cfg: dict = GEN_CFG) -> tuple[dict, MiniGPT]:
@@ -394,20 +545,40 @@ def _tokens(result: dict, B: int, T: int, new: int, prompt: Tensor,
     return out.long()
 
 
-def _greedy_case(gen: torch.Generator, title: str, kwargs: dict, hint: str) -> Case:
-    state, model = _gen_model(gen, sharpen=4.0)
-    prompt = torch.randint(0, GEN_CFG["vocab_size"], (3, 5), generator=gen)
-    new = 24  # past the window of 6: the rolling cache is used
-    expected = generate(model, prompt, new, temperature=0)
+def _greedy_cropped(model: MiniGPT, idx: Tensor, new: int, keep: int) -> Tensor:
+    """Greedy decoding without the cache that feeds the model the last ``keep`` tokens."""
+    with torch.no_grad():
+        for _ in range(new):
+            logits = model(idx[:, -keep:])[0][:, -1]
+            idx = torch.cat((idx, logits.argmax(-1, keepdim=True)), dim=1)
+    return idx
+
+
+def _greedy_case(gen: torch.Generator, title: str, kwargs: dict, hint: str,
+                 cfg: dict = GEN_CFG) -> Case:
+    crop = cfg["max_seq_len"]
+    new = 24  # past the window of 6: the rolling cache is used; past LEARNED_CFG's 12 tokens
+    for _ in range(20):  # past max_seq_len: a model for which a crop one token short shows
+        state, model = _gen_model(gen, sharpen=4.0, cfg=cfg)
+        prompt = torch.randint(0, cfg["vocab_size"], (3, 5), generator=gen)
+        expected = generate(model, prompt, new, temperature=0,
+                            use_cache=kwargs.get("use_cache", True))
+        if crop >= 5 + new or not torch.equal(_greedy_cropped(model, prompt, new, crop - 1),
+                                              expected):
+            break
 
     def check(result: dict) -> None:
+        if isinstance(result["output"]["tokens"], str):
+            raise Mismatch(f"{title}: the model refused a sequence longer than its max_seq_len "
+                           f"({crop}, learned positions): without the cache, feed it only the "
+                           f"last max_seq_len tokens, idx[:, -model.config.max_seq_len:]")
         tokens = _tokens(result, 3, 5, new, prompt)
         if not torch.equal(tokens, expected):
             step = int((tokens != expected).any(0).nonzero()[0]) - 5
             raise Mismatch(f"{title}: the tokens differ from the reference's from new token "
                            f"{step} on{hint}")
 
-    call = script_call(GENERATE, cfg=GEN_CFG, state=state, idx=prompt, max_new_tokens=new,
+    call = script_call(GENERATE_LONG, cfg=cfg, state=state, idx=prompt, max_new_tokens=new,
                        kwargs=kwargs, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
     return Case(title, call, check)
 
@@ -421,12 +592,22 @@ def _step_logits(model: MiniGPT, tokens: Tensor, T: int, temperature: float) -> 
     return logits[inverse, T - 1:].float() / temperature  # (B, new, V)
 
 
+TOP_P_WITHOUT_TOP_K = (
+    "with top_k and top_p together, apply top_k first, then the nucleus of the renormalised "
+    "top-k probabilities; yours took the nucleus of the whole vocabulary (top_k ignored, or "
+    "applied after top_p)")
+TOP_P_BEFORE_TEMPERATURE = (
+    "with a temperature and top_p, divide the logits by the temperature first, then take the "
+    "nucleus of softmax(logits / temperature); yours cut the nucleus before the temperature")
+
+
 def _sampling_case(gen: torch.Generator, kind: str) -> Case:
     """Many rows of one prompt, three new tokens each: every token is allowed by the filter
     (checked against the reference logits of its own prefix), and the first tokens' frequencies
     match the filtered softmax within a bound a correct sampler exceeds with probability
     below 1e-6 per token (5 standard deviations plus a margin)."""
     B, T, new = 3000, 4, 3
+    wrong = None  # (message, the filter of a known mistake on the raw logits)
     for _ in range(50):  # weights for which the usual mistakes are far from the truth
         state, model = _gen_model(gen, sharpen=1.5)
         prompt = torch.randint(0, GEN_CFG["vocab_size"], (1, T), generator=gen)
@@ -449,6 +630,29 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
                 "top_k=3 keeps exactly the 3 largest logits; yours keeps only 2":
                     filter_logits(first[None], top_k=2)[0].softmax(-1),
             }
+        elif kind == "top_k_top_p":
+            # top_k=4 first; then a threshold halfway through the third of the four
+            # renormalised probabilities: the tokens kept are the top three
+            temperature, top_k = 1.0, 4
+            kept = p_sorted[:top_k] / p_sorted[:top_k].sum()
+            top_p = float(kept[:2].sum() + 0.5 * kept[2])
+            kwargs = {"temperature": 1.0, "top_k": top_k, "top_p": top_p}
+            # the nucleus of the whole vocabulary (top_k ignored, or applied after top_p)
+            wrong = (TOP_P_WITHOUT_TOP_K,
+                     lambda raw, top_p=top_p: filter_logits(raw, top_p=top_p))
+            alternatives = {TOP_P_WITHOUT_TOP_K: filter_logits(filter_logits(
+                first[None], top_p=top_p), top_k)[0].softmax(-1)}
+        elif kind == "temperature_top_p":
+            # a threshold halfway through the third token of softmax(logits / T)
+            temperature = 0.6
+            p_t = (first / temperature).softmax(-1).sort(descending=True).values
+            top_p = float(p_t[:2].sum() + 0.5 * p_t[2])
+            kwargs = {"temperature": temperature, "top_p": top_p}
+            # the nucleus cut on the logits before they are divided by the temperature
+            wrong = (TOP_P_BEFORE_TEMPERATURE,
+                     lambda raw, top_p=top_p: filter_logits(raw, top_p=top_p))
+            alternatives = {TOP_P_BEFORE_TEMPERATURE: (filter_logits(
+                first[None], top_p=top_p)[0] / temperature).softmax(-1)}
         else:
             temperature = 1.0
             # a threshold halfway through the third token: the nucleus is the top three
@@ -464,7 +668,10 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
                              kwargs.get("top_p"))[0].softmax(-1)
         bound = 5 * (want * (1 - want) / B).sqrt() + 0.01
         far = all(((alt - want).abs() > 3 * bound).any() for alt in alternatives.values())
-        if far and p_sorted[2] > 0.08 and (kind != "top_k" or p_sorted[3] > 0.05):
+        # a known wrong filter keeps tokens the right one drops, and draws them often
+        outside = all(float(alt[want == 0].sum()) > 0.05 for alt in alternatives.values())
+        if far and p_sorted[2] > 0.08 and (kind != "top_k" or p_sorted[3] > 0.05) and (
+                wrong is None or outside):
             break
     else:
         raise RuntimeError("could not draw a model that tells the sampling mistakes apart")
@@ -494,6 +701,15 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
                 raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were outside "
                                "the nucleus (sort the probabilities in decreasing order before "
                                "the cumulative sum)")
+            if wrong is not None:
+                message, keeps = wrong
+                kept = torch.isfinite(keeps(logits.flatten(0, 1) * temperature))
+                if kept.gather(1, drawn[:, None])[:, 0][~ok].all():
+                    raise Mismatch(message)
+            given = ", ".join(f"{k}={v:.4g}" for k, v in kwargs.items())
+            raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were outside the "
+                           f"tokens that {given} keep: divide by the temperature, then top_k, "
+                           "then the nucleus")
         counts = torch.bincount(tokens[:, T], minlength=want.numel()).float() / B
         if counts.max() == 1 and want.max() < 0.9:
             raise Mismatch("every row drew the same first token: sample with "
@@ -509,7 +725,10 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
 
     titles = {"temperature": "temperature 0.5: frequencies follow softmax(logits / T)",
               "top_k": "top_k=3: samples among the 3 most likely, in proportion",
-              "top_p": "top_p: samples inside the nucleus, the crossing token included"}
+              "top_p": "top_p: samples inside the nucleus, the crossing token included",
+              "top_k_top_p": "top_k=4 and top_p together: the nucleus of the top 4",
+              "temperature_top_p": "temperature 0.6 and top_p: the nucleus of "
+                                   "softmax(logits / T)"}
     use_cache = kind != "top_k"  # one path each way
     call = script_call(GENERATE, cfg=GEN_CFG, state=state, idx=prompt.expand(B, T).clone(),
                        max_new_tokens=new, kwargs={**kwargs, "use_cache": use_cache},
@@ -593,4 +812,11 @@ def build_generate(gen: torch.Generator) -> list[Case]:
         _sampling_case(gen, "top_k"),
         _sampling_case(gen, "top_p"),
         _defaults_case(gen),
+        # (after the others, so that their hidden inputs stay those of earlier releases)
+        _greedy_case(gen, "greedy without the cache past max_seq_len (learned positions): "
+                     "the last max_seq_len tokens", {"temperature": 0, "use_cache": False},
+                     " (without the cache, feed the last max_seq_len tokens: "
+                     "idx[:, -model.config.max_seq_len:])", cfg=LEARNED_CFG),
+        _sampling_case(gen, "top_k_top_p"),
+        _sampling_case(gen, "temperature_top_p"),
     ]

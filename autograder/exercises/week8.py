@@ -91,8 +91,19 @@ def _count_mistakes(c: GPTConfig, active: bool) -> dict[str, int]:
         "with n_kv_heads": right - L * (2 * d + c.bias) * (c.n_heads - c.n_kv_heads) * hd,
         "without active=True count all n_experts of every layer, not only top_k":
             count_parameters(c, active=True),
-        "a position table counted for pos='rope': rotary positions have no parameters":
+        f"a position table counted for pos={c.pos!r}: "
+        + ("rotary positions have no parameters" if c.pos == "rope" else
+           "only learned positions have parameters (ALiBi and NoPE have none)"):
             count(pos="learned"),
+        "the experts are SwiGLU without biases and the router gate has none either, also "
+        "with bias=True (which gives biases to attention and a dense MLP only)":
+            right + L * (c.top_k if active else c.n_experts) * (2 * c.hidden_dim + d)
+            * bool(c.n_experts and c.bias),
+        "the router gate has no bias (Linear(dim, n_experts, bias=False)), also with bias=True":
+            right + L * c.n_experts * bool(c.bias),
+        # the options of weeks 3 and 4: only SwiGLU is gated
+        f"mlp={c.mlp!r} is a plain MLP with two matrices (up_proj, down_proj), like GELU's; "
+        "only SwiGLU has three": count(mlp="swiglu") if c.mlp in ("relu", "silu") else right,
     }
     return {k: v for k, v in m.items() if v != right}
 
@@ -156,6 +167,12 @@ def count_parameters_cases(gen: torch.Generator) -> list[Case]:
         _count_case("a dense model: active=True changes nothing", llama, ("default", True)),
         _count_case("a mixture of experts with top_k = 1", dict(moe, top_k=1),
                     ("default", True)),
+        _count_case("a mixture of experts with bias=True: attention biases, none in the "
+                    "experts or the router", dict(moe, bias=True), ("default", True)),
+        _count_case("a plain ReLU MLP and ALiBi (no position parameters)",
+                    dict(llama, mlp="relu", pos="alibi")),
+        _count_case("a plain SiLU MLP with biases and no positions (NoPE)",
+                    dict(gpt2, mlp="silu", pos="none", tie_embeddings=False)),
     ]
     for name, label in [("gpt2", "GPT-2 small: 124,439,808"), ("gpt2_xl", "GPT-2 XL"),
                         ("llama2_7b", "Llama 2 7B: 6,738,415,616"), ("llama2_70b", "Llama 2 70B"),
@@ -189,6 +206,68 @@ else:
 """
 
 FIT = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+# another fit, passed by keyword to a function whose signature takes the constants (the
+# notebook's does): it must use them, not the numbers of the Hoffmann fit
+OTHER_FIT = dict(E=2.1, A=310.0, B=520.0, alpha=0.31, beta=0.36)
+CONSTANTS_SCRIPT = """
+import inspect
+
+try:
+    _params = inspect.signature(_function).parameters
+except (TypeError, ValueError):
+    _params = {}
+_named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_taken = {k: v for k, v in constants.items() if k in _params and _params[k].kind in _named}
+result = {"taken": sorted(_taken), "value": None}
+if _taken:
+    _out = _function(*args, **_taken)
+    try:
+        result["value"] = [float(v) for v in _out] if isinstance(_out, (tuple, list)) \
+            else float(_out)
+    except Exception:
+        result["value"] = None
+"""
+
+
+def constants_case(function: str, args: tuple, names: tuple[str, ...],
+                   reference, points: float = 1.0) -> Case:
+    """``function(*args, **constants)`` with ``OTHER_FIT``'s values of the constants its
+    signature takes (none: the contract's ``chinchilla_loss(N, D)`` may hard-code the fit):
+    each given constant must be used."""
+    other = {k: OTHER_FIT[k] for k in names}
+
+    def close(got, want) -> bool:
+        got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
+        return isinstance(got, (tuple, list)) and len(got) == len(want) and all(
+            isinstance(g, float) and math.isclose(g, w, rel_tol=1e-3)
+            for g, w in zip(got, want, strict=True))
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        taken = {k: other[k] for k in out["taken"] if k in other}
+        if not taken:
+            return
+        want = reference(*args, **taken)
+        if isinstance(want, tuple):
+            want = tuple(float(v) for v in want)
+        if close(out["value"], want):
+            return
+        ignored = [k for k in taken if close(out["value"], reference(
+            *args, **{**taken, k: FIT[k]}))]
+        shown = ", ".join(f"{k}={v}" for k, v in taken.items())
+        if close(out["value"], reference(*args)):
+            raise Mismatch(f"{function}(..., {shown}) gave the result of the Hoffmann fit: "
+                           "it ignores its constant arguments; compute with the arguments, "
+                           "not with the numbers 1.69, 406.4, ...")
+        if len(ignored) == 1:
+            raise Mismatch(f"{function}(..., {shown}) ignores its argument {ignored[0]}: use "
+                           "the argument, not the number of the Hoffmann fit")
+        raise Mismatch(f"{function}(..., {shown}) gave {out['value']}, expected {want}")
+
+    call = script_call(CONSTANTS_SCRIPT.replace("_function", function), args=list(args),
+                       constants=other)
+    return Case(f"another fit, passed as arguments ({', '.join(names)}), is used", call, check,
+                points)
 
 
 def _loss_mistakes(N, D) -> dict[str, object]:
@@ -267,6 +346,7 @@ def chinchilla_loss_cases(gen: torch.Generator) -> list[Case]:
         _loss_case("a grid: N of shape (3, 1) against D of shape (1, 4) broadcasts to (3, 4)",
                    grid_n, grid_d, kind="tensor"),
         _loss_case("NumPy arrays of N and D", 10**logs_n, 10**logs_d, kind="numpy"),
+        constants_case("chinchilla_loss", (u(6, 12), u(8, 14)), tuple(FIT), chinchilla_loss),
     ]
 
 
@@ -349,4 +429,6 @@ def compute_optimal_cases(gen: torch.Generator) -> list[Case]:
         _optimal_case("a frontier budget, 1e26 FLOPs", 1e26),
         *[_optimal_case(f"a random budget, {10**x:.3g} FLOPs", 10**x) for x in logs],
         _optimal_case("GPT-3's budget, 3.15e23 FLOPs", 3.15e23),
+        constants_case("compute_optimal", (1e21,), ("A", "B", "alpha", "beta"),
+                       compute_optimal),
     ]

@@ -116,6 +116,11 @@ TRAIN_LOOP = """        for i in range(vocab_size - 256):
 
 # (exercise, code, a phrase the feedback must contain, or None)
 WRONG = {
+    # the red team's: a second train() keeps the first one's merges and vocabulary
+    "bpe_train_does_not_reset": ("bpe", edit(("""        self.merges = {}
+        self.vocab = {i: bytes([i]) for i in range(256)}
+        for i in range(vocab_size - 256):""", """        for i in range(vocab_size - 256):""")),
+        "train must start from scratch"),
     "bpe_ties_to_largest_pair": ("bpe", edit(
         (PICK, "pair = max(counts, key=lambda p: (counts[p], p))")), "you take the largest"),
     "bpe_ties_to_first_seen_pair": ("bpe", edit(

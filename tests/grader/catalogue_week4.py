@@ -236,6 +236,24 @@ def apply_rope(x, positions, theta=10000.0):
     z = z * torch.polar(torch.ones_like(angles), angles)
     return torch.cat([z.real, z.imag], dim=-1).to(x.dtype)
 """),
+    # only the answer cell: rotate_half is the notebook's given code
+    "rope_uses_the_given_rotate_half": ("apply_rope", f"""{HEADER}
+
+def apply_rope(x, positions, theta=10000.0):
+    d = x.shape[-1]
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2).float() / d))
+    angles = positions.float()[:, None] * inv_freq[None, :]
+{CORRECT_RETURN}
+"""),
+    # the slowest correct answer: one tensor element at a time (graded within the time limit)
+    "alibi_element_loops": ("alibi_bias", alibi("""
+    out = torch.zeros(n_heads, seq_len, seq_len, dtype=torch.float64)
+    for h in range(n_heads):
+        m = 2.0 ** (-8.0 * (h + 1) / n_heads)
+        for i in range(seq_len):
+            for j in range(seq_len):
+                out[h, i, j] = -m * abs(i - j)
+    return out.to(torch.float32)""")),
     "rope_loop_over_pairs": ("apply_rope", f"""{HEADER}
 
 def apply_rope(x, positions, theta=10000.0):

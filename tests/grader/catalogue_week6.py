@@ -212,6 +212,21 @@ def load_balancing_loss(router_logits, n_experts, top_k):
 
 # (exercise, code): correct however written; each must get full marks
 CORRECT = {
+    # only the answer cell (SwiGLU is the notebook's given code): every expert on every token,
+    # then the chosen outputs gathered
+    "moe_only_the_class_dense_gather": ("moe", HEADER + """
+
+class MoE(nn.Module):""" + MOE_INIT + """
+    def forward(self, x):
+        h = x.reshape(-1, x.shape[-1])
+        logits = self.gate(h)
+        top_logits, chosen = logits.float().topk(self.top_k, dim=-1)
+        weights = top_logits.softmax(dim=-1)  # (N, k)
+        outs = torch.stack([expert(h) for expert in self.experts], dim=1)  # (N, E, dim)
+        picked = outs.gather(1, chosen[..., None].expand(-1, -1, h.size(-1)))  # (N, k, dim)
+        y = (weights[..., None] * picked.float()).sum(1).to(x.dtype)
+        return y.view_as(x), logits
+"""),
     # softmax over the k chosen logits equals the renormalised top-k of the full softmax
     "moe_softmax_over_top_k_logits": ("moe", routed("""
         top_logits, chosen = logits.float().topk(self.top_k, dim=-1)

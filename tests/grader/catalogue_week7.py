@@ -32,6 +32,15 @@ START = ("start = 0 if cache is None else cache[0].pos", "start = 0")
 SAMPLE = ("""            probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
             next_token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)""",)
 NUCLEUS_DROP = "drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p"
+LEARNED_CHECK = """            if start + T > self.config.max_seq_len:  # the one position scheme with an end
+                raise ValueError(f"positions up to {start + T - 1}, but the learned position "
+                                 f"table has {self.config.max_seq_len} rows (max_seq_len)")
+"""
+LEARNED_ADD = """        if self.config.pos == "learned":
+""" + LEARNED_CHECK + """            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
+"""
+ROPE_THETA_ARG = "cfg.rope_theta if rope else None"
+PLAIN_MLP = "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate, cfg.mlp)"
 
 # (exercise, code, a phrase the feedback must contain, or None)
 WRONG = {
@@ -43,16 +52,13 @@ WRONG = {
         MODEL, ("        self.router_logits = []\n        for i, layer", "        for i, layer")),
         "reset the list"),
     "minigpt_gelu_approximation_ignored": ("minigpt", patch(MODEL, (
-        "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate)",
-        "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias)")), "pass cfg.gelu_approximate"),
+        PLAIN_MLP, "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, activation=cfg.mlp)")),
+        "pass cfg.gelu_approximate"),
     "minigpt_loss_summed": ("minigpt", patch(
         MODEL, ("targets.flatten())", "targets.flatten(), reduction=\"sum\")")),
         "mean over the counted tokens"),
     "minigpt_no_learned_positions": ("minigpt", patch(
-        MODEL, ("""        if self.config.pos == "learned":
-            assert start + T <= self.config.max_seq_len, "past the learned positions"
-            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
-""", "")), "learned positions are not added"),
+        MODEL, (LEARNED_ADD, "")), "learned positions are not added"),
     "minigpt_embeddings_scaled": ("minigpt", patch(
         MODEL, ("x = self.embed_tokens(idx)  # (B, T, dim)",
                 "x = self.embed_tokens(idx) * self.config.dim**0.5")), "scaled by sqrt(dim)"),
@@ -147,7 +153,131 @@ class MiniGPT(nn.Module):
             "        logits = TopPLogitsWarper(top_p)(None, logits)")), "not allowed"),
 }
 
+# top_k and top_p together, the temperature with top_p, and the crop without the cache
+TOP_K_FILTER = """    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+"""
+TOP_P_FILTER = """    if top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first always stays)
+        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+"""
+CROP = ("next_input = idx[:, -model.config.max_seq_len:]", "next_input = idx")
+WRONG |= {
+    "generate_top_k_dropped_with_top_p": ("generate", patch(GENERATE, (
+        "    if top_k is not None:\n", "    if top_k is not None and top_p is None:\n")),
+        "apply top_k first"),
+    "generate_top_p_before_top_k": ("generate", patch(GENERATE, (
+        TOP_K_FILTER + TOP_P_FILTER, TOP_P_FILTER + TOP_K_FILTER)), "apply top_k first"),
+    "generate_filters_before_temperature": ("generate", patch(GENERATE, (
+        "F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)",
+        "F.softmax(filter_logits(logits, top_k, top_p) / temperature, dim=-1)")),
+        "divide the logits by the temperature first"),
+    "generate_no_crop_without_cache": ("generate", patch(GENERATE, CROP),
+                                       "idx[:, -model.config.max_seq_len:]"),
+    "generate_crop_one_short": ("generate", patch(GENERATE, (
+        CROP[0], "next_input = idx[:, -model.config.max_seq_len + 1:]")), "max_seq_len"),
+}
+
+# the options of the experiments (issue 14): activations, positions, inputs past max_seq_len
+WRONG |= {
+    "minigpt_silu_mlp_secretly_gated": ("minigpt", patch(MODEL, (
+        'elif cfg.mlp == "swiglu":', 'elif cfg.mlp in ("swiglu", "silu"):')),
+        "only mlp='swiglu' is gated"),
+    "minigpt_plain_mlp_always_gelu": ("minigpt", patch(MODEL, (
+        PLAIN_MLP, "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate)")),
+        "pass cfg.mlp to GeluMLP"),
+    "minigpt_relu_mlp_computes_silu": ("minigpt", patch(MODEL, (
+        PLAIN_MLP, "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate, "
+        "'silu' if cfg.mlp == 'relu' else cfg.mlp)")), "your MLP computes SILU"),
+    # the week-7 notebook's old rule: RoPE unless the positions are learned
+    "minigpt_rope_unless_learned": ("minigpt", patch(MODEL, (
+        ROPE_THETA_ARG, "cfg.rope_theta if cfg.pos != 'learned' else None")),
+        "rotates queries and keys with RoPE"),
+    "minigpt_alibi_not_passed": ("minigpt", patch(MODEL, (
+        "                alibi=cfg.pos == \"alibi\")", "                )")),
+        "no ALiBi bias reaches the scores"),
+    "minigpt_alibi_for_every_unrotated_pos": ("minigpt", patch(MODEL, (
+        "alibi=cfg.pos == \"alibi\"", "alibi=cfg.pos != \"rope\"")), "adds ALiBi's bias"),
+    "minigpt_every_pos_refuses_long_inputs": ("minigpt", patch(MODEL, (
+        LEARNED_ADD, """        if start + T > self.config.max_seq_len:
+            raise ValueError("the sequence is longer than max_seq_len")
+        if self.config.pos == "learned":
+            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
+""")), "only learned positions are limited"),
+    "minigpt_learned_positions_clamped": ("minigpt", patch(MODEL, (LEARNED_ADD, """\
+        if self.config.pos == "learned":
+            positions = torch.arange(start, start + T, device=idx.device)
+            x = x + self.embed_positions(positions.clamp(max=self.config.max_seq_len - 1))
+""")), "instead of raising an error"),
+    "minigpt_learned_positions_wrap_around": ("minigpt", patch(MODEL, (LEARNED_ADD, """\
+        if self.config.pos == "learned":
+            positions = torch.arange(start, start + T, device=idx.device)
+            x = x + self.embed_positions(positions % self.config.max_seq_len)
+""")), "instead of raising an error"),
+    # nanoGPT's generate crops the context: the model itself keeps only the last max_seq_len
+    "minigpt_input_cropped_to_max_seq_len": ("minigpt", patch(MODEL, (
+        "        B, T = idx.shape\n", "        idx = idx[:, -self.config.max_seq_len:]\n"
+        "        B, T = idx.shape\n")), "max_seq_len"),
+}
+
 CORRECT = {
+    # lm_head built first: named_parameters() then lists the tied matrix as lm_head.weight
+    # only, yet embed_tokens.weight receives its gradient
+    "minigpt_lm_head_built_first": ("minigpt", patch(
+        MODEL,
+        ("        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)\n",
+         "        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)\n"
+         "        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)\n"),
+        ("        self.norm = make_norm(config)\n"
+         "        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)\n",
+         "        self.norm = make_norm(config)\n"))),
+    # the red team's probabilities raised to 1 / T, with the filters on those probabilities
+    # (temperature first, as the contract orders it), and a crop written as a condition
+    "generate_filters_on_probabilities": ("generate", """
+import torch
+
+
+def filter_logits(logits, top_k=None, top_p=None):
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    if top_k is not None:
+        keep = torch.zeros_like(keep).scatter(-1, logits.topk(top_k, -1).indices, True)
+    masked = logits.masked_fill(~keep, float("-inf"))
+    if top_p is not None:
+        probs = masked.softmax(-1)
+        order = probs.argsort(-1, descending=True)
+        sorted_probs = probs.gather(-1, order)
+        before = torch.cat([torch.zeros_like(sorted_probs[:, :1]),
+                            sorted_probs.cumsum(-1)[:, :-1]], -1)
+        keep = keep & torch.zeros_like(keep).scatter(-1, order, before < top_p)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+@torch.no_grad()
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+             use_cache=True, *, generator=None):
+    cache = model.new_cache() if use_cache else None
+    seq, feed = idx, idx
+    for _ in range(max_new_tokens):
+        if not use_cache and seq.size(1) > model.config.max_seq_len:
+            feed = seq[:, seq.size(1) - model.config.max_seq_len:]
+        elif not use_cache:
+            feed = seq
+        logits = model(feed, cache=cache)[0][:, -1]
+        if temperature == 0:
+            nxt = logits.argmax(-1, keepdim=True)
+        else:
+            probs = logits.softmax(-1) ** (1.0 / temperature)  # softmax(logits / T), unnormalised
+            probs = filter_logits(probs.log(), top_k, top_p).exp()
+            nxt = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator)
+        seq = torch.cat((seq, nxt), dim=1)
+        feed = nxt
+    return seq
+"""),
     # the other direction of tying, position rows sliced from the table, a zip over the cache
     "minigpt_rewritten": ("minigpt", patch(
         MODEL,
@@ -174,6 +304,15 @@ CORRECT = {
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 nn.init.normal_(p, std=0.02 / (2 * config.n_layers) ** 0.5)
 """))),
+    # learned positions past the table: an assert, as nanoGPT writes it (any error counts)
+    "minigpt_learned_limit_by_assert": ("minigpt", patch(MODEL, (LEARNED_CHECK, """\
+            assert start + T <= self.config.max_seq_len, "past the learned positions"
+"""))),
+    # the activation picked from a table of functions; ALiBi passed for its own pos only
+    "minigpt_activation_from_a_table": ("minigpt", patch(MODEL, (PLAIN_MLP, """GeluMLP(
+                cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate,
+                {"gelu": "gelu", "relu": "relu", "silu": "silu"}[cfg.mlp])"""), (
+        ROPE_THETA_ARG, "(cfg.rope_theta if cfg.pos == 'rope' else None) if rope else None"))),
     # the loss written out: log-softmax, gather, mean over counted tokens
     "minigpt_manual_loss": ("minigpt", patch(MODEL, (
         "loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())", """\

@@ -139,6 +139,13 @@ def count_parameters(config, active=False):
         "q, kv = c.n_heads * hd", "q, kv = c.n_kv_heads * hd"), "only k_proj and v_proj"),
     "count_position_table_always": ("count_parameters", count().replace(
         'if c.pos == "learned" else 0', "if True else 0"), "rotary positions have no"),
+    # written when the MLP was SwiGLU or GELU: ReLU and SiLU counted as gated
+    "count_plain_mlp_only_for_gelu": ("count_parameters", count().replace(
+        'elif c.mlp == "swiglu":', 'elif c.mlp != "gelu":'), "only SwiGLU has three"),
+    # a position table for every pos but RoPE
+    "count_position_table_unless_rope": ("count_parameters", count().replace(
+        'if c.pos == "learned" else 0', 'if c.pos != "rope" else 0'),
+        "only learned positions have parameters"),
     "loss_no_data_term": ("chinchilla_loss", loss("    return E + A / N**alpha"),
                           "data term B / D^beta is missing"),
     "loss_no_parameter_term": ("chinchilla_loss", loss("    return E + B / D**beta"),
@@ -151,7 +158,72 @@ def count_parameters(config, active=False):
     return N, C / (6 * N)"""), "you used C instead of C / 6"),
 }
 
+# the experts and the router have no biases; the constants of the fit are arguments
+WRONG |= {
+    "count_moe_experts_with_biases": ("count_parameters", count(
+        ROUTER="d * c.n_experts + (experts * (2 * c.hidden_dim + d) if c.bias else 0)"),
+        "the experts are SwiGLU without biases"),
+    "count_moe_router_with_bias": ("count_parameters", count(
+        ROUTER="d * c.n_experts + (c.n_experts if c.bias else 0)"),
+        "the router gate has no bias"),
+    "loss_constant_arguments_ignored": ("chinchilla_loss", loss(
+        "    return 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28"), "ignores its constant arguments"),
+    "loss_alpha_argument_ignored": ("chinchilla_loss", loss(
+        "    return E + A / N**0.34 + B / D**beta"), "ignores its argument alpha"),
+    "optimal_constant_arguments_ignored": ("compute_optimal", optimal("""
+    G = (0.34 * 406.4 / (0.28 * 410.7)) ** (1 / 0.62)
+    N = G * (C / 6) ** (0.28 / 0.62)
+    return N, C / (6 * N)"""), "ignores its constant arguments"),
+    "optimal_minimises_the_default_loss": ("compute_optimal", optimal("""
+    import math
+    lo, hi = 0.0, math.log(C / 6)
+    for _ in range(200):  # ternary search on log N of the learner's own chinchilla_loss
+        a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        la = chinchilla_loss(math.exp(a), C / (6 * math.exp(a)))
+        lb = chinchilla_loss(math.exp(b), C / (6 * math.exp(b)))
+        lo, hi = (lo, b) if la < lb else (a, hi)
+    N = math.exp((lo + hi) / 2)
+    return N, C / (6 * N)""", header=loss("    return E + A / N**alpha + B / D**beta")),
+        "ignores its constant arguments"),
+}
+
 CORRECT = {
+    # the contract's signatures alone: the fit's numbers written in, no constant arguments
+    "loss_contract_signature_only": ("chinchilla_loss", """
+def chinchilla_loss(N, D):
+    return 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28
+"""),
+    "optimal_contract_signature_only": ("compute_optimal", """
+def compute_optimal(C):
+    a, b = 0.34, 0.28
+    G = (a * 406.4 / (b * 410.7)) ** (1 / (a + b))
+    N = G * (C / 6) ** (b / (a + b))
+    return N, C / (6 * N)
+"""),
+    # the red team's: a golden-section search on log N of the learner's own chinchilla_loss,
+    # given the constants; a grid over log N refined four times (numpy)
+    "optimal_golden_section_with_the_constants": ("compute_optimal", optimal("""
+    import math
+    f = lambda x: chinchilla_loss(math.exp(x), C / (6 * math.exp(x)), 0.0, A, B, alpha, beta)
+    a, b = 0.0, math.log(C / 6)
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(200):
+        c, d = b - g * (b - a), a + g * (b - a)
+        a, b = (a, d) if f(c) < f(d) else (c, b)
+    N = math.exp((a + b) / 2)
+    return N, C / (6 * N)""", header=loss("    return E + A / N**alpha + B / D**beta"))),
+    "optimal_refined_numpy_grid": ("compute_optimal", optimal("""
+    def objective(log_n):
+        N = np.exp(log_n)
+        return A / N**alpha + B / (C / (6 * N)) ** beta
+
+    lo, hi = np.log(1e3), np.log(C / 6 / 1e3)
+    for _ in range(4):
+        grid = np.linspace(lo, hi, 20001)
+        i = int(np.argmin(objective(grid)))
+        lo, hi = grid[max(i - 2, 0)], grid[min(i + 2, len(grid) - 1)]
+    N = float(np.exp(grid[i]))
+    return N, C / (6 * N)""", header="import numpy as np\n")),
     # count_parameters
     "count_per_module": ("count_parameters", """
 def count_parameters(config, active=False):
@@ -170,7 +242,7 @@ def count_parameters(config, active=False):
     if c.n_experts:
         k = c.top_k if active else c.n_experts
         mlp = d * c.n_experts + k * 3 * d * c.hidden_dim
-    elif c.mlp == "gelu":
+    elif c.mlp in ("gelu", "relu", "silu"):
         mlp = linear(d, c.hidden_dim) + linear(c.hidden_dim, d)
     else:
         mlp = 3 * d * c.hidden_dim
