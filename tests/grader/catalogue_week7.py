@@ -114,7 +114,7 @@ class MiniGPT(nn.Module):
         return self.hf[0](idx, labels=targets).logits, None
 """, "not allowed"),
     "minigpt_encoder_layer_shortcut": ("minigpt", patch(MODEL, (
-        "        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))",
+        "        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))",
         "        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(config.dim, config.n_heads,"
         " norm_first=True) for _ in range(config.n_layers))")), "not allowed"),
     "minigpt_pytorch_default_init": ("minigpt", patch(MODEL, (
