@@ -13,6 +13,7 @@ from solutions.efficient_attention import (
     sliding_window_attention,
     sliding_window_mask,
 )
+from solutions.experiments import best_activation, extrapolation_limit
 from solutions.feedforward import SwiGLU
 from solutions.latent_attention import (
     CachedLatentAttention,
@@ -49,10 +50,10 @@ __all__ = [
     # week 2
     "BPETokenizer", "GPT2_SPLIT_PATTERN", "merge_pair",
     # week 3
-    "RMSNorm", "SwiGLU",
+    "RMSNorm", "SwiGLU", "best_activation",
     # week 4
     "apply_rope", "alibi_bias", "alibi_slopes", "rope_interleaved", "interleaved_to_halves",
-    "sinusoidal_positions",
+    "sinusoidal_positions", "extrapolation_limit",
     # week 5
     "repeat_kv", "sliding_window_mask", "sliding_window_attention", "Attention",
     "KVCache", "kv_cache_bytes",

@@ -23,6 +23,7 @@
 # ```
 
 # %% role="locked"
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -210,11 +211,55 @@ for kind in ("written out", "built in"):
 # Written out, RMSNorm skips a reduction and a subtraction over the whole tensor, and it
 # usually shows. Built in, both are single fused kernels bound by memory traffic, so the gap
 # can shrink or vanish. Whatever your numbers say, that is the honest answer for your machine.
+
+# %% [markdown]
+# ## Exercise 3: read the results
+#
+# A plot invites a conclusion; the question is which conclusion the numbers support. Write
+# `best_activation(final_losses)`, the rule that reads the experiment's results table:
+#
+# - `final_losses` maps each activation to the final validation loss of each of its runs, one
+#   per seed: `{"relu": [1.92, 1.95, 1.93], "swiglu": [1.85, 1.86, 1.88], ...}`;
+# - return `(name, clear)`: `name` is the activation with the **lowest mean** final loss, and
+#   `clear` is `True` only when its lead is larger than the seed noise, in the simplest sense:
+#   every activation has **at least two runs**, and the winner's **worst** run is **strictly
+#   lower** than every other activation's **best** run (the ranges of runs do not overlap, not
+#   even at one point).
+#
+# **Why a function and not a sentence?** "SwiGLU wins" is easy to write and impossible to
+# check: it depends on your run. A rule written as code can be checked on any table, including
+# the awkward ones (a single seed, a runner-up with one lucky run, ranges that touch), so the
+# grader can tell a sound reading from a lucky one; and you can apply the same rule to the
+# lesson's full run. Non-overlapping ranges is a deliberately strict, simple test: with three
+# seeds it is not a significance test, but when it passes, no seed could have changed the
+# ranking.
+
+# %% role="answer" exercise="best_activation" solution="solutions.experiments:best_activation"
+
+# %% role="test" exercise="best_activation" points=10
+table = {"relu": [2.00, 2.02], "gelu": [2.10, 2.12], "swiglu": [1.90, 1.93]}
+assert best_activation(table) == ("swiglu", True), (
+    f"SwiGLU has the lowest mean and its worst run (1.93) beats every other run; got "
+    f"{best_activation(table)}")
+assert not best_activation({**table, "swiglu": [1.90, 2.01]})[1], (
+    "SwiGLU's worst run (2.01) is not below ReLU's best run (2.00): the ranges overlap")
+assert best_activation({"relu": [2.0], "swiglu": [1.5]}) == ("swiglu", False), (
+    "with one run per activation nothing is known about seed noise: clear must be False")
+assert best_activation({"relu": [1.8, 2.4, 2.4], "gelu": [2.0, 2.0, 2.1]})[0] == "gelu", (
+    "rank by the mean of the runs, not by the single best run")
+
+print("best_activation: visible checks passed")
+
+# %% [markdown]
+# Compare your verdict with the lesson's full run. A tiny model trained for a few minutes is
+# far from the regime of the papers, so neither a clear SwiGLU win nor a tie would be
+# surprising; what matters is that the conclusion says no more than the runs support.
 #
 # ## What you built
 #
 # - `RMSNorm`: LayerNorm without re-centering, computed in float32 for stability.
 # - `SwiGLU`: a gated feed-forward block with three bias-free projections.
+# - `best_activation`: a rule that says what a results table does and does not support.
 #
 # Both reappear in week 5 (inside attention blocks), week 6 (each expert of a mixture is a
 # SwiGLU) and week 7, where you assemble them into your own GPT. Next: take the

@@ -29,6 +29,7 @@
 
 # %% role="locked"
 import math
+import os
 
 import matplotlib.pyplot as plt
 import torch
@@ -363,12 +364,58 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Exercise 3: read the results
+#
+# "Extrapolates" needs a definition before it can be checked. Write
+# `extrapolation_limit(losses, train_len, factor=1.5)`:
+#
+# - `losses` maps each scheme to `{length: mean validation loss at that length}`, for
+#   example `{"rope": {64: 1.9, 128: 2.4, 256: 3.1, 512: 3.6}, "learned": {64: 1.9, 128: inf,
+#   ...}, ...}`; a length a scheme cannot run at has the loss `math.inf`;
+# - `train_len` is the length the models were trained at; every scheme has an entry there;
+# - a scheme has **broken down** at a length when its loss there is **strictly greater** than
+#   `factor` times its own loss at `train_len`;
+# - return `{scheme: the shortest length at which it has broken down}`, with `None` for a
+#   scheme that holds up at every length evaluated. Check the lengths in increasing order,
+#   whatever the order of the dictionary.
+#
+# **Why a function and not a sentence?** "ALiBi extrapolates" is easy to write and
+# impossible to check. Turned into a rule (which length, compared with what, how much worse
+# counts as broken), the claim can be tested on any table, including the awkward ones (a
+# longer context that *lowers* the loss, a scheme that cannot run at all), so the grader can
+# check your reasoning rather than one run's numbers, and you can apply the same rule to the
+# lesson's full run. The factor is a choice: the rule makes it visible.
+
+# %% role="answer" exercise="extrapolation_limit" solution="solutions.experiments:extrapolation_limit"
+
+# %% role="test" exercise="extrapolation_limit" points=10
+table = {"rope": {64: 2.0, 128: 2.6, 256: 3.2, 512: 4.0},
+         "alibi": {64: 2.0, 128: 1.9, 256: 1.9, 512: 2.0},
+         "learned": {64: 2.0, 128: math.inf, 256: math.inf, 512: math.inf}}
+assert extrapolation_limit(table, 64) == {"rope": 256, "alibi": None, "learned": 128}, (
+    f"with factor 1.5: rope passes 3.0 at 256, alibi never does, learned cannot run at 128; "
+    f"got {extrapolation_limit(table, 64)}")
+assert extrapolation_limit(table, 64, factor=1.2)["rope"] == 128, "factor=1.2: 2.6 > 2.4"
+shuffled = {"rope": {512: 4.0, 128: 2.6, 64: 2.0, 256: 3.2}}
+assert extrapolation_limit(shuffled, 64) == {"rope": 256}, "check the lengths in increasing order"
+assert extrapolation_limit({"rope": {64: 2.0, 128: 3.0}}, 64) == {"rope": None}, (
+    "3.0 is exactly 1.5 x 2.0: broken down means strictly greater")
+
+print("extrapolation_limit: visible checks passed")
+
+# %% [markdown]
+# Compare your verdicts with the lesson's full run, which also says how far this tiny
+# experiment is from Press et al.'s models, trained on thousands of tokens with billions of
+# parameters.
+#
 # ## What you built
 #
 # - `apply_rope`: rotate pairs $(x_i, x_{i + d/2})$ by position-dependent angles, so that
 #   attention scores depend on relative positions; the form `transformers` uses for Llama,
 #   Mistral and Mixtral.
 # - `alibi_bias`: a fixed, linear distance penalty per head, added to the scores.
+# - `extrapolation_limit`: a definition of "extrapolates" that a results table can be
+#   checked against.
 #
 # RoPE comes back in week 5, inside the `Attention` module (applied to queries and keys after
 # the projections, before the KV cache), and in week 7 in your own GPT. Next: take the
