@@ -23,7 +23,6 @@
 # ```
 
 # %% role="locked"
-import os
 import time
 
 import matplotlib.pyplot as plt

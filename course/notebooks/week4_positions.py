@@ -29,7 +29,6 @@
 
 # %% role="locked"
 import math
-import os
 
 import matplotlib.pyplot as plt
 import torch
