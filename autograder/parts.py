@@ -142,6 +142,8 @@ PARTS: dict[str, Part] = {
     "apply_rope": Part(W4, "solutions.positions:apply_rope", _function_smoke(
         lambda g: (torch.randn(1, 2, 6, 8, generator=g), torch.arange(6)),
         lambda g: (torch.randn(1, 2, 3, 8, generator=g), torch.arange(4, 7), 500.0))),
+    "alibi_bias": Part(W4, "solutions.positions:alibi_bias",
+                       _function_smoke(lambda g: (4, 6), lambda g: (3, 2))),
     "repeat_kv": Part(W5, "solutions.efficient_attention:repeat_kv",
                       _function_smoke(lambda g: (torch.randn(1, 2, 3, 4, generator=g), 3))),
     "sliding_window_mask": Part(W5, "solutions.efficient_attention:sliding_window_mask",

@@ -14,7 +14,7 @@ from solutions.efficient_attention import (
     sliding_window_mask,
 )
 from solutions.experiments import best_activation, extrapolation_limit
-from solutions.feedforward import SwiGLU
+from solutions.feedforward import SwiGLU, swiglu_hidden_dim
 from solutions.latent_attention import (
     CachedLatentAttention,
     LatentKVCache,
@@ -50,7 +50,7 @@ __all__ = [
     # week 2
     "BPETokenizer", "GPT2_SPLIT_PATTERN", "merge_pair",
     # week 3
-    "RMSNorm", "SwiGLU", "best_activation",
+    "RMSNorm", "SwiGLU", "swiglu_hidden_dim", "best_activation",
     # week 4
     "apply_rope", "alibi_bias", "alibi_slopes", "rope_interleaved", "interleaved_to_halves",
     "sinusoidal_positions", "extrapolation_limit",

@@ -38,7 +38,7 @@ from solutions.llama4 import (
 )
 from solutions.moe import MoE
 from solutions.normalization import RMSNorm
-from solutions.positions import ROPE_THETA, rope_angles, rope_interleaved
+from solutions.positions import ROPE_THETA, alibi_bias, rope_angles, rope_interleaved
 
 
 def pairs_side_by_side(n_heads: int, head_dim: int) -> Tensor:
@@ -87,6 +87,11 @@ class CachedAttention(Attention):
     of their positions (with ``floor_scale``), on the layers without RoPE; ``chunk`` lets a
     query see only the earlier keys of its own chunk of ``chunk`` tokens.
 
+    ``alibi`` (week 4's ALiBi, with ``rope_theta=None``): ``alibi_bias`` is added to the
+    scores, a penalty growing with the distance to each key, with one slope per head; it
+    needs no table of positions, so like RoPE and no positions at all it runs on sequences of
+    any length.
+
     State dict: as :class:`Attention`; with ``bias``, also ``{q,k,v,o}_proj.bias``.
     """
 
@@ -105,9 +110,10 @@ class CachedAttention(Attention):
         qk_norm_eps: float | None = None,
         attn_scale: float = 0.0,
         floor_scale: int = 8192,
+        alibi: bool = False,
     ) -> None:
         super().__init__(dim, n_heads, n_kv_heads, window)
-        self.rope_theta, self.rope_pairs = rope_theta, rope_pairs
+        self.rope_theta, self.rope_pairs, self.alibi = rope_theta, rope_pairs, alibi
         self.chunk, self.qk_norm_eps = chunk, qk_norm_eps
         self.attn_scale, self.floor_scale = attn_scale, floor_scale
         if bias:
@@ -148,19 +154,22 @@ class CachedAttention(Attention):
         return q, k
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        if self.chunk is None and not self.fast:
+        if self.chunk is None and not self.fast and not self.alibi:
             return super().attend(q, k, v)
         n_rep = self.n_heads // self.n_kv_heads
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
         T, S = q.size(2), k.size(2)
         if self.chunk is not None:  # Llama 4: the first of the S keys starts a chunk (new_cache)
             mask = chunked_attention_mask(S, self.chunk, q.device)[S - T:]  # (T, S)
-            if not self.fast:
+            if not self.fast and not self.alibi:
                 return scaled_dot_product_attention(q, k, v, mask)
-        elif T == S and (self.window is None or T <= self.window):  # plainly causal: no mask
+        elif T == S and (self.window is None or T <= self.window) and not self.alibi:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             mask = sliding_window_mask(S, self.window, q.device)[S - T:]  # (T, S)
+        if self.alibi:  # the queries are the last T of the S positions: the last T rows
+            bias = alibi_bias(self.n_heads, S).to(q.device, q.dtype)[:, S - T:]  # (H, T, S)
+            mask = bias.masked_fill(~mask, float("-inf"))  # a float mask is added to the scores
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def new_cache(self) -> KVCache:
@@ -173,10 +182,16 @@ class CachedAttention(Attention):
 class GPTConfig:
     """The architecture of a :class:`MiniGPT`; ``GPTConfig.preset(name)`` gives a named one.
 
-    ``n_kv_heads=None`` means ``n_heads`` (MHA); ``hidden_dim=None`` means ``4 * dim`` for the
-    GELU MLP and LLaMA's ``8/3 * dim`` rounded up to a multiple of 256 for SwiGLU;
-    ``gelu_approximate`` is ``F.gelu``'s argument: GPT-2 was trained with the tanh
-    approximation, which its weights need; the exact GELU is cheaper on a CPU.
+    ``n_kv_heads=None`` means ``n_heads`` (MHA); ``mlp`` is the gated ``"swiglu"`` or a plain
+    MLP with ``"gelu"`` (GPT-2), ``"relu"`` (the original transformer) or ``"silu"``;
+    ``hidden_dim=None`` means ``4 * dim`` for a plain MLP and LLaMA's ``8/3 * dim`` rounded up
+    to a multiple of 256 for SwiGLU (``swiglu_hidden_dim`` gives the width with a plain MLP's
+    parameter count); ``gelu_approximate`` is ``F.gelu``'s argument: GPT-2 was trained with
+    the tanh approximation, which its weights need; the exact GELU is cheaper on a CPU.
+    ``pos``: ``"rope"`` (rotated queries and keys), ``"learned"`` (GPT-2's table of
+    ``max_seq_len`` rows, added to the embeddings: longer inputs raise an error),
+    ``"alibi"`` (a distance penalty on the scores) or ``"none"`` (NoPE: only the causal mask
+    tells order); all but ``"learned"`` run on sequences longer than ``max_seq_len``.
     ``window=None`` is full causal attention; ``n_experts=0`` is a dense MLP (else a MoE of
     SwiGLU experts with ``top_k`` per token); ``bias`` adds biases to the attention, MLP and
     LayerNorms (GPT-2).
@@ -202,9 +217,9 @@ class GPTConfig:
     hidden_dim: int | None = None
     max_seq_len: int = 64
     norm: str = "rmsnorm"  # "rmsnorm" | "layernorm"
-    mlp: str = "swiglu"  # "swiglu" | "gelu"
+    mlp: str = "swiglu"  # "swiglu" | "gelu" | "relu" | "silu"
     gelu_approximate: str = "tanh"  # the GELU MLP's: "tanh" (GPT-2) | "none" (exact, nanoGPT)
-    pos: str = "rope"  # "rope" | "learned"
+    pos: str = "rope"  # "rope" | "learned" | "alibi" | "none"
     rope_theta: float = ROPE_THETA
     window: int | None = None
     n_experts: int = 0
@@ -235,15 +250,17 @@ class GPTConfig:
     floor_scale: int = 8192
 
     def __post_init__(self) -> None:
-        assert self.norm in ("rmsnorm", "layernorm") and self.mlp in ("swiglu", "gelu")
+        assert self.norm in ("rmsnorm", "layernorm"), f"unknown norm {self.norm!r}"
+        assert self.mlp in ("swiglu", "gelu", "relu", "silu"), f"unknown mlp {self.mlp!r}"
+        assert self.pos in ("rope", "learned", "alibi", "none"), f"unknown pos {self.pos!r}"
         assert self.moe in ("mixtral", "deepseek", "llama4")
         assert self.rope_pairs in ("halves", "interleaved")
         assert self.gelu_approximate in ("tanh", "none")
-        assert self.pos in ("rope", "learned") and self.dim % self.n_heads == 0
+        assert self.dim % self.n_heads == 0, "dim must be divisible by n_heads"
         self.n_kv_heads = self.n_kv_heads or self.n_heads
         if self.hidden_dim is None:
             llama = 256 * math.ceil(8 * self.dim / 3 / 256)
-            self.hidden_dim = 4 * self.dim if self.mlp == "gelu" else llama
+            self.hidden_dim = llama if self.mlp == "swiglu" else 4 * self.dim
         self.expert_hidden_dim = self.expert_hidden_dim or self.hidden_dim
 
     @classmethod
@@ -370,22 +387,31 @@ def make_norm(cfg: GPTConfig) -> nn.Module:
 
 
 class GeluMLP(nn.Module):
-    """GPT-2's feed-forward block: ``down_proj(gelu(up_proj(x)))``; ``approximate="tanh"`` is
-    GPT-2's GELU (transformers' ``gelu_new``), ``"none"`` the exact one (erf).
+    """The plain (ungated) feed-forward block: ``down_proj(act(up_proj(x)))``. ``activation``
+    is ``"gelu"`` (GPT-2's; ``approximate="tanh"`` is GPT-2's GELU, transformers'
+    ``gelu_new``, ``"none"`` the exact one, erf), ``"relu"`` (the original transformer's) or
+    ``"silu"`` (SiLU alone, without SwiGLU's gate).
 
     State dict: ``up_proj.weight`` ``(hidden_dim, dim)``, ``down_proj.weight``
     ``(dim, hidden_dim)``, and their ``.bias`` when ``bias`` (GPT-2's ``c_fc``, ``c_proj``).
     """
 
     def __init__(self, dim: int, hidden_dim: int, bias: bool = True,
-                 approximate: str = "tanh") -> None:
+                 approximate: str = "tanh", activation: str = "gelu") -> None:
         super().__init__()
-        self.approximate = approximate
+        assert activation in ("gelu", "relu", "silu"), f"unknown activation {activation!r}"
+        self.approximate, self.activation = approximate, activation
         self.up_proj = nn.Linear(dim, hidden_dim, bias=bias)
         self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.gelu(self.up_proj(x), approximate=self.approximate))  # (..., dim)
+        h = self.up_proj(x)  # (..., hidden_dim)
+        if self.activation == "gelu":
+            h = F.gelu(h, approximate=self.approximate)
+        else:
+            h = F.relu(h) if self.activation == "relu" else F.silu(h)
+        return self.down_proj(h)  # (..., dim)
+
 
 
 class Block(nn.Module):
@@ -396,7 +422,7 @@ class Block(nn.Module):
 
     State dict: ``input_layernorm.*``, ``self_attn.{q,k,v,o}_proj.*`` (see ``Attention``; or
     those of ``MultiHeadLatentAttention``), ``post_attention_layernorm.*``, ``mlp.*``
-    (``SwiGLU``, ``GeluMLP``, ``MoE``, ``DeepSeekMoE`` or ``Llama4MoE``).
+    (``SwiGLU``, ``GeluMLP`` for gelu/relu/silu, ``MoE``, ``DeepSeekMoE`` or ``Llama4MoE``).
     """
 
     def __init__(self, cfg: GPTConfig, layer: int = 0) -> None:
@@ -412,7 +438,8 @@ class Block(nn.Module):
                 cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.window, cfg.rope_theta if rope else None,
                 bias=cfg.bias, rope_pairs=cfg.rope_pairs, chunk=cfg.chunk if rope else None,
                 qk_norm_eps=cfg.norm_eps if cfg.qk_norm and rope else None,
-                attn_scale=0.0 if rope else cfg.attn_scale, floor_scale=cfg.floor_scale)
+                attn_scale=0.0 if rope else cfg.attn_scale, floor_scale=cfg.floor_scale,
+                alibi=cfg.pos == "alibi")
         self.post_attention_layernorm = make_norm(cfg)
         moe = cfg.is_moe_layer(layer)
         if moe and cfg.moe == "deepseek":
@@ -427,7 +454,7 @@ class Block(nn.Module):
         elif cfg.mlp == "swiglu":
             self.mlp = SwiGLU(cfg.dim, cfg.hidden_dim)
         else:
-            self.mlp = GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate)
+            self.mlp = GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate, cfg.mlp)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
         """Returns the new ``(B, T, dim)`` activations and the router logits (None if dense)."""
@@ -489,7 +516,9 @@ class MiniGPT(nn.Module):
         start = 0 if cache is None else cache[0].pos
         x = self.embed_tokens(idx)  # (B, T, dim)
         if self.config.pos == "learned":
-            assert start + T <= self.config.max_seq_len, "past the learned positions"
+            if start + T > self.config.max_seq_len:  # the one position scheme with an end
+                raise ValueError(f"positions up to {start + T - 1}, but the learned position "
+                                 f"table has {self.config.max_seq_len} rows (max_seq_len)")
             x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
         self.router_logits = []
         for i, layer in enumerate(self.layers):
