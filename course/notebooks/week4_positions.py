@@ -29,6 +29,7 @@
 
 # %% role="locked"
 import math
+import os
 
 import matplotlib.pyplot as plt
 import torch
@@ -363,6 +364,51 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Experiment: which positions survive a longer input?
+#
+# The lesson cites Press et al. (2022): trained on short sequences, a model with ALiBi keeps
+# its loss on longer ones, while sinusoidal and rotary positions get much worse past the
+# training length. Here you run a small version of that experiment. The course's experiment
+# runner (`solutions/ablate.py`, on the week-7 trainer) trains the same small character-level
+# model on tiny Shakespeare four times, changing only how it is told about positions: **RoPE**,
+# **ALiBi** (with this week's slopes), **learned** absolute positions, and **none** at all (NoPE:
+# only the causal mask says anything about order). All four train on windows of 64
+# characters, with the same seed, the same batches and the same schedule. Then each is
+# evaluated on windows of 64, 128, 256 and 512 characters. A learned table has no row for
+# position 64 and beyond, so that model cannot run there at all: its loss there is recorded as
+# infinite.
+#
+# On a laptop this cell takes a few minutes; in the course's automated tests it runs a tiny
+# version for a few seconds (`COURSE_QUICK=1`), whose numbers mean nothing. The lesson shows
+# the full run, made with
+#
+# ```bash
+# python -m solutions.ablate positions
+# ```
+
+# %% role="locked"
+from solutions.ablate import markdown_table, plot_results, run_positions
+
+# nbgrader's grading and validation, and the course's tests (COURSE_QUICK=1), run a tiny
+# version of a few seconds: its numbers say nothing about the positions
+QUICK = (os.environ.get("COURSE_QUICK") == "1"
+         or os.environ.get("NBGRADER_EXECUTION") in ("autograde", "validate"))
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # a model this small trains fastest on one thread
+positions = run_positions(quick=QUICK)
+torch.set_num_threads(threads)
+print(markdown_table(positions))
+plot_results(positions)
+plt.show()
+
+# the results table the exercise below reads: each scheme's mean loss at each length, inf
+# where it cannot run (learned positions past their table)
+TRAIN_LEN = positions["settings"]["train_length"]
+position_losses = {name: {int(n): got.get("mean", math.inf) for n, got in variant["lengths"].items()}
+                   for name, variant in positions["variants"].items()}
+print(position_losses)
+
+# %% [markdown]
 # ## Exercise 3: read the results
 #
 # "Extrapolates" needs a definition before it can be checked. Write
@@ -400,7 +446,10 @@ assert extrapolation_limit(shuffled, 64) == {"rope": 256}, "check the lengths in
 assert extrapolation_limit({"rope": {64: 2.0, 128: 3.0}}, 64) == {"rope": None}, (
     "3.0 is exactly 1.5 x 2.0: broken down means strictly greater")
 
-print("extrapolation_limit: visible checks passed")
+limits = extrapolation_limit(position_losses, TRAIN_LEN)
+for scheme, length in limits.items():
+    verdict = "holds up at every length" if length is None else f"breaks down at {length}"
+    print(f"{scheme:>8}: {verdict}")
 
 # %% [markdown]
 # Compare your verdicts with the lesson's full run, which also says how far this tiny
@@ -430,7 +479,6 @@ print("extrapolation_limit: visible checks passed")
 
 # %% role="locked"
 # NBVAL_SKIP
-import os
 import subprocess
 import sys
 
