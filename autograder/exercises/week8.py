@@ -92,8 +92,13 @@ def _count_mistakes(c: GPTConfig, active: bool) -> dict[str, int]:
         "with n_kv_heads": right - L * (2 * d + c.bias) * (c.n_heads - c.n_kv_heads) * hd,
         "without active=True count all n_experts of every layer, not only top_k":
             count_parameters(c, active=True),
-        "a position table counted for pos='rope': rotary positions have no parameters":
+        f"a position table counted for pos={c.pos!r}: "
+        + ("rotary positions have no parameters" if c.pos == "rope" else
+           "only learned positions have parameters (ALiBi and NoPE have none)"):
             count(pos="learned"),
+        # the options of weeks 3 and 4: only SwiGLU is gated
+        f"mlp={c.mlp!r} is a plain MLP with two matrices (up_proj, down_proj), like GELU's; "
+        "only SwiGLU has three": count(mlp="swiglu") if c.mlp in ("relu", "silu") else right,
     }
     return {k: v for k, v in m.items() if v != right}
 
@@ -157,6 +162,10 @@ def count_parameters_cases(gen: torch.Generator) -> list[Case]:
         _count_case("a dense model: active=True changes nothing", llama, ("default", True)),
         _count_case("a mixture of experts with top_k = 1", dict(moe, top_k=1),
                     ("default", True)),
+        _count_case("a plain ReLU MLP and ALiBi (no position parameters)",
+                    dict(llama, mlp="relu", pos="alibi")),
+        _count_case("a plain SiLU MLP with biases and no positions (NoPE)",
+                    dict(gpt2, mlp="silu", pos="none", tie_embeddings=False)),
     ]
     for name, label in [("gpt2", "GPT-2 small: 124,439,808"), ("gpt2_xl", "GPT-2 XL"),
                         ("llama2_7b", "Llama 2 7B: 6,738,415,616"), ("llama2_70b", "Llama 2 70B"),
