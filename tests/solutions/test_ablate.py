@@ -131,7 +131,7 @@ def test_command_writes_table_plot_and_json(experiment, tmp_path, capsys):
     assert "<svg" in (tmp_path / f"{experiment}.svg").read_text()
 
 
-@pytest.mark.parametrize("experiment", ["activations"])
+@pytest.mark.parametrize("experiment", ["activations", "positions"])
 def test_committed_full_runs_kept_the_controls(experiment):
     """The runs the lessons quote (site/assets/ablations): made by the command they name, at
     the full size, and every control held there too."""
@@ -149,3 +149,8 @@ def test_committed_full_runs_kept_the_controls(experiment):
     if experiment == "activations":
         counts = [v["parameters"] for v in results["variants"].values()]
         assert max(counts) / min(counts) - 1 < 0.01
+    else:
+        learned = results["variants"]["learned"]["lengths"]
+        assert "mean" in learned["64"] and all("refused" in learned[L]
+                                               for L in ("128", "256", "512"))
+        assert results["settings"]["eval_lengths"] == list(ablate.EVAL_LENGTHS)
