@@ -37,7 +37,7 @@ def best_activation(final_losses: dict[str, list[float]]) -> tuple[str, bool]:
 
 
 def extrapolation_limit(losses: dict[str, dict[int, float]], train_len: int,
-                        factor: float = 1.5) -> dict[str, int | None]:
+                        factor: float = 1.2) -> dict[str, int | None]:
     """For each position scheme, the shortest evaluated length at which it has broken down.
 
     ``losses`` maps a scheme's name to ``{length: mean validation loss at that length}``, e.g.

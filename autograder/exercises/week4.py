@@ -557,7 +557,7 @@ else:
 """
 
 Losses = dict[str, dict[int, float]]
-DEFAULT_FACTOR = 1.5
+DEFAULT_FACTOR = 1.2
 
 
 def _limit_mistakes(table: Losses, train_len: int, factor: float,
@@ -597,9 +597,9 @@ def _limit_mistakes(table: Losses, train_len: int, factor: float,
              if v is not None},
     }
     # built without a factor, a wrong default is the likeliest explanation: name it first
-    defaults = {f"extrapolation_limit(losses, train_len) must default to factor=1.5; yours "
+    defaults = {f"extrapolation_limit(losses, train_len) must default to factor=1.2; yours "
                 f"behaves like factor={wrong}": extrapolation_limit(table, train_len, wrong)
-                for wrong in (2.0, 1.0, 1.1, 1.2, 1.25)} if default else {}
+                for wrong in (1.5, 2.0, 1.0, 1.1, 1.25)} if default else {}
     return defaults | m
 
 
@@ -677,7 +677,7 @@ def extrapolation_limit_cases(gen: torch.Generator) -> list[Case]:
         "none": row(base, [1.0, u(1.55, 1.9), u(2.0, 2.5), u(2.6, 3.2)]),
         "learned": {64: round(base, 4), 128: inf, 256: inf, 512: inf},
     }
-    k = u(1.15, 1.4)
+    k = u(1.35, 1.6)
     # a length shorter than the training one, where the loss is higher (less context)
     shorter = {
         "rope": {32: 2.6, 64: 2.0, 128: 2.2, 256: 3.3},
@@ -697,7 +697,7 @@ def extrapolation_limit_cases(gen: torch.Generator) -> list[Case]:
                for s, rate in (("rope", u(0.1, 0.2)), ("alibi", u(0.0, 0.03)),
                                ("none", u(0.25, 0.45)))}
     return [
-        _limit_case("the week's four schemes, factor 1.5 (the default)", typical, 64, gen=gen,
+        _limit_case("the week's four schemes, factor 1.2 (the default)", typical, 64, gen=gen,
                     points=2),
         _limit_case(f"the same table, factor {k:.2f}", typical, 64, factor=k, gen=gen,
                     points=2),

@@ -291,7 +291,7 @@ def apply_rope(x, positions, theta=10000.0):
 # ---------------------------------------------------------------- extrapolation_limit
 # Learners' readings of the position experiment's results table, one mistake each.
 
-def limit(body: str, header: str = "", factor: str = "1.5") -> str:
+def limit(body: str, header: str = "", factor: str = "1.2") -> str:
     return f"{header}\ndef extrapolation_limit(losses, train_len, factor={factor}):\n{body}\n"
 
 
@@ -334,8 +334,8 @@ WRONG.update({
     return out"""), "every scheme needs an entry"),
     "limit_false_for_never": ("extrapolation_limit", limit(
         REFERENCE_LIMIT.replace("None)", "False)")), "use None, not False"),
-    "limit_default_two": ("extrapolation_limit", limit(REFERENCE_LIMIT, factor="2.0"),
-                          "must default to factor=1.5"),
+    "limit_default_one_and_a_half": ("extrapolation_limit", limit(REFERENCE_LIMIT, factor="1.5"),
+                                     "must default to factor=1.2"),
     "limit_longest_for_never": ("extrapolation_limit", limit(
         REFERENCE_LIMIT.replace("None)", "max(by_length))")), ""),
 })
