@@ -27,8 +27,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder.exercises import EXERCISES
-from autograder.grading import Exercise, ExerciseResult, owner, safe_grade
+from autograder.grading import ExerciseResult, owner, safe_grade
+from autograder.registry import EXERCISES, Exercise
 from autograder.report import as_gradescope, as_json, feedback, table, write_json
 from autograder.submission import Submission, SubmissionError, read_submission
 

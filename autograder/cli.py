@@ -25,9 +25,9 @@ from autograder.classroom import (
     read_found,
     weeks_of_class,
 )
-from autograder.exercises import BY_NAME
-from autograder.grading import Exercise, grade_submission, zero_result
+from autograder.grading import grade_submission, zero_result
 from autograder.isolation import CHOICES, IsolationUnavailable, describe
+from autograder.registry import BY_NAME, Exercise
 from autograder.report import as_gradescope, as_json, internal_warning, table, write_json
 from autograder.sandbox import configure
 from autograder.submission import Submission, SubmissionError

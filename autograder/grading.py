@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import functools
-import importlib
-import inspect
 import secrets
 import time
 from collections.abc import Callable
@@ -16,8 +13,10 @@ from dataclasses import dataclass, field
 import torch
 
 from autograder.compare import Mismatch, unwrap
+from autograder.reference import Spec, given_code
+from autograder.registry import Exercise
 from autograder.sandbox import DEFAULT_TIMEOUT_S, run_job
-from autograder.submission import Submission, assigned_names
+from autograder.submission import Submission
 
 
 @dataclass
@@ -28,24 +27,6 @@ class Case:
     call: dict  # plain data for the worker (see worker._run_call)
     check: Callable[[dict], None]  # raises Mismatch with a message for the learner
     points: float = 1.0
-
-
-@dataclass
-class Exercise:
-    name: str  # e.g. "rmsnorm": the pytest marker and the nbgrader grade_id "test_rmsnorm"
-    week: int
-    symbol: str  # the name the learner defines, e.g. "RMSNorm"
-    title: str
-    build: Callable[[torch.Generator], list[Case]]
-    points: float = 10.0
-    # dotted path of a function the learner may not call -> why not; checked in the source
-    # and made to raise in the worker
-    forbidden: dict[str, str] = field(default_factory=dict)
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    # reference code run before the submission, as "module:Sym,Sym" (see ``given_code``): the
-    # parts of earlier weeks a later exercise builds on; the submission's own definitions
-    # override them
-    given: tuple[str, ...] = ()
 
 
 @dataclass
@@ -83,39 +64,10 @@ class ExerciseResult:
         return [c for c in self.cases if c.internal_error]
 
 
-def _statement_source(source: str, node: ast.stmt) -> str:
-    """A top-level statement's source, decorators included."""
-    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-    return "\n".join(source.splitlines()[first - 1 : node.end_lineno])
-
-
-@functools.cache
-def given_code(spec: str) -> str:
-    """The reference code of ``"module:Sym,Sym"`` as one chunk for the worker: the module's
-    imports (except those of other ``solutions`` modules: list what they provide as given
-    too), then each symbol's source in module order. A module-level constant (``PRESETS``)
-    brings the constants it is built from."""
-    module_name, _, symbols = spec.partition(":")
-    source = inspect.getsource(importlib.import_module(module_name))
-    body = ast.parse(source).body
-    wanted = {s.strip() for s in symbols.split(",") if s.strip()}
-    constants = {name: node for node in body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                 for name in assigned_names(node)}
-    todo = [name for name in wanted if name in constants]
-    while todo:  # the constants a wanted constant refers to
-        node = constants[todo.pop()]
-        for ref in ast.walk(node):
-            if isinstance(ref, ast.Name) and ref.id in constants and ref.id not in wanted:
-                wanted.add(ref.id)
-                todo.append(ref.id)
-    missing = wanted - {name for node in body for name in assigned_names(node)}
-    if missing:
-        raise ValueError(f"{module_name} has no top-level {', '.join(sorted(missing))}")
-    imports = [node for node in body if isinstance(node, (ast.Import, ast.ImportFrom))
-               and not (isinstance(node, ast.ImportFrom) and node.level == 0
-                        and (node.module or "").split(".")[0] == "solutions")]
-    chosen = [node for node in body if assigned_names(node) & wanted]
-    return "\n\n".join(_statement_source(source, node) for node in [*imports, *chosen]) + "\n"
+def timeout_of(exercise: Exercise) -> float:
+    """Seconds a worker may take for ``exercise``: its own limit, else the sandbox's default
+    (``AUTOGRADER_TIMEOUT``)."""
+    return exercise.timeout_s or DEFAULT_TIMEOUT_S
 
 
 def given_chunks(exercise: Exercise) -> list[dict]:
@@ -126,8 +78,8 @@ def given_chunks(exercise: Exercise) -> list[dict]:
 
 def given_note(exercise: Exercise) -> str | None:
     """The report's one line about the reference parts a submission was graded with."""
-    names = [s.strip() for spec in exercise.given for s in spec.partition(":")[2].split(",")]
-    names = [n for n in names if n and not n.isupper()]  # constants need no mention
+    names = [s for spec in exercise.given for s in Spec.parse(spec).symbols]
+    names = [n for n in names if not n.isupper()]  # constants need no mention
     if not names:
         return None
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
@@ -300,7 +252,7 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
         return ExerciseResult(exercise, _zero(exercise, cases, banned[0]), notes=banned)
 
     outcome = run_job(given_chunks(exercise) + chunks, [c.call for c in cases],
-                      timeout_s=exercise.timeout_s, forbidden=list(exercise.forbidden))
+                      timeout_s=timeout_of(exercise), forbidden=list(exercise.forbidden))
     results = []
     for i, (case, result) in enumerate(zip(cases, outcome.results, strict=True)):
         message, internal = _judge(case, result, outcome, i)

@@ -67,8 +67,8 @@ class IsolatedGrades(NbGraderPreprocessor):
     """Replace the outputs of ``test_<exercise>`` cells with the isolated grader's verdict."""
 
     def preprocess(self, nb, resources):
-        from autograder.exercises import BY_NAME
         from autograder.grading import grade_submission
+        from autograder.registry import BY_NAME
         from autograder.report import feedback
         from autograder.submission import notebook_submission
 

@@ -23,14 +23,21 @@ from pathlib import Path
 import torch
 
 from autograder.compare import check_tensor
+from autograder.reference import Spec
+from autograder.registry import BY_WEEK
 from autograder.submission import SubmissionError, read_notebook
 
 
 @dataclass(frozen=True)
 class Part:
-    notebook: str  # relative to the week-7 folder
+    week: int  # the week whose notebook defines it
     reference: str  # "module:Symbol"
     smoke: Callable[[object, object], None]  # (yours, reference) -> raises if they differ
+
+    @property
+    def notebook(self) -> str:
+        """The notebook, relative to the week-7 folder (the build's naming)."""
+        return f"../{BY_WEEK[self.week].notebook_file}"
 
 
 def _gen() -> torch.Generator:
@@ -124,45 +131,35 @@ def _qkv(gen, heads=2, T=10, D=4):
     return tuple(torch.randn(1, heads, T, D, generator=gen) for _ in range(3))
 
 
-W1, W3, W4 = "../week1/attention.ipynb", "../week3/rmsnorm_swiglu.ipynb", "../week4/positions.ipynb"
-W5, W6 = "../week5/inference_attention.ipynb", "../week6/moe.ipynb"
-
 PARTS: dict[str, Part] = {
-    "RMSNorm": Part(W3, "solutions.normalization:RMSNorm", _module_smoke((8,), (2, 3, 8))),
-    "SwiGLU": Part(W3, "solutions.feedforward:SwiGLU", _module_smoke((8, 12), (2, 3, 8))),
-    "causal_mask": Part(W1, "solutions.attention:causal_mask",
+    "RMSNorm": Part(3, "solutions.normalization:RMSNorm", _module_smoke((8,), (2, 3, 8))),
+    "SwiGLU": Part(3, "solutions.feedforward:SwiGLU", _module_smoke((8, 12), (2, 3, 8))),
+    "causal_mask": Part(1, "solutions.attention:causal_mask",
                         _function_smoke(lambda g: (5,))),
     "scaled_dot_product_attention": Part(
-        W1, "solutions.attention:scaled_dot_product_attention",
+        1, "solutions.attention:scaled_dot_product_attention",
         _function_smoke(lambda g: (*_qkv(g), torch.ones(10, 10, dtype=torch.bool).tril()))),
-    "rope_angles": Part(W4, "solutions.positions:rope_angles",
+    "rope_angles": Part(4, "solutions.positions:rope_angles",
                         _function_smoke(lambda g: (torch.arange(6), 8))),
-    "rotate_half": Part(W4, "solutions.positions:rotate_half",
+    "rotate_half": Part(4, "solutions.positions:rotate_half",
                         _function_smoke(lambda g: (torch.randn(2, 6, 8, generator=g),))),
-    "apply_rope": Part(W4, "solutions.positions:apply_rope", _function_smoke(
+    "apply_rope": Part(4, "solutions.positions:apply_rope", _function_smoke(
         lambda g: (torch.randn(1, 2, 6, 8, generator=g), torch.arange(6)),
         lambda g: (torch.randn(1, 2, 3, 8, generator=g), torch.arange(4, 7), 500.0))),
-    "alibi_bias": Part(W4, "solutions.positions:alibi_bias",
+    "alibi_bias": Part(4, "solutions.positions:alibi_bias",
                        _function_smoke(lambda g: (4, 6), lambda g: (3, 2))),
-    "repeat_kv": Part(W5, "solutions.efficient_attention:repeat_kv",
+    "repeat_kv": Part(5, "solutions.efficient_attention:repeat_kv",
                       _function_smoke(lambda g: (torch.randn(1, 2, 3, 4, generator=g), 3))),
-    "sliding_window_mask": Part(W5, "solutions.efficient_attention:sliding_window_mask",
+    "sliding_window_mask": Part(5, "solutions.efficient_attention:sliding_window_mask",
                                 _function_smoke(lambda g: (6, 3), lambda g: (5, None))),
     "sliding_window_attention": Part(
-        W5, "solutions.efficient_attention:sliding_window_attention",
+        5, "solutions.efficient_attention:sliding_window_attention",
         _function_smoke(lambda g: (*_qkv(g), 3))),
-    "Attention": Part(W5, "solutions.efficient_attention:Attention", _attention_smoke),
-    "MoE": Part(W6, "solutions.moe:MoE", _module_smoke((8, 12, 4, 2), (2, 3, 8))),
-    "load_balancing_loss": Part(W6, "solutions.moe:load_balancing_loss", _function_smoke(
+    "Attention": Part(5, "solutions.efficient_attention:Attention", _attention_smoke),
+    "MoE": Part(6, "solutions.moe:MoE", _module_smoke((8, 12, 4, 2), (2, 3, 8))),
+    "load_balancing_loss": Part(6, "solutions.moe:load_balancing_loss", _function_smoke(
         lambda g: (torch.randn(10, 4, generator=g), 4, 2))),
 }
-
-
-def _reference(spec: str):
-    import importlib
-
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _run_notebook(path: Path) -> tuple[dict, list[str]]:
@@ -200,7 +197,7 @@ def _problem(name: str, part: Part, here: Path, cache: dict) -> tuple[object | N
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            part.smoke(yours, _reference(part.reference))
+            part.smoke(yours, Spec.parse(part.reference).load())
     except NotImplementedError:
         return None, "not implemented yet"
     except Exception as exc:
@@ -241,7 +238,7 @@ def load_parts(names: Iterable[str] | None = None, allow_reference: bool | Itera
             raise RuntimeError(
                 f"{name}: {why}. Your instructor asks for your own {name}: fix it in "
                 f"{part.notebook.removeprefix('../')}, save, and run this cell again.")
-        parts[name] = _reference(part.reference)
+        parts[name] = Spec.parse(part.reference).load()
         rows.append((name, f"reference ({why})"))
     width = max(len(n) for n, _ in rows) if rows else 4
     print(f"{'part'.ljust(width)} | source")

@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.reference import assigned_names, statement_source
+
 KEEP_ALWAYS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 # the course's own packages: the worker cannot import them (by design), and what a locked
 # cell takes from them is given to the worker as reference code (``Exercise.given``)
@@ -111,17 +113,6 @@ def _strip_magics(source: str) -> str:
     )
 
 
-def assigned_names(node: ast.stmt) -> set[str]:
-    """The names a top-level ``def``, ``class`` or plain assignment binds (imports aside)."""
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return {node.name}
-    if isinstance(node, ast.Assign):
-        return {t.id for t in node.targets if isinstance(t, ast.Name)}
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-        return {node.target.id}
-    return set()
-
-
 def _top_level_names(tree: ast.Module) -> set[str]:
     names = set()
     for node in tree.body:
@@ -208,14 +199,9 @@ def _literal_constant(node: ast.stmt) -> bool:
 
 def _definitions_only(source: str) -> str:
     tree = ast.parse(source)
-    keep = [node for node in tree.body if _literal_constant(node)
-            or isinstance(node, KEEP_ALWAYS) and not _course_import(node)]
-    def segment(node: ast.stmt) -> str:  # decorators included (``@dataclass`` matters)
-        decorators = [f"@{ast.get_source_segment(source, d)}\n"
-                      for d in getattr(node, "decorator_list", [])]
-        return "".join(decorators) + (ast.get_source_segment(source, node) or "")
-
-    return "\n\n".join(segment(node) for node in keep)
+    return "\n\n".join(statement_source(source, node) for node in tree.body
+                       if _literal_constant(node)
+                       or isinstance(node, KEEP_ALWAYS) and not _course_import(node))
 
 
 def _is_answer_cell(cell: dict) -> bool:

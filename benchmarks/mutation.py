@@ -49,8 +49,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder.exercises import BY_NAME  # noqa: E402
-from autograder.grading import ExerciseResult, given_chunks, grade_exercise  # noqa: E402
+from autograder.grading import (  # noqa: E402
+    ExerciseResult,
+    given_chunks,
+    grade_exercise,
+    timeout_of,
+)
+from autograder.registry import BY_NAME  # noqa: E402
 from autograder.sandbox import run_job  # noqa: E402
 from autograder.submission import read_submission  # noqa: E402
 from tests.grader.reference import reference_submission  # noqa: E402
@@ -378,7 +383,7 @@ def raw_results(exercise, source: str, folder: Path, name: str, seed: int) -> li
     cases = exercise.build(torch.Generator().manual_seed(seed))
     sub = read_submission(_write(folder, name, source))
     outcome = run_job(given_chunks(exercise) + sub.chunks, [c.call for c in cases],
-                      timeout_s=exercise.timeout_s, forbidden=list(exercise.forbidden))
+                      timeout_s=timeout_of(exercise), forbidden=list(exercise.forbidden))
     return outcome.results
 
 
@@ -507,8 +512,8 @@ def run_exercise(name: str, seed: int = 0, parallel: int = 2, limit: int | None 
     baseline = grade(exercise, ref, folder, "reference", seed)
     assert baseline.score == baseline.max_score, [(c.name, c.message) for c in baseline.failures]
     # the cases of one seed are built once; a hang costs a few times the reference's time
-    fast = dataclasses.replace(exercise, build=lambda gen: cases,
-                               timeout_s=min(exercise.timeout_s, 10 + 5 * baseline.seconds))
+    fast = dataclasses.replace(exercise, cases=lambda gen: cases,
+                               timeout_s=min(timeout_of(exercise), 10 + 5 * baseline.seconds))
 
     def one(k_mutant):
         k, mutant = k_mutant

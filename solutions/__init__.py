@@ -1,6 +1,8 @@
 """Reference solutions: the answer key of the course, one module per topic.
 
 Every name of the exercise contract is importable from here: ``from solutions import RMSNorm``.
+Written by ``python course/build.py`` from autograder/registry.py (each exercise's
+reference and ``ALSO_EXPORTED``): change those, not this file.
 """
 
 from solutions.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
@@ -30,14 +32,15 @@ from solutions.llama4 import (
     chunked_attention_mask,
     qk_norm,
 )
-from solutions.model import CachedAttention, GPTConfig, MiniGPT, generate
-from solutions.moe import MoE, dense_moe_forward, load_balancing_loss
+from solutions.model import Block, CachedAttention, GPTConfig, MiniGPT, filter_logits, generate
+from solutions.moe import MoE, dense_moe_forward, load_balancing_loss, route
 from solutions.normalization import RMSNorm
 from solutions.positions import (
     alibi_bias,
     alibi_slopes,
     apply_rope,
     interleaved_to_halves,
+    rope_angles,
     rope_interleaved,
     sinusoidal_positions,
 )
@@ -48,24 +51,24 @@ __all__ = [
     # week 1
     "causal_mask", "scaled_dot_product_attention", "MultiHeadAttention",
     # week 2
-    "BPETokenizer", "GPT2_SPLIT_PATTERN", "merge_pair",
+    "merge_pair", "BPETokenizer", "GPT2_SPLIT_PATTERN",
     # week 3
-    "RMSNorm", "SwiGLU", "swiglu_hidden_dim", "best_activation",
+    "RMSNorm", "SwiGLU", "best_activation", "swiglu_hidden_dim",
     # week 4
-    "apply_rope", "alibi_bias", "alibi_slopes", "rope_interleaved", "interleaved_to_halves",
-    "sinusoidal_positions", "extrapolation_limit",
+    "rope_angles", "apply_rope", "alibi_slopes", "alibi_bias", "extrapolation_limit",
+    "rope_interleaved", "interleaved_to_halves", "sinusoidal_positions",
     # week 5
-    "repeat_kv", "sliding_window_mask", "sliding_window_attention", "Attention",
-    "KVCache", "kv_cache_bytes",
+    "repeat_kv", "sliding_window_mask", "Attention", "kv_cache_bytes", "sliding_window_attention",
+    "KVCache",
     # week 6
-    "MoE", "load_balancing_loss", "dense_moe_forward",
+    "route", "MoE", "load_balancing_loss", "dense_moe_forward",
     # week 7
-    "GPTConfig", "MiniGPT", "generate", "CachedAttention",
+    "Block", "MiniGPT", "filter_logits", "generate", "GPTConfig", "CachedAttention",
     # week 8
     "count_parameters", "chinchilla_loss", "compute_optimal",
     # week 9
-    "MultiHeadLatentAttention", "CachedLatentAttention", "LatentKVCache", "latent_cache_bytes",
-    "decode_from_latents", "absorbed_projections",
-    "DeepSeekMoE", "deepseek_route", "expert_load", "update_routing_bias",
-    "Llama4MoE", "chunked_attention_mask", "ChunkedKVCache", "attention_temperature", "qk_norm",
+    "MultiHeadLatentAttention", "deepseek_route", "DeepSeekMoE", "CachedLatentAttention",
+    "LatentKVCache", "latent_cache_bytes", "decode_from_latents", "absorbed_projections",
+    "expert_load", "update_routing_bias", "Llama4MoE", "chunked_attention_mask", "ChunkedKVCache",
+    "attention_temperature", "qk_norm",
 ]

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
@@ -23,7 +22,7 @@ from autograder.exercises.common import (
     script_call,
     well_formed,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 
 # bf16 keeps 8 significant bits: a correct bf16 attention and one computed in float32 and cast
@@ -439,14 +438,3 @@ def mha_cases(gen: torch.Generator) -> list[Case]:
         _mha_case(gen, "float64 in, float64 out", (1, 4, 16), 4, dtype=torch.float64),
         _mha_future_case(gen),
     ]
-
-
-EXERCISES = [
-    Exercise("causal_mask", 1, "causal_mask", "The causal mask", causal_mask_cases,
-             forbidden=shortcuts.CAUSAL_MASK),
-    Exercise("scaled_dot_product_attention", 1, "scaled_dot_product_attention",
-             "Scaled dot-product attention", sdpa_cases,
-             forbidden=shortcuts.ATTENTION_KERNELS | shortcuts.MULTI_HEAD),
-    Exercise("multi_head_attention", 1, "MultiHeadAttention", "Causal multi-head attention",
-             mha_cases, forbidden=shortcuts.ATTENTION_KERNELS | shortcuts.MULTI_HEAD),
-]

@@ -22,8 +22,7 @@ from itertools import pairwise
 import torch
 
 from autograder.compare import Mismatch, describe, unwrap
-from autograder.exercises import shortcuts
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions.tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, merge_pair
 
 SYMBOL = "BPETokenizer"
@@ -689,9 +688,3 @@ def bpe_cases(gen: torch.Generator) -> list[Case]:
         _no_merge_case(gen, "", 300),
         _no_merge_case(gen, _unicode(gen, 20), 256),
     ]
-
-
-EXERCISES = [
-    Exercise("bpe", 2, SYMBOL, "Byte-level BPE tokenizer", bpe_cases,
-             forbidden=shortcuts.BPE),
-]

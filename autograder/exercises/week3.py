@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch
-from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
@@ -22,7 +21,7 @@ from autograder.exercises.common import (
     script_call,
     well_formed,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import RMSNorm, SwiGLU
 from solutions.experiments import best_activation
 
@@ -423,11 +422,3 @@ def best_activation_cases(gen: torch.Generator) -> list[Case]:
         _best_case("other names, two runs each", other_names),
     ]
 
-
-EXERCISES = [
-    Exercise("rmsnorm", 3, "RMSNorm", "RMSNorm", rmsnorm_cases, forbidden=shortcuts.RMSNORM),
-    Exercise("swiglu", 3, "SwiGLU", "SwiGLU feed-forward", swiglu_cases,
-             forbidden=shortcuts.SWIGLU),
-    Exercise("best_activation", 3, "best_activation", "Reading the activation experiment",
-             best_activation_cases),
-]

@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect_grads,
     expect_inputs_untouched,
@@ -27,7 +26,7 @@ from autograder.exercises.common import (
     script_call,
     well_formed,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import alibi_bias, apply_rope
 from solutions.experiments import extrapolation_limit
 from solutions.positions import ROPE_THETA
@@ -714,12 +713,3 @@ def extrapolation_limit_cases(gen: torch.Generator) -> list[Case]:
                     gen=gen),
     ]
 
-
-EXERCISES = [
-    Exercise("apply_rope", 4, "apply_rope", "Rotary position embedding (RoPE)", rope_cases,
-             forbidden=shortcuts.ROPE),
-    Exercise("alibi_bias", 4, "alibi_bias", "ALiBi attention bias", alibi_cases,
-             forbidden=shortcuts.ALIBI),
-    Exercise("extrapolation_limit", 4, "extrapolation_limit",
-             "Reading the position experiment", extrapolation_limit_cases),
-]

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from autograder.compare import Mismatch, close, describe
-from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_grads,
@@ -22,7 +21,7 @@ from autograder.exercises.common import (
     same_as,
 )
 from autograder.exercises.week1 import device_case
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import Attention, apply_rope, kv_cache_bytes, repeat_kv, sliding_window_mask
 from solutions.positions import ROPE_THETA, rope_interleaved
 
@@ -558,14 +557,3 @@ def kv_cache_bytes_cases(gen: torch.Generator) -> list[Case]:
         _kv_case("no window by default: 32 layers, 8 kv heads, 100,000 tokens",
                  (32, 8, 128, 100_000)),
     ]
-
-
-EXERCISES = [
-    Exercise("repeat_kv", 5, "repeat_kv", "repeat_kv (grouped-query heads)", repeat_kv_cases,
-             forbidden=shortcuts.REPEAT_KV),
-    Exercise("sliding_window_mask", 5, "sliding_window_mask", "The sliding-window mask",
-             sliding_window_mask_cases, forbidden=shortcuts.SLIDING_WINDOW),
-    Exercise("attention", 5, "Attention", "Attention: GQA, RoPE and a sliding window",
-             attention_cases, forbidden=shortcuts.GQA_ATTENTION),
-    Exercise("kv_cache_bytes", 5, "kv_cache_bytes", "KV-cache memory", kv_cache_bytes_cases),
-]

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch, check_tensor, close, describe
-from autograder.exercises import shortcuts
 from autograder.exercises.common import (
     expect,
     expect_inputs_untouched,
@@ -18,7 +17,7 @@ from autograder.exercises.common import (
     run_reference,
     well_formed,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions import MoE, SwiGLU, load_balancing_loss
 
 
@@ -503,11 +502,3 @@ def load_balancing_loss_cases(gen: torch.Generator) -> list[Case]:
         _lbl_balanced_case(gen),
         _lbl_collapsed_case(gen),
     ]
-
-
-EXERCISES = [
-    Exercise("moe", 6, "MoE", "Mixture of experts (top-k routing)", moe_cases,
-             forbidden=shortcuts.MOE),
-    Exercise("load_balancing_loss", 6, "load_balancing_loss", "Load-balancing loss",
-             load_balancing_loss_cases, forbidden=shortcuts.LOAD_BALANCING),
-]

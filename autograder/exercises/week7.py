@@ -1,10 +1,11 @@
 """Week 7 graders: the assembled MiniGPT and ``generate``.
 
-Both are graded with the reference parts of weeks 1-6 and the week's locked code (``GIVEN``),
-so a mistake in an earlier week's part is not charged again here. A MiniGPT is built from a
-``GPTConfig``, which cannot travel to the worker as data, so every case is a grader script
-(``script_call``): it builds the learner's model or calls the learner's ``generate`` in the
-worker and returns plain tensors, which are judged here against the reference.
+Both are graded with the reference parts of weeks 1-6 and the week's locked code (their
+``given`` in autograder/registry.py), so a mistake in an earlier week's part is not charged
+again here. A MiniGPT is built from a ``GPTConfig``, which cannot travel to the worker as
+data, so every case is a grader script (``script_call``): it builds the learner's model or
+calls the learner's ``generate`` in the worker and returns plain tensors, which are judged
+here against the reference.
 """
 
 from __future__ import annotations
@@ -16,22 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises import shortcuts
 from autograder.exercises.common import expect, randn, script_call
-from autograder.grading import Case, Exercise, given_code
+from autograder.grading import Case, given_code
 from solutions.model import GPTConfig, MiniGPT, filter_logits, generate
-
-GIVEN = (
-    "solutions.attention:causal_mask,scaled_dot_product_attention",
-    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope,alibi_slopes,alibi_bias",
-    "solutions.efficient_attention:repeat_kv,sliding_window_mask,sliding_window_attention,"
-    "KVCache,Attention",
-    "solutions.normalization:RMSNorm",
-    "solutions.feedforward:SwiGLU",
-    "solutions.moe:route,MoE,load_balancing_loss",
-    "solutions.model:pairs_side_by_side,rotate_pairs,CachedAttention,GPTConfig,PRESETS,"
-    "RMSNormFunction,FastRMSNorm,make_norm,GeluMLP",
-)
 
 # small enough that a whole grading stays well under a second of CPU
 SMALL = dict(vocab_size=40, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=48,
@@ -740,13 +728,3 @@ def build_generate(gen: torch.Generator) -> list[Case]:
         _sampling_case(gen, "top_p"),
         _defaults_case(gen),
     ]
-
-
-EXERCISES = [
-    Exercise("minigpt", 7, "MiniGPT", "MiniGPT: the assembled model", build_minigpt,
-             given=GIVEN, forbidden=shortcuts.MINIGPT),
-    # with the reference MiniGPT too: `generate` is graded on the reference model, and a
-    # broken MiniGPT cell must not break the definition of `generate` (its annotations)
-    Exercise("generate", 7, "generate", "generate: sampling and the KV cache", build_generate,
-             given=(*GIVEN, "solutions.model:Block,MiniGPT"), forbidden=shortcuts.GENERATE),
-]

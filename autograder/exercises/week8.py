@@ -15,9 +15,8 @@ from dataclasses import replace
 import torch
 
 from autograder.compare import Mismatch
-from autograder.exercises import shortcuts
 from autograder.exercises.common import script_call
-from autograder.grading import Case, Exercise, given_code
+from autograder.grading import Case, given_code
 from solutions.model import PRESETS, GPTConfig
 from solutions.scaling import (
     chinchilla_loss,
@@ -360,13 +359,3 @@ def compute_optimal_cases(gen: torch.Generator) -> list[Case]:
         *[_optimal_case(f"a random budget, {10**x:.3g} FLOPs", 10**x) for x in logs],
         _optimal_case("GPT-3's budget, 3.15e23 FLOPs", 3.15e23),
     ]
-
-
-EXERCISES = [
-    Exercise("count_parameters", 8, "count_parameters", "Exact parameter counts",
-             count_parameters_cases, forbidden=shortcuts.COUNT_PARAMETERS),
-    Exercise("chinchilla_loss", 8, "chinchilla_loss", "The Chinchilla loss",
-             chinchilla_loss_cases),
-    Exercise("compute_optimal", 8, "compute_optimal", "The compute-optimal N and D",
-             compute_optimal_cases),
-]

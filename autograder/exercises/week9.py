@@ -1,10 +1,10 @@
 """Week 9 graders: multi-head latent attention (DeepSeek-V3) and DeepSeekMoE.
 
-Both are graded with the parts of earlier weeks given (``GIVEN``: the week-1 attention, the
-interleaved RoPE of week 4, RMSNorm and SwiGLU of week 3), so a file holding only this week's
-class grades, and a mistake in an earlier part is not charged again. Every known mistake is
-computed here in float64 from the same weights and inputs, and named when a submission's output
-equals it.
+Both are graded with the parts of earlier weeks given (their ``given`` in
+autograder/registry.py: the week-1 attention, the interleaved RoPE of week 4, RMSNorm and SwiGLU
+of week 3), so a file holding only this week's class grades, and a mistake in an earlier part is
+not charged again. Every known mistake is computed here in float64 from the same weights and
+inputs, and named when a submission's output equals it.
 """
 
 from __future__ import annotations
@@ -26,27 +26,10 @@ from autograder.exercises.common import (
     run_reference,
     script_call,
 )
-from autograder.grading import Case, Exercise
+from autograder.grading import Case
 from solutions.deepseek_moe import DeepSeekMoE, deepseek_route
 from solutions.latent_attention import MultiHeadLatentAttention
 from solutions.positions import ROPE_THETA, apply_rope, rope_interleaved
-
-GIVEN_MLA = (
-    "solutions.attention:causal_mask,scaled_dot_product_attention",
-    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope,rope_interleaved",
-    "solutions.normalization:RMSNorm",
-)
-GIVEN_MOE = ("solutions.feedforward:SwiGLU",)
-
-# transformers implements both; the names are refused in the source (and patched in the
-# worker when transformers is loaded there)
-WHY_NOT_HF = ("wrapping transformers' implementation is not allowed: this exercise is to build "
-              "it yourself (the course's tests compare the two)")
-_HF = "transformers.models.deepseek_v3.modeling_deepseek_v3."
-FORBIDDEN_MLA = {_HF + name: WHY_NOT_HF for name in (
-    "DeepseekV3Attention", "apply_rotary_pos_emb_interleave", "DeepseekV3RotaryEmbedding")}
-FORBIDDEN_MOE = {_HF + name: WHY_NOT_HF for name in (
-    "DeepseekV3MoE", "DeepseekV3TopkRouter", "DeepseekV3Experts")}
 
 # bf16 keeps 8 significant bits; correct bf16 attentions written in different orders differ
 # from the float64 result on the same bf16 weights by up to ~2 % (weeks 1 and 5)
@@ -638,11 +621,3 @@ def moe_cases(gen: torch.Generator) -> list[Case]:
                   (1, 4, 16), zero=True),
     ]
 
-
-EXERCISES = [
-    Exercise("multi_head_latent_attention", 9, "MultiHeadLatentAttention",
-             "Multi-head latent attention (DeepSeek-V3)", mla_cases, forbidden=FORBIDDEN_MLA,
-             given=GIVEN_MLA),
-    Exercise("deepseek_moe", 9, "DeepSeekMoE", "DeepSeekMoE: shared and routed experts",
-             moe_cases, forbidden=FORBIDDEN_MOE, given=GIVEN_MOE),
-]

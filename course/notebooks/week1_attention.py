@@ -71,12 +71,12 @@ print(f"torch {torch.__version__}")
 # the mask helpers of `transformers`) are not allowed: the grader refuses them. It also builds
 # your mask on PyTorch's `meta` device, so pass `device` on to the tensor you create.
 
-# %% role="answer" exercise="causal_mask" solution="solutions.attention:causal_mask"
+# %% role="answer" exercise="causal_mask"
 
 # %% [markdown]
 # Run the checks. A failed check tells you what to look at.
 
-# %% role="test" exercise="causal_mask" points=10
+# %% role="test" exercise="causal_mask"
 m = causal_mask(4)
 assert isinstance(m, torch.Tensor), f"causal_mask should return a tensor, got {type(m)}"
 assert m.dtype == torch.bool, (
@@ -122,9 +122,9 @@ print("causal_mask: visible checks passed")
 # grader makes the fused functions raise); you compare with it in a demo below. From week 5 on
 # it is allowed.
 
-# %% role="answer" exercise="scaled_dot_product_attention" solution="solutions.attention:scaled_dot_product_attention"
+# %% role="answer" exercise="scaled_dot_product_attention"
 
-# %% role="test" exercise="scaled_dot_product_attention" points=10
+# %% role="test" exercise="scaled_dot_product_attention"
 def attention_by_loops(q, k, v, mask=None):
     """Attention for 2-D q (T_q, D), k (T_k, D), v (T_k, D_v), one query at a time."""
     rows = []
@@ -204,9 +204,9 @@ print("scaled_dot_product_attention: visible checks passed")
 # **Not allowed:** `nn.MultiheadAttention`, `F.multi_head_attention_forward` and the fused
 # attention functions above: build it from `nn.Linear` and your own functions.
 
-# %% role="answer" exercise="multi_head_attention" solution="solutions.attention:MultiHeadAttention"
+# %% role="answer" exercise="multi_head_attention"
 
-# %% role="test" exercise="multi_head_attention" points=10
+# %% role="test" exercise="multi_head_attention"
 mha = MultiHeadAttention(16, 4)
 shapes = {name: tuple(p.shape) for name, p in mha.named_parameters()}
 expected_shapes = {f"{p}.weight": (16, 16) for p in ("q_proj", "k_proj", "v_proj", "o_proj")}

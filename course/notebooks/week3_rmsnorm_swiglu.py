@@ -61,12 +61,12 @@ print(f"torch {torch.__version__}")
 # times `F.rms_norm` in a cell the grader does not run. The default `eps=1e-6` is graded, on
 # inputs small enough for it to matter.
 
-# %% role="answer" exercise="rmsnorm" solution="solutions.normalization:RMSNorm"
+# %% role="answer" exercise="rmsnorm"
 
 # %% [markdown]
 # Run the checks. A failed check tells you what to look at.
 
-# %% role="test" exercise="rmsnorm" points=10
+# %% role="test" exercise="rmsnorm"
 norm = RMSNorm(8)
 params = dict(norm.named_parameters())
 assert set(params) == {"weight"}, f"RMSNorm needs exactly one parameter, `weight`; got {set(params)}"
@@ -111,9 +111,9 @@ print("RMSNorm: visible checks passed")
 # `F.silu` is allowed (it is just $z\,\sigma(z)$); the ready-made blocks of `transformers`
 # (`LlamaMLP` and the other `...MLP` classes) are not.
 
-# %% role="answer" exercise="swiglu" solution="solutions.feedforward:SwiGLU"
+# %% role="answer" exercise="swiglu"
 
-# %% role="test" exercise="swiglu" points=10
+# %% role="test" exercise="swiglu"
 mlp = SwiGLU(16, 40)
 shapes = {name: tuple(p.shape) for name, p in mlp.named_parameters()}
 expected = {"gate_proj.weight": (40, 16), "up_proj.weight": (40, 16), "down_proj.weight": (16, 40)}
@@ -276,9 +276,9 @@ print(final_losses)
 # seeds it is not a significance test, but when it passes, no seed could have changed the
 # ranking.
 
-# %% role="answer" exercise="best_activation" solution="solutions.experiments:best_activation"
+# %% role="answer" exercise="best_activation"
 
-# %% role="test" exercise="best_activation" points=10
+# %% role="test" exercise="best_activation"
 table = {"relu": [2.00, 2.02], "gelu": [2.10, 2.12], "swiglu": [1.90, 1.93]}
 assert best_activation(table) == ("swiglu", True), (
     f"SwiGLU has the lowest mean and its worst run (1.93) beats every other run; got "

@@ -129,12 +129,12 @@ plt.show()
 
 # %% role="locked" code="solutions.positions:ROPE_THETA,rotate_half"
 
-# %% role="answer" exercise="apply_rope" solution="solutions.positions:rope_angles,apply_rope"
+# %% role="answer" exercise="apply_rope"
 
 # %% [markdown]
 # Run the checks. A failed check tells you what to look at.
 
-# %% role="test" exercise="apply_rope" points=10
+# %% role="test" exercise="apply_rope"
 x = torch.randn(2, 3, 6, 8)
 pos = torch.arange(6)
 y = apply_rope(x, pos)
@@ -312,9 +312,9 @@ print("same scores WITHOUT permuting the weights:",
 # `alibi_bias` is graded. BLOOM's and MPT's `build_alibi_tensor` in `transformers` are not
 # allowed (and use the paper's slopes).
 
-# %% role="answer" exercise="alibi_bias" solution="solutions.positions:alibi_slopes,alibi_bias"
+# %% role="answer" exercise="alibi_bias"
 
-# %% role="test" exercise="alibi_bias" points=10
+# %% role="test" exercise="alibi_bias"
 bias = alibi_bias(8, 5)
 assert isinstance(bias, torch.Tensor), f"alibi_bias should return a tensor, got {type(bias)}"
 assert bias.shape == (8, 5, 5), f"shape should be (H, T, T) = (8, 5, 5), got {tuple(bias.shape)}"
@@ -433,9 +433,9 @@ print(position_losses)
 # (20 % worse than at the training length), is about the smallest change that stands out from
 # the seed noise of the lesson's run; try 1.5 on your results and see what it hides.
 
-# %% role="answer" exercise="extrapolation_limit" solution="solutions.experiments:extrapolation_limit"
+# %% role="answer" exercise="extrapolation_limit"
 
-# %% role="test" exercise="extrapolation_limit" points=10
+# %% role="test" exercise="extrapolation_limit"
 table = {"rope": {64: 2.0, 128: 2.6, 256: 3.2, 512: 4.0},
          "alibi": {64: 2.0, 128: 1.9, 256: 1.9, 512: 2.0},
          "learned": {64: 2.0, 128: math.inf, 256: math.inf, 512: math.inf}}

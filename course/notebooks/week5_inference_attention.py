@@ -83,12 +83,12 @@ print(f"torch {torch.__version__}")
 # after the head axis, `x[:, :, None]`, expands it to `n_rep` (no copy) and reshapes; calling
 # it (`transformers`' `repeat_kv`) is not allowed.
 
-# %% role="answer" exercise="repeat_kv" solution="solutions.efficient_attention:repeat_kv"
+# %% role="answer" exercise="repeat_kv"
 
 # %% [markdown]
 # Run the checks. A failed check tells you what to look at.
 
-# %% role="test" exercise="repeat_kv" points=10
+# %% role="test" exercise="repeat_kv"
 x = torch.randn(2, 3, 5, 4)
 out = repeat_kv(x, 4)
 assert out.shape == (2, 12, 5, 4), f"expected shape (2, 12, 5, 4), got {tuple(out.shape)}"
@@ -139,9 +139,9 @@ print("repeat_kv: visible checks passed")
 # functions of `transformers` are not allowed. As in week 1, the grader checks that the mask
 # is built on the `device` given.
 
-# %% role="answer" exercise="sliding_window_mask" solution="solutions.efficient_attention:sliding_window_mask"
+# %% role="answer" exercise="sliding_window_mask"
 
-# %% role="test" exercise="sliding_window_mask" points=10
+# %% role="test" exercise="sliding_window_mask"
 picture = torch.tensor([[1, 0, 0, 0, 0],
                         [1, 1, 0, 0, 0],
                         [1, 1, 1, 0, 0],
@@ -232,9 +232,9 @@ for w in (1, 4, 16, 50):
 
 # %% role="locked" code="solutions.efficient_attention:KVCache"
 
-# %% role="answer" exercise="attention" solution="solutions.efficient_attention:Attention"
+# %% role="answer" exercise="attention"
 
-# %% role="test" exercise="attention" points=10
+# %% role="test" exercise="attention"
 attn = Attention(dim=64, n_heads=8, n_kv_heads=2, window=4)
 shapes = {name: tuple(p.shape) for name, p in attn.named_parameters()}
 expected = {"q_proj.weight": (64, 64), "k_proj.weight": (16, 64), "v_proj.weight": (16, 64),
@@ -322,9 +322,9 @@ print("Attention: visible checks passed")
 # Check yourself: Llama 2 7B (32 layers, 32 kv heads of 128) caches 524,288 bytes per token
 # at fp16, so its full 4096-token context takes exactly 2 GiB.
 
-# %% role="answer" exercise="kv_cache_bytes" solution="solutions.efficient_attention:kv_cache_bytes"
+# %% role="answer" exercise="kv_cache_bytes"
 
-# %% role="test" exercise="kv_cache_bytes" points=10
+# %% role="test" exercise="kv_cache_bytes"
 got = kv_cache_bytes(32, 32, 128, 1)
 assert isinstance(got, int), f"return an int, got {type(got).__name__}"
 assert got == 524_288, (f"Llama 2 7B, one token: expected 524,288 bytes, got {got:,}"

@@ -83,12 +83,12 @@ print(f"torch {torch.__version__}")
 # `...TopKRouter` classes. `torch.topk`, `F.softmax`, `torch.where` and `index_add_` are the
 # building blocks.
 
-# %% role="answer" exercise="moe" solution="solutions.moe:route,MoE"
+# %% role="answer" exercise="moe"
 
 # %% [markdown]
 # Run the checks. A failed check tells you what to look at.
 
-# %% role="test" exercise="moe" points=10
+# %% role="test" exercise="moe"
 block = MoE(dim=16, hidden_dim=32, n_experts=4, top_k=2)
 shapes = {name: tuple(p.shape) for name, p in block.named_parameters()}
 expected = {"gate.weight": (4, 16)}
@@ -161,9 +161,9 @@ print("MoE: visible checks passed")
 #
 # **Not allowed:** `transformers`' `load_balancing_loss_func`, which computes the same value.
 
-# %% role="answer" exercise="load_balancing_loss" solution="solutions.moe:load_balancing_loss"
+# %% role="answer" exercise="load_balancing_loss"
 
-# %% role="test" exercise="load_balancing_loss" points=10
+# %% role="test" exercise="load_balancing_loss"
 uniform = load_balancing_loss(torch.zeros(8, 4), 4, 2)
 assert isinstance(uniform, Tensor) and uniform.dim() == 0, "return a 0-dimensional tensor"
 assert torch.isclose(uniform, torch.tensor(2.0)), (

@@ -163,7 +163,7 @@ for field in FIELDS:
 # `nn.RMSNorm`, ...); the assembly may not: `nn.TransformerEncoderLayer` and the models and
 # decoder layers of `transformers` (`LlamaForCausalLM`, `...DecoderLayer`) are refused.
 
-# %% role="answer" exercise="minigpt" solution="solutions.model:Block,MiniGPT"
+# %% role="answer" exercise="minigpt"
 
 # %% [markdown]
 # Loading published weights: `from_hf` maps the names and layouts of a `transformers`
@@ -174,7 +174,7 @@ for field in FIELDS:
 # %% role="locked" code="solutions.model:_gpt2_state_dict,_unfuse_experts,from_hf"
 MiniGPT.from_hf = staticmethod(from_hf)
 
-# %% role="test" exercise="minigpt" points=10
+# %% role="test" exercise="minigpt"
 gpt2 = MiniGPT(GPTConfig.preset("tiny_gpt2"))
 keys = set(gpt2.state_dict())
 for key in ("embed_tokens.weight", "embed_positions.weight", "layers.0.input_layernorm.weight",
@@ -298,9 +298,9 @@ for name, cfg in configs.items():
 # (`TopKLogitsWarper`, `TopPLogitsWarper`, ...) are not allowed; `torch.topk`, `sort`,
 # `cumsum` and `torch.multinomial` are the building blocks.
 
-# %% role="answer" exercise="generate" solution="solutions.model:filter_logits,generate"
+# %% role="answer" exercise="generate"
 
-# %% role="test" exercise="generate" points=10
+# %% role="test" exercise="generate"
 logits = torch.log(torch.tensor([[0.5, 0.05, 0.3, 0.15]]))
 kept = lambda out: torch.isfinite(out)[0].tolist()  # noqa: E731
 assert kept(filter_logits(logits, top_k=2)) == [True, False, True, False], "top_k=2"

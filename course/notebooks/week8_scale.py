@@ -144,13 +144,13 @@ print(GPTConfig.preset("llama2_7b"))
 # the checks below do), nor is calling the `parameter_breakdown` given further down. The
 # default `active=False` is graded.
 
-# %% role="answer" exercise="count_parameters" solution="solutions.scaling:count_parameters"
+# %% role="answer" exercise="count_parameters"
 
 # %% [markdown]
 # The checks compare your counts with the sizes of the Hugging Face `transformers`
 # implementations of the same models, instantiated without weights.
 
-# %% role="test" exercise="count_parameters" points=10
+# %% role="test" exercise="count_parameters"
 small = GPTConfig(vocab_size=10, dim=8, n_layers=1, n_heads=2, hidden_dim=16)
 by_hand = 10 * 8 + (4 * 8 * 8) + (3 * 8 * 16) + 3 * 8 + 10 * 8  # emb, attn, mlp, norms, head
 got = count_parameters(small)
@@ -321,9 +321,9 @@ print(f"the attention term equals 6N at T = {palm_even:,.0f} by PaLM's count, "
 # Python floats and, elementwise, for tensors or NumPy arrays of `N` and `D`, which the loss
 # surface below relies on.
 
-# %% role="answer" exercise="chinchilla_loss" solution="solutions.scaling:chinchilla_loss"
+# %% role="answer" exercise="chinchilla_loss"
 
-# %% role="test" exercise="chinchilla_loss" points=10
+# %% role="test" exercise="chinchilla_loss"
 got = float(chinchilla_loss(70e9, 1.4e12))
 expected = 1.69 + 406.4 / 70e9**0.34 + 410.7 / 1.4e12**0.28
 swapped = 1.69 + 406.4 / 70e9**0.28 + 410.7 / 1.4e12**0.34
@@ -351,9 +351,9 @@ print("chinchilla_loss: visible checks passed")
 # grid of $\log N$ (your own, or `scipy.optimize` if you have it: both are allowed). Note
 # that $E$ plays no part: it moves the loss, not its minimum.
 
-# %% role="answer" exercise="compute_optimal" solution="solutions.scaling:compute_optimal"
+# %% role="answer" exercise="compute_optimal"
 
-# %% role="test" exercise="compute_optimal" points=10
+# %% role="test" exercise="compute_optimal"
 for C in [1e19, 5.76e23, 1e25]:
     N, D = compute_optimal(C)
     assert math.isclose(6 * N * D, C, rel_tol=1e-6), (

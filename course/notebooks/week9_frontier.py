@@ -123,9 +123,9 @@ plt.show()
 # 10000.0`, given above), no biases, `norm_eps` for both RMSNorms; `forward(x)` maps
 # `(B, T, dim)` to `(B, T, dim)`.
 
-# %% role="answer" exercise="multi_head_latent_attention" solution="solutions.latent_attention:MultiHeadLatentAttention"
+# %% role="answer" exercise="multi_head_latent_attention"
 
-# %% role="test" exercise="multi_head_latent_attention" points=10
+# %% role="test" exercise="multi_head_latent_attention"
 attn = MultiHeadLatentAttention(dim=32, n_heads=4, q_lora_rank=24, kv_lora_rank=16,
                                 qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=6)
 shapes = {name: tuple(p.shape) for name, p in attn.state_dict().items()}
@@ -284,9 +284,9 @@ print("with RoPE on them, folded == expanded:              ",
 # routed_scaling_factor, norm_topk_prob)` returns the `(N, top_k)` weights and chosen experts;
 # it is part of the exercise, and the experiments below use it.
 
-# %% role="answer" exercise="deepseek_moe" solution="solutions.deepseek_moe:deepseek_route,DeepSeekMoE"
+# %% role="answer" exercise="deepseek_moe"
 
-# %% role="test" exercise="deepseek_moe" points=10
+# %% role="test" exercise="deepseek_moe"
 moe = DeepSeekMoE(dim=16, expert_hidden_dim=12, n_routed_experts=8, n_shared_experts=2, top_k=3,
                   n_group=4, topk_group=2, routed_scaling_factor=2.5)
 params = dict(moe.named_parameters())

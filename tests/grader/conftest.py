@@ -1,33 +1,60 @@
 import dataclasses
-import functools
+import threading
 from pathlib import Path
 
 import pytest
-import torch
 
-from autograder.exercises import BY_NAME
 from autograder.grading import ExerciseResult, grade_exercise
+from autograder.registry import BY_NAME, Exercise
 from autograder.submission import read_submission
 
 
-@functools.cache
-def built_cases(exercise: str, seed: int) -> list:
-    """An exercise's cases for one seed, built once per test session: every catalogue entry
-    is graded on the same hidden inputs, and the checks are pure functions of the result."""
-    return BY_NAME[exercise].build(torch.Generator().manual_seed(seed))
+class Grader:
+    """Grades ``.py`` submissions in the usual isolated workers, all through this process's one
+    warm fork server. An exercise's hidden cases depend only on the seed, so they are built
+    once per (exercise, seed) and shared by every submission graded with that seed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.cases: dict[tuple[str, int], list] = {}
+        self.building: dict[tuple[str, int], threading.Lock] = {}
+        self.lock = threading.Lock()
+        self.files = 0
+
+    def exercise(self, name: str, timeout_s: float | None = None) -> Exercise:
+        exercise = BY_NAME[name]
+        build = exercise.build
+
+        def cached_build(gen):
+            key = (name, gen.initial_seed())
+            with self.lock:
+                lock = self.building.setdefault(key, threading.Lock())
+            with lock:
+                if key not in self.cases:
+                    self.cases[key] = build(gen)
+            return self.cases[key]
+
+        changes = {"cases": cached_build}
+        if timeout_s is not None:
+            changes["timeout_s"] = timeout_s
+        return dataclasses.replace(exercise, **changes)
+
+    def grade(self, code: str, exercise: str, timeout_s: float | None = None,
+              seed: int = 1234) -> ExerciseResult:
+        with self.lock:
+            self.files += 1
+            path = self.folder / f"{self.files}_{exercise}_submission.py"
+        path.write_text(code, encoding="utf-8")
+        return grade_exercise(self.exercise(exercise, timeout_s), read_submission(path),
+                              seed=seed)
+
+
+@pytest.fixture(scope="session")
+def grader(tmp_path_factory) -> Grader:
+    return Grader(tmp_path_factory.mktemp("submissions"))
 
 
 @pytest.fixture
-def grade(tmp_path: Path):
+def grade(grader):
     """Grade ``code`` (a .py submission) for one exercise, in the usual isolated worker."""
-
-    def run(code: str, exercise: str, timeout_s: float | None = None,
-            seed: int = 1234) -> ExerciseResult:
-        path = tmp_path / f"{exercise}_submission.py"
-        path.write_text(code, encoding="utf-8")
-        ex = dataclasses.replace(BY_NAME[exercise], build=lambda gen: built_cases(exercise, seed))
-        if timeout_s is not None:
-            ex = dataclasses.replace(ex, timeout_s=timeout_s)
-        return grade_exercise(ex, read_submission(path), seed=seed)
-
-    return run
+    return grader.grade

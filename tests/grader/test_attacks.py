@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.exercises import BY_NAME
 from autograder.grading import ExerciseResult, grade_submission
+from autograder.registry import BY_NAME
 from autograder.sandbox import active_level
 from autograder.submission import read_submission
 from solutions import feedforward, normalization

@@ -7,9 +7,10 @@ import pkgutil
 
 import pytest
 
-import solutions
 import tests.grader as grader_tests
-from autograder.exercises import BY_NAME
+from autograder.reference import Spec
+from autograder.registry import BY_NAME
+from tests.ahead import selected
 from tests.grader.reference import reference_submission
 
 CATALOGUES = {
@@ -35,11 +36,49 @@ def assert_no_internal_error(result, key) -> None:
         f"{key}: internal grader error: {[(c.name, c.message) for c in result.internal_errors]}")
 
 
+SEEDS = (0, 7)  # the reference is graded with these; the catalogue with the grader's default
+
+
+def submissions(test: str, key: str) -> dict[str, tuple]:
+    """What a test of this module grades: label -> ``Grader.grade``'s arguments (code,
+    exercise, timeout, seed)."""
+    if test == "test_reference_gets_full_marks_with_any_seed":
+        module = Spec.parse(BY_NAME[key].reference).module.removeprefix("solutions.")
+        return {f"{key} reference, seed {seed}": (reference_submission(module), key, None, seed)
+                for seed in SEEDS}
+    if test == "test_correct_variant_gets_full_marks":
+        exercise, code = CORRECT[key]
+        return {key: (code, exercise, None, 1234)}
+    exercise, code, _ = WRONG[key]
+    return {key: (code, exercise, None, 1234)}
+
+
+TESTS = ("test_known_wrong_submission_loses_points", "test_correct_variant_gets_full_marks",
+         "test_reference_gets_full_marks_with_any_seed",
+         "test_handing_the_work_to_a_forbidden_function_scores_zero")
+
+
+@pytest.fixture(scope="module")
+def graded(request, grader, ahead):
+    """``graded(test, key)``: the results of what a test grades. Every submission this
+    session's tests grade is started at once, and graded one per core ahead of its test."""
+    for test in TESTS:
+        for params in selected(request, test):
+            for label, submission in submissions(test, params["key"]).items():
+                ahead.start(("catalogue", label), grader.grade, *submission)
+
+    def results(test: str, key: str) -> dict:
+        return {label: ahead.result(("catalogue", label), grader.grade, *submission)
+                for label, submission in submissions(test, key).items()}
+
+    return results
+
+
 @pytest.mark.grader
 @pytest.mark.parametrize("key", marked(WRONG))
-def test_known_wrong_submission_loses_points(grade, key):
-    exercise, code, phrase = WRONG[key]
-    result = grade(code, exercise)
+def test_known_wrong_submission_loses_points(graded, key):
+    _, _, phrase = WRONG[key]
+    [result] = graded("test_known_wrong_submission_loses_points", key).values()
     assert_no_internal_error(result, key)
     assert result.score < result.max_score, f"{key} got full marks"
     messages = " | ".join(c.message for c in result.failures)
@@ -49,30 +88,25 @@ def test_known_wrong_submission_loses_points(grade, key):
 
 @pytest.mark.grader
 @pytest.mark.parametrize("key", marked(CORRECT))
-def test_correct_variant_gets_full_marks(grade, key):
-    exercise, code = CORRECT[key]
-    result = grade(code, exercise)
+def test_correct_variant_gets_full_marks(graded, key):
+    [result] = graded("test_correct_variant_gets_full_marks", key).values()
     assert_no_internal_error(result, key)
     assert result.score == result.max_score, failures(result)
 
 
 @pytest.mark.grader
-@pytest.mark.parametrize("exercise", [pytest.param(name, marks=getattr(pytest.mark, name))
-                                      for name in BY_NAME])
-def test_reference_gets_full_marks_with_any_seed(grade, exercise):
-    module = getattr(solutions, BY_NAME[exercise].symbol).__module__.removeprefix("solutions.")
-    code = reference_submission(module)
-    for seed in (0, 7):
-        result = grade(code, exercise, seed=seed)
-        assert_no_internal_error(result, exercise)
-        assert result.score == result.max_score, failures(result)
+@pytest.mark.parametrize("key", [pytest.param(name, marks=getattr(pytest.mark, name))
+                                 for name in BY_NAME])
+def test_reference_gets_full_marks_with_any_seed(graded, key):
+    for label, result in graded("test_reference_gets_full_marks_with_any_seed", key).items():
+        assert_no_internal_error(result, label)
+        assert result.score == result.max_score, (label, failures(result))
 
 
 @pytest.mark.grader
 @pytest.mark.parametrize("key", [k for k in WRONG if "torch_kernel" in k or "shortcut" in k])
-def test_handing_the_work_to_a_forbidden_function_scores_zero(grade, key):
-    exercise, code, _ = WRONG[key]
-    result = grade(code, exercise)
+def test_handing_the_work_to_a_forbidden_function_scores_zero(graded, key):
+    [result] = graded("test_known_wrong_submission_loses_points", key).values()
     assert result.score == 0, [(c.name, c.message) for c in result.cases if c.passed]
     assert all("not allowed" in c.message for c in result.cases)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.registry import exercises_of
 from solutions import feedforward, normalization
 from tests.grader.catalogue_week3 import HEADER
 
@@ -16,6 +17,9 @@ RELEASE = ROOT / "course" / "release" / "week3" / "rmsnorm_swiglu.ipynb"
 SOURCE = ROOT / "course" / "source" / "week3" / "rmsnorm_swiglu.ipynb"
 RMSNORM = HEADER + inspect.getsource(normalization)
 SWIGLU = HEADER + inspect.getsource(feedforward)
+WEEK3_POINTS = [e.points for e in exercises_of(3)]
+WEEK3_TOTAL = sum(WEEK3_POINTS)
+FULL = f"{WEEK3_TOTAL:g} / {WEEK3_TOTAL:g}"  # the printed total
 
 pytestmark = pytest.mark.grader
 
@@ -29,7 +33,7 @@ def test_learner_notebook_before_any_work_scores_zero_with_a_clear_message(tmp_p
     proc = grade(RELEASE, "--json", tmp_path / "r.json")
     assert proc.returncode == 0
     result = json.loads((tmp_path / "r.json").read_text())
-    assert result["score"] == 0 and result["max_score"] == 30
+    assert result["score"] == 0 and result["max_score"] == WEEK3_TOTAL
     assert "not implemented yet" in proc.stdout
 
 
@@ -37,11 +41,11 @@ def test_reference_notebook_full_marks_and_gradescope_json(tmp_path):
     out = tmp_path / "results.json"
     proc = grade(SOURCE, "--gradescope", out)
     assert proc.returncode == 0, proc.stderr
-    assert "total" in proc.stdout and "30 / 30" in proc.stdout
+    assert "total" in proc.stdout and FULL in proc.stdout
     results = json.loads(out.read_text())
-    assert results["score"] == 30
+    assert results["score"] == WEEK3_TOTAL
     assert {"name", "score", "max_score", "output", "visibility"} <= set(results["tests"][0])
-    assert [t["score"] for t in results["tests"]] == [10, 10, 10]
+    assert [t["score"] for t in results["tests"]] == WEEK3_POINTS
 
 
 def test_missing_definition_scores_zero_for_that_exercise_only(tmp_path):
@@ -137,10 +141,10 @@ def test_class_folder_gives_a_gradebook_and_per_learner_results(tmp_path, layout
     proc = grade(folder, "--out", out)
     assert proc.returncode == 0, proc.stderr
     rows = gradebook(out)
-    assert list(rows["alice"]) == ["learner", "rmsnorm", "swiglu", "best_activation", "total",
+    assert list(rows["alice"]) == ["learner", *(e.name for e in exercises_of(3)), "total",
                                    "max_total", "problem"]
-    assert {float(row["max_total"]) for row in rows.values()} == {30}
-    assert float(rows["alice"]["total"]) == 30
+    assert {float(row["max_total"]) for row in rows.values()} == {WEEK3_TOTAL}
+    assert float(rows["alice"]["total"]) == WEEK3_TOTAL
     assert float(rows["bob"]["total"]) == float(rows["erin"]["total"]) == 0
     assert float(rows["dave"]["total"]) == 0 and "not a readable" in rows["dave"]["problem"]
     for learner in rows:
@@ -163,7 +167,7 @@ def test_nbgrader_layout_is_recognised_at_every_level(tmp_path):
     for path in (learner, learner / "week3"):
         proc = grade(path, "--out", tmp_path / "grades")
         assert proc.returncode == 0, proc.stderr
-        assert "30 / 30" in proc.stdout and "--out is for a class" in proc.stderr
+        assert FULL in proc.stdout and "--out is for a class" in proc.stderr
     assert not (tmp_path / "grades").exists()
 
 
@@ -173,14 +177,14 @@ def test_the_week_comes_from_week_or_the_folder_and_an_unknown_week_is_refused(t
     nb.write_text(EMPTY_NOTEBOOK)
     proc = grade(nb, "--json", tmp_path / "r.json")  # the week3 folder says which week
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "r.json").read_text())["max_score"] == 30
+    assert json.loads((tmp_path / "r.json").read_text())["max_score"] == WEEK3_TOTAL
 
     loose = tmp_path / "empty.ipynb"
     loose.write_text(EMPTY_NOTEBOOK)
     proc = grade(loose)
     assert proc.returncode == 2 and "pass --week" in proc.stderr
     proc = grade(loose, "--week", "3", "--json", tmp_path / "r.json")
-    assert proc.returncode == 0 and "0 / 30" in proc.stdout
+    assert proc.returncode == 0 and f"0 / {WEEK3_TOTAL:g}" in proc.stdout
 
     for path in (loose, tmp_path):
         proc = grade(path, "--week", "99")
@@ -238,7 +242,8 @@ def test_gradescope_results_follow_its_specification(tmp_path):
         assert proc.returncode == code, proc.stderr
         results = json.loads(out.read_text())
         check(results)
-        assert results["max_score"] == 30 and len(results["tests"]) == 3
+        assert results["max_score"] == WEEK3_TOTAL
+        assert len(results["tests"]) == len(WEEK3_POINTS)
     assert "not a readable Jupyter notebook" in results["output"]
 
 
@@ -262,7 +267,7 @@ def test_the_grading_command_runs_from_anywhere(tmp_path):
     script = Path(sys.executable).parent / "autograder"
     proc = subprocess.run([str(script), "grade", "rmsnorm_swiglu.ipynb"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 0 and "30 / 30" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and FULL in proc.stdout, proc.stderr
     # the notebook's own last cell, in a kernel started in the notebook's folder
     import nbformat
     from nbclient import NotebookClient
@@ -273,7 +278,7 @@ def test_the_grading_command_runs_from_anywhere(tmp_path):
     nb.cells = [last]
     NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(o.get("text", "") for o in nb.cells[0].outputs)
-    assert "30 / 30" in printed, printed
+    assert FULL in printed, printed
 
     bare = subprocess.run([sys.executable, "-S", "-m", "autograder", "grade", "x.ipynb"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60,

@@ -11,14 +11,15 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from autograder.exercises import BY_NAME
 from autograder.grading import Case, ExerciseResult, _judge, grade_submission
+from autograder.registry import BY_NAME
 from autograder.report import as_gradescope, as_json, feedback, internal_warning, table
 from autograder.submission import notebook_submission
 
@@ -133,7 +134,7 @@ def test_internal_errors_reach_the_feedback_the_json_and_the_instructor(monkeypa
         cases[1].check = buggy_check
         return cases
 
-    monkeypatch.setattr(exercise, "build", with_a_bug)
+    monkeypatch.setitem(BY_NAME, "swiglu", dataclasses.replace(exercise, cases=with_a_bug))
     result = grade(week3_notebook(), names=("swiglu",))["swiglu"]
     assert [c.name for c in result.internal_errors] == [result.cases[1].name]
     assert result.score < result.max_score

@@ -73,7 +73,8 @@ def test_script_errors_are_the_usual_error_result(source, error, at):
 
 
 def exercise(build, **kwargs) -> Exercise:
-    return Exercise(name="demo", week=99, symbol="double", title="demo", build=build, **kwargs)
+    return Exercise(week=99, name="demo", title="demo", reference="demo:double", cases=build,
+                    **kwargs)
 
 
 def test_script_result_is_judged_in_the_grader_with_the_learners_location(tmp_path):

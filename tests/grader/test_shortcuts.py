@@ -1,4 +1,4 @@
-"""The library calls each exercise refuses (``autograder/exercises/shortcuts.py``): every
+"""The library calls each exercise refuses (``forbidden`` in autograder/registry.py): every
 torch path names a real function, the worker refuses each one however it is reached, and the
 instructor guide lists every refused name."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.exercises import EXERCISES
+from autograder.registry import EXERCISES
 from autograder.sandbox import run_job
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,6 +10,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.ahead import selected
+
 ROOT = Path(__file__).resolve().parents[2]
 COURSE = ROOT / "course"
 TEXT_SOURCES = sorted((COURSE / "notebooks").glob("week*_*.py"))
@@ -23,10 +25,9 @@ def test_every_text_notebook_is_built():
 
 
 @pytest.mark.notebooks
-def test_committed_notebooks_match_their_sources_and_solutions():
+def test_committed_notebooks_match_their_sources_and_solutions(executed):
     """A notebook and solutions/ cannot drift: the build regenerates both and must agree."""
-    proc = subprocess.run([sys.executable, str(COURSE / "build.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = executed("test_committed_notebooks_match_their_sources_and_solutions", COURSE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -47,27 +48,72 @@ def test_release_notebooks_contain_no_solutions(path):
     assert "raise NotImplementedError()" in text
 
 
-@pytest.mark.notebooks
-@pytest.mark.parametrize("path", RELEASE, ids=lambda p: str(p.relative_to(COURSE)))
-def test_learner_notebook_runs_up_to_its_first_exercise(path):
-    """Everything before the first graded check runs cleanly in a fresh kernel."""
+def errors_before_first_exercise(path: str) -> list[str]:
+    """Execute a notebook's cells before its first graded check in a fresh kernel; return
+    the errors."""
     nb = nbformat.read(path, as_version=4)
     first_test = next(i for i, c in enumerate(nb.cells)
                       if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
     nb.cells = nb.cells[:first_test]
-    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(path.parent)}}).execute()
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(Path(path).parent)}}
+                   ).execute()
+    return [f"{o.ename}: {o.evalue}" for c in nb.cells for o in c.get("outputs", [])
+            if o.output_type == "error"]
+
+
+def run_until_first_exercise(path: Path) -> list[str]:
+    """``errors_before_first_exercise`` in a process of its own, so several run at once."""
+    code = ("import json; from tests.notebooks.test_notebooks import "
+            f"errors_before_first_exercise as run; print(json.dumps(run({str(path)!r})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        return [proc.stderr[-3000:]]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def nbval(path: Path) -> subprocess.CompletedProcess:
+    """COURSE_QUICK=1 shrinks the experiments of weeks 3 and 4 to a few seconds."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", str(path), "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(path.parent), "-o", "addopts=", "-o", "testpaths="],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COURSE_QUICK": "1"},
+    )
+
+
+def build_check(course: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(course / "build.py"), "--check"],
+                          capture_output=True, text=True)
+
+
+# test -> its run, in the order they start: the longest first, so that none starts last
+RUNS = {"test_source_notebook_passes_nbval": nbval,
+        "test_committed_notebooks_match_their_sources_and_solutions": build_check,
+        "test_learner_notebook_runs_up_to_its_first_exercise": run_until_first_exercise}
+
+
+@pytest.fixture(scope="module")
+def executed(request, ahead):
+    """``executed(test, path)``: what a test runs on ``path``. Every run this session's
+    tests need starts at once, one per core (each in processes of its own), the largest
+    notebooks first."""
+    for test, run in RUNS.items():
+        paths = [params.get("path", COURSE) for params in selected(request, test)]
+        for path in sorted(paths, key=lambda p: -p.stat().st_size if p.is_file() else 0):
+            ahead.start((test, path), run, path)
+    return lambda test, path: ahead.result((test, path), RUNS[test], path)
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", RELEASE, ids=lambda p: str(p.relative_to(COURSE)))
+def test_learner_notebook_runs_up_to_its_first_exercise(executed, path):
+    """Everything before the first graded check runs cleanly in a fresh kernel."""
+    errors = executed("test_learner_notebook_runs_up_to_its_first_exercise", path)
     assert not errors
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", SOURCE, ids=lambda p: str(p.relative_to(COURSE)))
-def test_source_notebook_passes_nbval(path):
-    """The instructor version runs top to bottom; its hidden tests grade the reference 100 %.
-    COURSE_QUICK=1 shrinks the experiments of weeks 3 and 4 to a few seconds."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", str(path), "-q", "-p", "no:cacheprovider",
-         "--rootdir", str(path.parent), "-o", "addopts=", "-o", "testpaths="],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COURSE_QUICK": "1"},
-    )
+def test_source_notebook_passes_nbval(executed, path):
+    """The instructor version runs top to bottom; its hidden tests grade the reference 100 %."""
+    proc = executed("test_source_notebook_passes_nbval", path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from autograder import registry
+
 pytestmark = pytest.mark.site
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR = REPO / "site" / "assets" / "vendor"
-WEEKS = range(1, 10)
+WEEKS = [w.number for w in registry.WEEKS]
 WEEK_PAGES = {"lesson": ".md", "notebook": ".ipynb", "quiz": ".md"}
 
 
