@@ -482,7 +482,7 @@ JUSTIFIED: dict[tuple[str, int, str], str] = {
     ("load_balancing_loss", 106, "drop the call .float(...)"):
         "bfloat16 probabilities averaged in bfloat16: within bfloat16 rounding of the float32 "
         "mean, as the bfloat16 case allows (a float32 softmax of bfloat16 logits is right too)",
-    ("minigpt", 319, "float() -> double()"):
+    ("minigpt", 447, "float() -> double()"):
         "the loss computed in float64: the same value (the contract fixes no dtype for it)",
     ("compute_optimal", 110, "/ -> //"):
         "D rounded down to a whole number of tokens: less than one token off (relative 1e-10)",
