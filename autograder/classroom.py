@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from autograder.grading import ExerciseResult, owner, safe_grade
 from autograder.registry import EXERCISES, Exercise
-from autograder.report import as_gradescope, as_json, feedback, table, write_json
+from autograder.report import as_gradescope, as_json, feedback, stops, table, write_json
 from autograder.submission import Submission, SubmissionError, read_submission
 
 CODE_SUFFIXES = (".ipynb", ".py")
@@ -261,7 +261,9 @@ def grade_class(
 
 
 def problems(learner: Learner, results: list[ExerciseResult]) -> list[str]:
-    """The gradebook's ``problem`` column: files that could not be read, and grader bugs."""
+    """The gradebook's ``problem`` column: files that could not be read, exercises whose
+    worker stopped abnormally (an exit, hang, crash, memory blow-up, tampering), and grader
+    bugs."""
     bugs = [f"internal grader error in {r.exercise.name} ({len(r.internal_errors)} cases)"
             for r in results if r.internal_errors]
-    return [*learner.problems, *bugs]
+    return [*learner.problems, *stops(results), *bugs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import torch
 from autograder.compare import Mismatch, unwrap
 from autograder.reference import Spec, given_code
 from autograder.registry import Exercise
-from autograder.sandbox import DEFAULT_TIMEOUT_S, run_job
+from autograder.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, JobOutcome, run_job
 from autograder.submission import Submission
 
 
@@ -46,6 +47,9 @@ class ExerciseResult:
     cases: list[CaseResult]
     notes: list[str] = field(default_factory=list)  # about the submission as a whole
     seconds: float = 0.0
+    # what stopped the worker abnormally (an exit, a hang, a crash, running out of memory)
+    # or showed it was tampered with, in one line; every case then scores zero
+    stopped: str = ""
 
     @property
     def score(self) -> float:
@@ -152,16 +156,25 @@ def _text(value, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _judge(case: Case, result, outcome, index: int) -> tuple[str | None, bool]:
+class Tampered(Exception):
+    """A result that the worker could not have written as it is: missing or malformed."""
+
+
+ZEROED = "the whole exercise scores zero"
+
+
+def _judge(case: Case, result) -> tuple[str | None, bool]:
     """(None if the case passed, else the message for the learner; whether the grader itself
-    failed). Never raises: the result came from the learner's process and may be forged or
-    malformed."""
+    failed). Raises ``Tampered`` for a result that is missing or malformed; never anything
+    else: the result came from the learner's process and may be forged."""
     try:
-        return _judge_result(case, result, outcome, index), False
+        return _judge_result(case, result), False
     except InternalError as exc:
         return f"{INTERNAL}: {_text(exc, 200)}", True
+    except Tampered:
+        raise
     except Exception as exc:
-        return f"the worker's result could not be read ({type(exc).__name__})", False
+        raise Tampered(type(exc).__name__) from exc
 
 
 def _well_formed(call: dict, result: dict) -> bool:
@@ -192,18 +205,15 @@ def _well_formed(call: dict, result: dict) -> bool:
     return True
 
 
-def _judge_result(case: Case, result, outcome, index: int) -> str | None:
-    if result is None:
-        if outcome.stopped_at == index:
-            return f"your code {outcome.stopped} while running this case"
-        return f"not run: the worker {outcome.stopped or 'stopped'} before this case"
+def _judge_result(case: Case, result) -> str | None:
     if not isinstance(result, dict) or type(result.get("ok")) is not bool:
-        return "the worker returned something unreadable"
+        raise Tampered("no result" if result is None else "unreadable")
     if not result["ok"]:
         if "missing" in result:
             return f"no definition of `{_text(result['missing'], 80)}` found in your submission"
         err = result.get("error")
-        err = err if isinstance(err, dict) else {}
+        if not isinstance(err, dict):
+            raise Tampered("an error that is not a dict")
         if err.get("type") == "NotImplementedError":
             return "not implemented yet (your code raises NotImplementedError)"
         at = f" (at {err['at']})" if isinstance(err.get("at"), str) else ""
@@ -216,9 +226,50 @@ def _judge_result(case: Case, result, outcome, index: int) -> str | None:
     except Exception as exc:
         if _well_formed(case.call, data):
             raise InternalError(f"{type(exc).__name__}: {exc}") from exc
-        # malformed data from a tampered worker is a failure, not a grader bug
-        return f"the result could not be checked ({type(exc).__name__}: {exc})"
+        # malformed data from a tampered worker zeroes the exercise; it is not a grader bug
+        raise Tampered(f"{type(exc).__name__}: {exc}") from exc
     return None
+
+
+def _caught_stop(error: dict) -> str:
+    """What an exit, out-of-memory error or oversized result that the worker caught
+    (``error["stop"]``) did, after "your code"."""
+    kind = error.get("stop")
+    what = _text(error.get("type"), 60)
+    message = _text(error.get("message", ""), 120)
+    if kind == "exit":
+        text = f"exited early with sys.exit({message})"
+    elif kind == "too_large":
+        text = message or "returned a result too large to check"
+    elif kind == "memory":
+        asked = re.search(r"tried to allocate (\d+) bytes", str(error.get("message")))
+        text = f"ran out of memory (the limit is {DEFAULT_MEMORY_MB} MB"
+        text += f"; it asked for {int(asked[1]) / 2**20:,.0f} MB more)" if asked else f"; {what})"
+    else:
+        text = f"stopped the program with {what}" + (f": {message}" if message else "")
+    if isinstance(error.get("at"), str):
+        text += f" (at {_text(error['at'], 120)})"
+    return text
+
+
+def stop_reason(outcome: JobOutcome, cases: list[Case]) -> str | None:
+    """Why the worker stopped abnormally, in one line, or None: an exit or out-of-memory error
+    it caught while loading or in a case, else a timeout, a kill or an early exit."""
+    for error in outcome.load_errors:
+        if isinstance(error, dict) and error.get("stop"):
+            return f"your code {_caught_stop(error)} while loading"
+    for case, result in zip(cases, outcome.results, strict=True):
+        error = result.get("error") if isinstance(result, dict) else None
+        if isinstance(error, dict) and error.get("stop"):
+            return f"your code {_caught_stop(error)} while running case '{case.name}'"
+    if not outcome.stopped:
+        return None
+    at = outcome.stopped_at
+    if isinstance(at, int) and 0 <= at < len(cases):
+        where = f"while running case '{cases[at].name}'"
+    else:
+        where = "while loading" if not any(outcome.results) else "while running the cases"
+    return _text(f"your code {outcome.stopped} {where}")
 
 
 def needed_names(exercise: Exercise, cases: list[Case]) -> set[str]:
@@ -253,19 +304,28 @@ def grade_exercise(exercise: Exercise, sub: Submission, seed: int | None = None)
 
     outcome = run_job(given_chunks(exercise) + chunks, [c.call for c in cases],
                       timeout_s=timeout_of(exercise), forbidden=list(exercise.forbidden))
+    stopped = stop_reason(outcome, cases)
     results = []
-    for i, (case, result) in enumerate(zip(cases, outcome.results, strict=True)):
-        message, internal = _judge(case, result, outcome, i)
+    for case, result in zip(cases, outcome.results, strict=True):
+        if stopped:
+            break
+        try:
+            message, internal = _judge(case, result)
+        except Tampered:
+            stopped = (f"the result of case '{case.name}' was missing or malformed (were the "
+                       "worker's files tampered with?)")
+            break
         points = case.points * scale
         results.append(CaseResult(case.name, message is None, points if message is None else 0.0,
                                   points, message or "", internal))
+    if stopped:  # a crash, hang, exit, memory blow-up or tampering: nothing counts
+        results = _zero(exercise, cases, f"{stopped}: {ZEROED}")
     notes = [_text(f"{e.get('where')} raised {e.get('type')}: {e.get('message')}")
-             for e in outcome.load_errors if isinstance(e, dict)]
-    if outcome.stopped and outcome.stopped_at is None:
-        notes.append(f"your code {outcome.stopped} while loading")
+             for e in outcome.load_errors if isinstance(e, dict) and not e.get("stop")]
     if note := given_note(exercise):
         notes.append(note)
-    return ExerciseResult(exercise, results, notes=notes, seconds=time.monotonic() - start)
+    return ExerciseResult(exercise, results, notes=notes, seconds=time.monotonic() - start,
+                          stopped=stopped or "")
 
 
 def owner(subs: list[Submission], exercise: Exercise) -> Submission:

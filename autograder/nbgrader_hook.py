@@ -13,7 +13,8 @@
   notebook; the cells after it stay unrun and the isolated re-grade scores every exercise.
 - ``CsvWithProblems`` is nbgrader's CSV export with a ``problem`` column: why a learner's
   submission could not be graded (a file that is not a notebook), or what happened while it
-  was (the kernel died, an internal grader error).
+  was (the kernel died, an exercise scored zero for an exit or a hang, an internal grader
+  error).
 
 What happened is kept in each autograded notebook's metadata (``autograder.problems``).
 """
@@ -83,11 +84,12 @@ class IsolatedGrades(NbGraderPreprocessor):
         path = resources.get("metadata", {}).get("name", "notebook") + ".ipynb"
         sub = notebook_submission(nb, path)
         results = grade_submission([sub], [BY_NAME[n] for n in cells], parallel=os.cpu_count())
-        from autograder.report import internal_warning
+        from autograder.report import internal_warning, stops
 
         if warning := internal_warning(results, path):
             self.log.warning(warning)
             _problems(nb).append(warning.removeprefix("warning: "))
+        _problems(nb).extend(stops(results))  # exercises zeroed by an exit, a hang, ...
         for result in results:
             cell = cells[result.exercise.name]
             points = float(cell.metadata["nbgrader"]["points"])

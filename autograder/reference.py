@@ -85,13 +85,14 @@ def statement_source(source: str, node: ast.stmt) -> str:
 
 
 def symbol_code(source: str, symbol: str, markers: bool = False) -> str:
-    """One top-level function or class of ``source``; with ``markers``, nbgrader's solution
-    markers go around each function body (after its docstring and ``super().__init__``)."""
-    node = next((n for n in ast.parse(source).body if getattr(n, "name", None) == symbol), None)
+    """One top-level function, class or constant (``ROPE_THETA = 10000.0``, with its line's
+    comment) of ``source``; with ``markers``, nbgrader's solution markers go around each
+    function body (after its docstring and ``super().__init__``)."""
+    node = next((n for n in ast.parse(source).body if symbol in assigned_names(n)), None)
     if node is None:
-        raise ValueError(f"no top-level function or class {symbol!r}")
+        raise ValueError(f"no top-level function, class or constant {symbol!r}")
     text = statement_source(source, node).splitlines()
-    if not markers:
+    if not markers or isinstance(node, (ast.Assign, ast.AnnAssign)):
         return "\n".join(text)
     offset = first_line(node)  # source line number of text[0]
     functions = [node] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else [

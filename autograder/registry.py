@@ -309,19 +309,63 @@ DEEPSEEK_MOE = _paths(tuple(_DEEPSEEK_V3 + name for name in (
 )), _WHY_NOT_HF)
 
 
+# ---------------------------------------------------------------- week 10
+
+# F.log_softmax, F.cross_entropy and gather stay allowed (week 7 taught them): the exercises
+# are which positions count and how they are summed or averaged
+SEQUENCE_LOGPROBS = _paths((
+    "trl.trainer.utils.selective_log_softmax",
+    "trl.trainer.dpo_trainer.DPOTrainer.get_batch_logps",  # TRL before 0.12
+), _why("the log-probabilities of the labels, summed over the response", "F.log_softmax, "
+        "gather and F.cross_entropy(..., reduction='none') are the building blocks"))
+
+SFT_LOSS = _paths((
+    "transformers.loss.loss_utils.ForCausalLMLoss",
+    "trl.SFTTrainer",
+), _why("the masked mean of the cross-entropy", "F.cross_entropy (with ignore_index or on the "
+        "masked rows) and F.log_softmax are the building blocks"))
+
+DPO = _paths((
+    "trl.DPOTrainer",
+    "trl.trainer.dpo_trainer.DPOTrainer",
+    "openrlhf.models.loss.DPOLoss",
+), _why("the DPO loss and its implicit rewards", "F.logsigmoid, F.softplus and "
+        "F.binary_cross_entropy_with_logits are the building blocks"))
+
+# a class is refused at construction, and the layers of both libraries construct these bases,
+# so `peft`'s and `loralib`'s own `Linear` (a name the source check cannot refuse: it is also
+# nn.Linear's) fail in the worker once their module is loaded
+LORA = _paths((
+    "peft.get_peft_model",
+    "peft.inject_adapter_in_model",
+    "peft.LoraConfig",
+    "peft.LoraModel",
+    "peft.PeftModel",
+    "peft.tuners.lora.layer.LoraLayer",
+    "loralib.layers.LoRALayer",
+    "loralib.layers.MergedLinear",
+    "loralib.utils.mark_only_lora_as_trainable",
+), _why("the low-rank adapter and the wrapping and freezing of the model", "nn.Linear, "
+        "nn.init, nn.Dropout, requires_grad_ and named_modules are the building blocks"))
+
+LORA_ALLOWED = ("`nn.Linear`, `nn.init`, `nn.Dropout`, `requires_grad_`, `named_modules`, "
+                "`setattr`; `add_lora` is graded with the reference `LoRALinear`")
+
+
 WEEK1_ALLOWED = ("`torch.softmax`, `masked_fill`, matmul and einsum, `nn.Linear`; the learner's "
                  "own `scaled_dot_product_attention` in `MultiHeadAttention`")
 
 # the reference parts of weeks 1-6 and week 7's locked code: week 7 grades the assembly alone
 WEEK7_GIVEN = (
     "solutions.attention:causal_mask,scaled_dot_product_attention",
-    "solutions.positions:rope_angles,rotate_half,apply_rope",
+    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope,alibi_slopes,alibi_bias",
     "solutions.efficient_attention:repeat_kv,sliding_window_mask,sliding_window_attention,"
-    "Attention",
+    "KVCache,Attention",
     "solutions.normalization:RMSNorm",
     "solutions.feedforward:SwiGLU",
     "solutions.moe:route,MoE,load_balancing_loss",
-    "solutions.model:KVCache,CachedAttention,GPTConfig,PRESETS,make_norm,GeluMLP",
+    "solutions.model:pairs_side_by_side,rotate_pairs,CachedAttention,GPTConfig,PRESETS,"
+    "RMSNormFunction,FastRMSNorm,make_norm,GeluMLP",
 )
 
 WEEKS = [
@@ -354,6 +398,10 @@ WEEKS = [
          "decoupled RoPE, absorption, cache bytes against GQA), fine-grained and shared experts, "
          "sigmoid and group-limited routing, auxiliary-loss-free balancing, multi-token "
          "prediction, Llama 4's chunked attention, NoPE layers and QK-norm"),
+    Week(10, "finetune", "After pretraining",
+         "After pretraining: supervised fine-tuning with a chat format and prompt masking, "
+         "LoRA, preference optimisation with DPO; where RLHF with PPO and Constitutional AI "
+         "fit"),
 ]
 
 EXERCISES = [
@@ -375,7 +423,7 @@ EXERCISES = [
     Exercise(4, "apply_rope", "Rotary position embedding (RoPE)",
              "solutions.positions:rope_angles,apply_rope", "rope_cases", forbidden=ROPE,
              # the notebook's locked rotate_half, for a `.py` holding only the answer
-             given=("solutions.positions:rotate_half",),
+             given=("solutions.positions:ROPE_THETA,rotate_half",),
              allowed="the given `rotate_half`, `torch.cos`, `torch.sin`, `torch.polar`, "
              "`view_as_complex`"),
     Exercise(4, "alibi_bias", "ALiBi attention bias", "solutions.positions:alibi_slopes,alibi_bias",
@@ -391,7 +439,7 @@ EXERCISES = [
              # the week's locked code and its other exercises, for a `.py` that defines only
              # `Attention` and relies on them as the notebook does
              given=("solutions.attention:causal_mask,scaled_dot_product_attention",
-                    "solutions.positions:rope_angles,rotate_half,apply_rope",
+                    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope",
                     "solutions.efficient_attention:repeat_kv,sliding_window_mask,"
                     "sliding_window_attention"),
              allowed="week 1's attention, `F.scaled_dot_product_attention` (with "
@@ -431,7 +479,8 @@ EXERCISES = [
              "solutions.latent_attention:MultiHeadLatentAttention", "mla_cases",
              forbidden=LATENT_ATTENTION,
              given=("solutions.attention:causal_mask,scaled_dot_product_attention",
-                    "solutions.positions:rope_angles,rotate_half,apply_rope,rope_interleaved",
+                    "solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope,"
+                    "rope_interleaved",
                     "solutions.normalization:RMSNorm"),
              allowed="the given parts of weeks 1, 3 and 4 (`scaled_dot_product_attention`, "
              "`RMSNorm`, `rope_interleaved`), `F.scaled_dot_product_attention`, `nn.Linear`"),
@@ -440,6 +489,22 @@ EXERCISES = [
              forbidden=DEEPSEEK_MOE, given=("solutions.feedforward:SwiGLU",),
              allowed="the given `SwiGLU`, `torch.sigmoid`, `torch.topk`, `index_add_`, "
              "`scatter`"),
+    Exercise(10, "sequence_logprobs", "Sequence log-probabilities",
+             "solutions.finetune:sequence_logprobs", forbidden=SEQUENCE_LOGPROBS,
+             allowed="`F.log_softmax`, `gather`, `F.cross_entropy(..., reduction=\"none\")`: "
+             "choosing the positions and summing them is the exercise"),
+    Exercise(10, "sft_loss", "SFT loss with the prompt masked", "solutions.finetune:sft_loss",
+             forbidden=SFT_LOSS, allowed="`F.cross_entropy` (with `ignore_index`, or on the "
+             "masked rows), `F.log_softmax`, `F.nll_loss`"),
+    Exercise(10, "dpo_loss", "DPO loss (sigmoid, conservative label smoothing)",
+             "solutions.finetune:dpo_loss", forbidden=DPO,
+             allowed="`F.logsigmoid`, `F.softplus`, `F.binary_cross_entropy_with_logits`"),
+    Exercise(10, "lora_linear", "LoRALinear: a frozen layer plus B @ A",
+             "solutions.finetune:LoRALinear", forbidden=LORA, allowed=LORA_ALLOWED),
+    # graded with the reference LoRALinear (its case script brings it), so a mistake in the
+    # layer is not charged again here
+    Exercise(10, "add_lora", "add_lora: wrap the targets, freeze the rest",
+             "solutions.finetune:add_lora", forbidden=LORA, allowed=LORA_ALLOWED),
 ]
 
 # Names of the exercise contract that are no exercise's answer, by the week that teaches them:
@@ -447,14 +512,16 @@ EXERCISES = [
 # (course/build.py writes the imports).
 ALSO_EXPORTED: dict[int, tuple[str, ...]] = {
     2: ("solutions.tokenizer:GPT2_SPLIT_PATTERN",),
+    3: ("solutions.feedforward:swiglu_hidden_dim",),
     4: ("solutions.positions:rope_interleaved,interleaved_to_halves,sinusoidal_positions",),
-    5: ("solutions.efficient_attention:sliding_window_attention",),
+    5: ("solutions.efficient_attention:sliding_window_attention,KVCache",),
     6: ("solutions.moe:dense_moe_forward",),
-    7: ("solutions.model:GPTConfig,KVCache,CachedAttention",),
+    7: ("solutions.model:GPTConfig,CachedAttention",),
     9: ("solutions.latent_attention:CachedLatentAttention,LatentKVCache,latent_cache_bytes,"
          "decode_from_latents,absorbed_projections",
          "solutions.deepseek_moe:expert_load,update_routing_bias",
-         "solutions.llama4:Llama4MoE,chunked_attention_mask,attention_temperature,qk_norm"),
+         "solutions.llama4:Llama4MoE,chunked_attention_mask,ChunkedKVCache,"
+         "attention_temperature,qk_norm"),
 }
 
 BY_NAME: dict[str, Exercise] = {e.name: e for e in EXERCISES}

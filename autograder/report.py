@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from autograder.grading import ExerciseResult
+from autograder.grading import ZEROED, ExerciseResult
 from autograder.sandbox import level_used
 
 
@@ -28,9 +28,22 @@ def table(results: list[ExerciseResult], title: str = "") -> str:
         if r.failures or r.notes:
             out.append("")
             out.append(f"{r.exercise.name}: {r.score:g} / {r.max_score:g}")
+            if r.stopped:  # one line says it all: every case has the same message
+                out.append(f"  x {stop_line(r)}")
             out += [f"  ! {note}" for note in r.notes]
-            out += [f"  x {c.name}: {c.message}" for c in r.failures]
+            if not r.stopped:
+                out += [f"  x {c.name}: {c.message}" for c in r.failures]
     return "\n".join(out)
+
+
+def stop_line(result: ExerciseResult) -> str:
+    """The one line that says why an exercise scored zero as a whole (``result.stopped``)."""
+    return f"{result.stopped}: {ZEROED}"
+
+
+def stops(results: list[ExerciseResult]) -> list[str]:
+    """One line per exercise that scored zero because its worker stopped abnormally."""
+    return [f"{r.exercise.name}: {stop_line(r)}" for r in results if r.stopped]
 
 
 def _verdict(case) -> str:
@@ -40,8 +53,11 @@ def _verdict(case) -> str:
 
 
 def feedback(result: ExerciseResult) -> str:
-    lines = [f"{_verdict(c)}  {c.name}" + (f": {c.message}" if c.message else "")
-             for c in result.cases]
+    if result.stopped:
+        lines = [f"FAILED  {stop_line(result)}"]
+    else:
+        lines = [f"{_verdict(c)}  {c.name}" + (f": {c.message}" if c.message else "")
+                 for c in result.cases]
     return "\n".join([*(f"note: {n}" for n in result.notes), *lines])
 
 
@@ -75,6 +91,9 @@ def as_json(results: list[ExerciseResult], path: str | None = None) -> dict:
             {
                 "name": r.exercise.name, "week": r.exercise.week, "title": r.exercise.title,
                 "score": r.score, "max_score": r.max_score, "notes": r.notes,
+                # why the whole exercise scored zero (an exit, hang, crash, memory blow-up,
+                # tampering), or null
+                "stopped": stop_line(r) if r.stopped else None,
                 "seconds": round(r.seconds, 2), "internal_errors": len(r.internal_errors),
                 "cases": [{"name": c.name, "passed": c.passed, "points": round(c.points, 3),
                            "max_points": round(c.max_points, 3), "message": c.message,
@@ -95,6 +114,7 @@ def as_gradescope(results: list[ExerciseResult], problem: str = "") -> dict:
     output = f"{score:g} / {max_score:g} points" + (f" (isolation: {level})" if level else "")
     if problem:
         output = f"{problem}\n{output}"
+    output = "\n".join([output, *stops(results)])
     if internal_errors(results):
         output += ("\nSome cases met an internal grader error (a bug in the grader, not in "
                    "your code) and scored zero: your instructor has been warned.")

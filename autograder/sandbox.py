@@ -54,7 +54,9 @@ class JobOutcome:
 
     results: list[dict | None]
     load_errors: list[dict] = field(default_factory=list)
-    stopped: str | None = None  # why the worker ended early (timeout, crash, exit), or None
+    # why the worker ended early (timeout, killed, exit), or None; an exit the worker caught
+    # itself (``sys.exit``) is in the error of the load or call it stopped, under "stop"
+    stopped: str | None = None
     stopped_at: int | None = None  # index of the call it was running when it stopped
     stdout: str = ""
     stderr: str = ""
@@ -322,8 +324,8 @@ def _load(path: Path):
         return None
     try:
         return torch.load(io.BytesIO(data), weights_only=True)
-    except Exception as exc:  # a file the learner's code forged or truncated
-        return {"ok": False, "error": {"type": "UnreadableResult", "message": str(exc)[:300]}}
+    except Exception:  # a file the learner's code forged or truncated: no "ok", malformed
+        return {"unreadable": True}
 
 
 def run_job(
@@ -360,16 +362,16 @@ def run_job(
         if timed_out:
             stopped = f"timed out after {timeout_s:.0f} s"
         elif lost:
-            stopped = "was stopped: the grading server went away (killed from outside?)"
+            stopped = "was stopped when the grading server went away (killed from outside?)"
         elif returncode is not None and returncode < 0:
             sig = signal.Signals(-returncode).name
             stopped = f"was killed by {sig}"
             if sig == "SIGKILL":
-                stopped += " (most likely it ran out of memory)"
+                stopped += f" (most likely it ran out of memory: the limit is {memory_mb} MB)"
         elif None in results or not finished_loading:
-            stopped = f"exited early with status {returncode} (sys.exit or os._exit?)"
-        if stopped and "MemoryError" in stderr:
-            stopped += f"; memory limit {memory_mb} MB"
+            stopped = f"exited early with status {returncode} (os._exit, or a crash?)"
+        if stopped and "MemoryError" in stderr and "memory" not in stopped:
+            stopped += f" (it ran out of memory: the limit is {memory_mb} MB)"
         stopped_at = None
         if stopped:
             try:

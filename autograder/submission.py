@@ -185,10 +185,23 @@ def _course_import(node: ast.stmt) -> bool:
     return False
 
 
+def _literal_constant(node: ast.stmt) -> bool:
+    """``NAME = <a literal>`` (``ROPE_THETA = 10000.0``): what a definition's default may name."""
+    names = assigned_names(node) if isinstance(node, ast.Assign) else set()
+    if not names or any(name.startswith("__") for name in names):
+        return False
+    try:
+        ast.literal_eval(node.value)
+    except ValueError:
+        return False
+    return True
+
+
 def _definitions_only(source: str) -> str:
     tree = ast.parse(source)
     return "\n\n".join(statement_source(source, node) for node in tree.body
-                       if isinstance(node, KEEP_ALWAYS) and not _course_import(node))
+                       if _literal_constant(node)
+                       or isinstance(node, KEEP_ALWAYS) and not _course_import(node))
 
 
 def _is_answer_cell(cell: dict) -> bool:

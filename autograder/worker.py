@@ -25,22 +25,64 @@ import traceback
 import types
 
 MAX_TEXT = 2000
+MAX_RESULT = 256 * 2**20  # the job's file-size limit (RLIMIT_FSIZE): a result file must fit
+# what torch's CPU allocator says when the address-space limit refuses it memory
+OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "Cannot allocate memory")
 SCRIPT_LABEL = "<grader script>"  # the file name of a grader's script in tracebacks
 _LEARNER_FILES: set[str] = set()  # labels of the submission's chunks (not the given code)
 
 
+def _safe_text(value) -> str | None:
+    """``str(value)``, or None when the learner's ``__str__`` itself fails."""
+    try:
+        text = str(value)
+        return text if isinstance(text, str) else None
+    except BaseException:  # a learner's exception class, whatever its __str__ raises
+        return None
+
+
 def _short_error(exc: BaseException) -> dict:
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    # keep the frames of the learner's code, not ours
-    text = "".join(line for line in tb if "autograder" not in line or "File" not in line)
-    error = {"type": type(exc).__name__, "message": str(exc)[:MAX_TEXT],
-             "traceback": text[-MAX_TEXT:]}
-    # the last frame in the learner's own code: where to look (a script's error may come
-    # from deep inside the learner's model)
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in _LEARNER_FILES]
-    if frames:
-        error["at"] = f"{frames[-1].filename}, line {frames[-1].lineno}, in {frames[-1].name}"
+    error = {"type": _safe_text(type(exc).__name__) or "an exception"}
+    message = _safe_text(exc)
+    if message is None:
+        error["message"] = "(its message could not be shown: its __str__ raised)"
+    else:
+        error["message"] = message[:MAX_TEXT]
+    try:
+        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        # keep the frames of the learner's code, not ours
+        text = "".join(line for line in tb if "autograder" not in line or "File" not in line)
+        error["traceback"] = text[-MAX_TEXT:]
+        # the last frame in the learner's own code: where to look (a script's error may come
+        # from deep inside the learner's model)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if f.filename in _LEARNER_FILES]
+        if frames:
+            error["at"] = f"{frames[-1].filename}, line {frames[-1].lineno}, in {frames[-1].name}"
+    except BaseException:  # the type and message are enough
+        pass
+    stop = _stop_kind(exc)
+    if stop:
+        error["stop"] = stop
     return error
+
+
+def _stop_kind(exc: BaseException) -> str | None:
+    """Why ``exc`` stops the learner's program rather than failing one call: "exit"
+    (``sys.exit``, ``raise SystemExit``), "interrupt" (any other exception that is not an
+    ``Exception``, such as ``KeyboardInterrupt``), "memory" (out of memory); None for an
+    ordinary exception. The grader then scores the whole exercise zero, as it does for a result
+    too large to write ("too_large", see ``_too_large``)."""
+    if isinstance(exc, SystemExit):
+        return "exit"
+    if not isinstance(exc, Exception):
+        return "interrupt"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return "memory"
+    if isinstance(exc, RuntimeError) and any(
+            phrase in (_safe_text(exc) or "") for phrase in OUT_OF_MEMORY):
+        return "memory"
+    return None
 
 
 def _reset_torch_state(torch) -> None:
@@ -58,6 +100,9 @@ def _plain(torch, value):
     if isinstance(value, torch.Tensor):
         if value.is_meta:
             return {"__unsupported__": "a tensor on the meta device"}
+        size = value.numel() * value.element_size()
+        if size > MAX_RESULT:  # not copied: the result says it is too large
+            return {"__too_large__": size}
         return value.detach().as_subclass(torch.Tensor).to("cpu").clone()
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
@@ -183,6 +228,55 @@ def _forbid(torch, paths: list[str], loaded_only: bool = False) -> None:
                 pass
 
 
+def _nbytes(torch, value) -> int:
+    """About the bytes a plain value (as ``_plain`` returns it) takes in a result file."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size() + 1024  # its record in the zip file
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        if isinstance(value.get("__too_large__"), int):
+            return value["__too_large__"]
+        return sum(_nbytes(torch, v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_nbytes(torch, v) for v in value)
+    return 0
+
+
+def _too_large(size: int) -> dict:
+    """The result that stands for one over the file-size limit: a blow-up that stops the
+    worker like running out of memory does."""
+    return {"ok": False, "error": {
+        "type": "ResultTooLarge", "stop": "too_large",
+        "message": "returned a result too large to check (" + (
+            f"{size / 2**20:,.0f} MB; the limit" if size > MAX_RESULT else "over the limit")
+            + f" is {MAX_RESULT // 2**20} MB)"}}
+
+
+def _saver(torch):
+    """Write a result file whole or not at all, with the functions as they were before the
+    learner's code ran (a submission that wraps ``torch.save`` does not reach the results).
+    A result over the file-size limit becomes a small "too large" error instead."""
+    save, replace, getsize = torch.save, os.replace, os.path.getsize
+
+    def write(value, name: str):
+        """Save ``value`` as ``name``.pt; returns what was saved."""
+        size = _nbytes(torch, value)
+        if size > MAX_RESULT:
+            value = _too_large(size)
+        try:
+            save(value, f"{name}.tmp")
+        except Exception:  # stopped by the file-size limit after all: say so; else a bug
+            if getsize(f"{name}.tmp") < MAX_RESULT - 2**20:
+                raise
+            value = _too_large(size)
+            save(value, f"{name}.tmp")
+        replace(f"{name}.tmp", f"{name}.pt")
+        return value
+
+    return write
+
+
 def main(workdir: str) -> None:
     os.chdir(workdir)
     import torch
@@ -191,6 +285,7 @@ def main(workdir: str) -> None:
     job = torch.load("job.pt", weights_only=True)
     forbidden = job.get("forbidden", [])
     _forbid(torch, forbidden)
+    write = _saver(torch)
 
     module = types.ModuleType("submission")
     module.__file__ = os.path.join(workdir, "submission.py")
@@ -204,9 +299,12 @@ def main(workdir: str) -> None:
             exec(code, namespace)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included
             load_errors.append({"where": chunk["label"], **_short_error(exc)})
+            if "stop" in load_errors[-1]:  # an exit or out of memory: the program ends here
+                break
     _forbid(torch, forbidden, loaded_only=True)  # what the submission imported
-    torch.save(load_errors, "load_errors.tmp")
-    os.replace("load_errors.tmp", "load_errors.pt")
+    write(load_errors, "load_errors")
+    if any("stop" in e for e in load_errors):
+        return
 
     for i, call in enumerate(job["calls"]):
         with open("progress", "w") as f:
@@ -216,8 +314,9 @@ def main(workdir: str) -> None:
             result = _run_call(torch, namespace, call)
         except BaseException as exc:
             result = {"ok": False, "error": _short_error(exc)}
-        torch.save(result, f"result_{i}.tmp")
-        os.replace(f"result_{i}.tmp", f"result_{i}.pt")
+        result = write(result, f"result_{i}")
+        if "stop" in result.get("error", {}):  # the rest is not run: the exercise scores zero
+            return
 
 
 def set_limits(memory_mb: int) -> None:
@@ -229,7 +328,7 @@ def set_limits(memory_mb: int) -> None:
     limit = memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 2**20, 256 * 2**20))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_RESULT, MAX_RESULT))
 
 
 def _namespaces():

@@ -7,6 +7,7 @@ optionally nanoGPT's model at the same shapes; and a time-boxed run to a validat
     python benchmarks/train_speed.py --device cuda --compile  # on a GPU, bf16 + torch.compile
     python benchmarks/train_speed.py --train-seconds 60       # shakespeare-char for 60 s
     python benchmarks/train_speed.py --ops                    # two operations, alone
+    python benchmarks/train_speed.py --profile                # per part and per operator
 
 Shapes: nanoGPT's shakespeare-char (6 layers, 6 heads, width 384, block 256, batch 64) and its
 CPU example (4 layers, 4 heads, width 128, block 64, batch 12), vocabulary 65, dropout 0 for
@@ -15,17 +16,26 @@ a dropout mask costs time, so the comparison would not be like for like).
 
 Implementations: "ours GPT-2" is MiniGPT configured as nanoGPT's model (LayerNorm without
 bias, exact GELU MLP, learned positions, tied embeddings, no biases); "ours Llama" is the
-shakespeare_char preset's family (RMSNorm, SwiGLU, RoPE, untied); both with fused attention
-(``use_sdpa``) unless ``--no-sdpa``. nanoGPT's model is imported from the model.py you point
-at, never copied. Every implementation takes the same step: forward and loss, backward,
-gradient clipping at 1.0, AdamW with weight decay on the matrices, zero_grad; on CUDA under
-bf16 autocast with TF32 on. The AdamW is each code's own: ours is ``solutions.train``'s
-``make_optimizer`` (fused on CUDA and on the CPU), nanoGPT's is its ``configure_optimizers``
-(fused on CUDA only). So that the models can be compared apart from the optimizer, nanoGPT's
-model runs a second time with our AdamW ("nanoGPT, our AdamW"; the "same AdamW" column).
+shakespeare_char preset's family (RMSNorm, SwiGLU, RoPE, untied); both with the model's fast
+paths (``fast``: fused attention, RMSNorm and RoPE) unless ``--no-fast``. nanoGPT's model is
+imported from the model.py you point at, never copied. Every implementation takes the same
+step: forward and loss, backward, gradient clipping at 1.0, AdamW with weight decay on the
+matrices, zero_grad; on CUDA under bf16 autocast with TF32 on. The AdamW is each code's own:
+ours is ``solutions.train``'s ``make_optimizer`` (fused on CUDA and on the CPU), nanoGPT's is
+its ``configure_optimizers`` (fused on CUDA only). So that the models can be compared apart
+from the optimizer, nanoGPT's model runs a second time with our AdamW ("nanoGPT, our AdamW";
+the "same AdamW" column).
 The timed steps reuse one random batch (no data loading), come after warm-up steps, and
 alternate between the implementations, so that a busy neighbour on a shared machine slows
-all of them alike; the table shows medians.
+all of them alike; the table shows medians, and "time/GPT-2" the median over rounds of each
+row's step time divided by ours GPT-2's in the same round.
+
+``--profile`` runs the forward and backward passes (no optimizer) of the GPT-2-style and the
+Llama-style model at each shape, alternating: each part alone (embeddings, a norm, an
+attention layer, the same layer without RoPE, an MLP, the final norm with the LM head and the
+loss), timed on the inputs it receives in a real forward pass, and the whole pass; then the
+time of each operator PyTorch dispatches in a whole pass (a ``TorchDispatchMode`` times each
+one as it runs), the median over as many passes.
 
 MFU = (6 N + 12 L H Q T) x tokens/s / peak, nanoGPT's estimate (after PaLM, Chowdhery et al.
 2022, appendix B), with N the weights of the matmuls (every nn.Linear, the LM head included,
@@ -62,9 +72,15 @@ SHAPES = {  # name: (layers, heads, width, block, batch)
     "cpu": (4, 4, 128, 64, 12),
 }
 GPU_PEAKS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+clock = time.perf_counter  # --clock cpu: time.process_time, the CPU time of this process
 
 
-def ours(shape: tuple, style: str, sdpa: bool) -> nn.Module:
+def set_clock(name: str) -> None:
+    global clock
+    clock = time.process_time if name == "cpu" else time.perf_counter
+
+
+def ours(shape: tuple, style: str, fast: bool) -> nn.Module:
     layers, heads, width, block, _ = shape
     common = dict(vocab_size=VOCAB, dim=width, n_layers=layers, n_heads=heads,
                   max_seq_len=block)
@@ -75,8 +91,8 @@ def ours(shape: tuple, style: str, sdpa: bool) -> nn.Module:
         cfg = GPTConfig(**common)  # RMSNorm, SwiGLU, RoPE, untied
     model = MiniGPT(cfg)
     for module in model.modules():
-        if hasattr(module, "use_sdpa"):
-            module.use_sdpa = sdpa
+        if hasattr(module, "fast"):
+            module.fast = fast
     return model
 
 
@@ -161,17 +177,18 @@ def peak_flops(device: torch.device, given: float | None) -> tuple[float, str]:
     return (given, f"given with --peak; {how}") if given else (measured, f"measured: {how}")
 
 
-def speed_rows(shape_names: list[str], device: torch.device, compile: bool, sdpa: bool,
+def speed_rows(shape_names: list[str], device: torch.device, compile: bool, fast: bool,
                steps: int, warmup: int, peak: float, nanogpt_path: Path | None = None,
                ) -> list[dict]:
     """One row per shape and implementation: parameters, median and best step time,
-    tokens/s, MFU and the paired ratios against nanoGPT (see the module docstring)."""
+    tokens/s, MFU and the paired ratios against ours GPT-2 and nanoGPT (see the module
+    docstring)."""
     rows = []
     for shape_name in shape_names:
         shape = SHAPES[shape_name]
         torch.manual_seed(0)
-        models = {"ours GPT-2": (ours(shape, "gpt2", sdpa), our_adamw),
-                  "ours Llama": (ours(shape, "llama", sdpa), our_adamw)}
+        models = {"ours GPT-2": (ours(shape, "gpt2", fast), our_adamw),
+                  "ours Llama": (ours(shape, "llama", fast), our_adamw)}
         if nanogpt_path:
             models["nanoGPT"] = (nanogpt(nanogpt_path, shape), nanogpt_adamw)
             models["nanoGPT, our AdamW"] = (nanogpt(nanogpt_path, shape), our_adamw)
@@ -183,9 +200,9 @@ def speed_rows(shape_names: list[str], device: torch.device, compile: bool, sdpa
         times: dict[str, list[float]] = {name: [] for name in step_fns}
         for _ in range(steps):  # alternate, so that load changes hit every model alike
             for name, step in step_fns.items():
-                start = time.perf_counter()
+                start = clock()
                 step()
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
         tokens = shape[3] * shape[4]
         for name, (model, _) in models.items():
             seconds = statistics.median(times[name])
@@ -195,6 +212,7 @@ def speed_rows(shape_names: list[str], device: torch.device, compile: bool, sdpa
                 "ms_per_step": 1000 * seconds, "best_ms": 1000 * min(times[name]),
                 "tokens_per_s": tokens / seconds,
                 "mfu": flops_per_token(model, shape) * tokens / seconds / peak,
+                "time_gpt2": paired_ratio(times, name, "ours GPT-2"),
                 "vs_nanogpt": paired_ratio(times, "nanoGPT", name),
                 "same_adamw": paired_ratio(times, "nanoGPT, our AdamW", name)})
         del models, step_fns
@@ -206,20 +224,24 @@ def benchmark(args: argparse.Namespace, device: torch.device) -> None:
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"peak {peak / 1e12:.3f} TFLOP/s ({how}); compile={args.compile}, sdpa={args.sdpa}, "
-          f"{args.warmup} warm-up steps, median of {args.steps}\n")
+    print(f"peak {peak / 1e12:.3f} TFLOP/s ({how}); compile={args.compile}, fast={args.fast}, "
+          f"{args.warmup} warm-up steps, median of {args.steps}, {args.clock} clock\n")
     header = (f"{'shape':<17} {'implementation':<19} {'params':>7} {'ms/step':>9} "
-              f"{'best ms':>9} {'tokens/s':>10} {'MFU':>7} {'vs nanoGPT':>10} {'same AdamW':>10}")
+              f"{'best ms':>9} {'tokens/s':>10} {'MFU':>7} {'time/GPT-2':>10} "
+              f"{'vs nanoGPT':>10} {'same AdamW':>10}")
     print(header)
     print("-" * len(header))
-    for r in speed_rows(args.shapes, device, args.compile, args.sdpa, args.steps, args.warmup,
+    for r in speed_rows(args.shapes, device, args.compile, args.fast, args.steps, args.warmup,
                         peak, args.nanogpt):
         print(f"{r['shape']:<17} {r['implementation']:<19} {r['params_M']:>6.2f}M "
               f"{r['ms_per_step']:>9.1f} {r['best_ms']:>9.1f} {r['tokens_per_s']:>10,.0f} "
-              f"{100 * r['mfu']:>6.1f}% {r['vs_nanogpt']:>10} {r['same_adamw']:>10}")
-    print("\nms/step, tokens/s and MFU: medians; best ms: the fastest step; vs nanoGPT: the median"
-          "\nover rounds of nanoGPT's step time divided by this row's (above 1: this row is"
-          "\nfaster); same AdamW: the same against nanoGPT's model with our AdamW")
+              f"{100 * r['mfu']:>6.1f}% {r['time_gpt2']:>10} {r['vs_nanogpt']:>10} "
+              f"{r['same_adamw']:>10}")
+    print("\nms/step, tokens/s and MFU: medians; best ms: the fastest step; time/GPT-2: the median"
+          "\nover rounds of this row's step time divided by ours GPT-2's (above 1: this row is"
+          "\nslower); vs nanoGPT: the median over rounds of nanoGPT's step time divided by this"
+          "\nrow's (above 1: this row is faster); same AdamW: the same against nanoGPT's model"
+          "\nwith our AdamW")
 
 
 def paired_ratio(times: dict[str, list[float]], base: str, name: str) -> str:
@@ -238,23 +260,42 @@ def paired_ms(a, b, rounds: int) -> tuple[float, float, float]:
     ta, tb = [], []
     for _ in range(rounds):
         for fn, times in ((a, ta), (b, tb)):
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     ratio = statistics.median(x / y for x, y in zip(ta, tb, strict=True))
     return 1000 * statistics.median(ta), 1000 * statistics.median(tb), ratio
 
 
-def op_pairs(rows: int, width: int) -> dict[str, tuple]:
+def op_pairs(rows: int, width: int, heads: int, block: int) -> dict[str, tuple]:
     """(A, B) closures, forward + backward: GPT-2's GELU and the exact one; our three q, k, v
-    projections and nanoGPT's one."""
+    projections and nanoGPT's one; SwiGLU's gate and up projections apart and as one matmul
+    on their weights concatenated at each call; the course's RMSNorm and its fast path; RoPE
+    as ``apply_rope`` on the heads of a projection and as ``rotate_pairs`` (pairs side by
+    side, as the fast path's projection emits them)."""
     import torch.nn.functional as F
+
+    from solutions.model import FastRMSNorm, rotate_pairs
+    from solutions.positions import apply_rope, rope_angles
 
     x = torch.randn(rows, 4 * width, requires_grad=True)  # (B*T, hidden): the MLP activation
     grad = torch.randn(rows, 4 * width)
     h = torch.randn(rows, width, requires_grad=True)  # (B*T, dim): attention's input
     apart = [torch.randn(width, width, requires_grad=True) for _ in range(3)]
     joint = torch.randn(3 * width, width, requires_grad=True)
+    hidden = GPTConfig(dim=width, n_heads=heads).hidden_dim  # SwiGLU's width by LLaMA's rule
+    gate, up = (torch.randn(hidden, width, requires_grad=True) for _ in range(2))
+    course, fast = FastRMSNorm(width), FastRMSNorm(width)
+    fast.fast = True
+    T, D = block, width // heads
+    q = torch.randn(rows // T, T, heads, D).transpose(1, 2).requires_grad_()  # (B, H, T, D)
+    q_grad = torch.randn(q.shape)
+    positions = torch.arange(T)
+
+    def rope_fast() -> None:
+        angles = rope_angles(positions, D)  # what rotate computes at each call
+        rotate_pairs(q, angles).backward(q_grad)
+
     return {
         f"GELU: tanh (GPT-2) vs erf, ({rows}, {4 * width})": (
             lambda: F.gelu(x, approximate="tanh").backward(grad),
@@ -262,30 +303,202 @@ def op_pairs(rows: int, width: int) -> dict[str, tuple]:
         f"q, k, v: 3 matmuls vs 1, ({rows}, {width})": (
             lambda: sum(F.linear(h, w).sum() for w in apart).backward(),
             lambda: F.linear(h, joint).sum().backward()),
+        f"gate, up: 2 matmuls vs 1 on cat, ({rows}, {width})": (
+            lambda: (F.silu(F.linear(h, gate)) * F.linear(h, up)).sum().backward(),
+            lambda: (lambda g, u: F.silu(g) * u)(
+                *F.linear(h, torch.cat((gate, up))).chunk(2, dim=-1)).sum().backward()),
+        f"RMSNorm: course vs fast, ({rows}, {width})": (
+            lambda: course(h).backward(h.detach()), lambda: fast(h).backward(h.detach())),
+        f"RoPE: apply_rope vs rotate_pairs, {tuple(q.shape)}": (
+            lambda: apply_rope(q, positions).backward(q_grad), rope_fast),
     }
 
 
 def ops(args: argparse.Namespace) -> None:
     """Timed alone at each shape's activation sizes (at most 2048 rows of the batch): GPT-2's
     tanh GELU against the exact one (``gelu_approximate``: the GPT-2 presets use tanh, ours
-    configured as nanoGPT the exact one, as nanoGPT does), and q, k, v as three matmuls (our
-    ``q_proj``, ``k_proj``, ``v_proj``, transformers' state-dict names) against nanoGPT's one."""
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; forward + backward, "
-          f"medians of {args.steps} alternating runs\n")
-    header = f"{'shape':<17} {'A vs B':<44} {'A ms':>8} {'B ms':>10} {'ratio':>6}"
+    configured as nanoGPT the exact one, as nanoGPT does), q, k, v as three matmuls (our
+    ``q_proj``, ``k_proj``, ``v_proj``, transformers' state-dict names) against nanoGPT's one,
+    and the pieces of the Llama-style model's fast path (see ``op_pairs``)."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
+          f"forward + backward, medians of {args.steps} alternating runs\n")
+    header = f"{'shape':<17} {'A vs B':<46} {'A ms':>8} {'B ms':>10} {'ratio':>6}"
     print(header)
     print("-" * len(header))
     for shape_name in args.shapes:
-        _, _, width, block, batch = SHAPES[shape_name]
-        for name, (a, b) in op_pairs(min(batch * block, 2048), width).items():
+        _, heads, width, block, batch = SHAPES[shape_name]
+        for name, (a, b) in op_pairs(min(batch * block, 2048), width, heads, block).items():
             a_ms, b_ms, ratio = paired_ms(a, b, args.steps)
-            print(f"{shape_name:<17} {name:<44} {a_ms:>8.2f} {b_ms:>10.2f} {ratio:>5.2f}x")
+            print(f"{shape_name:<17} {name:<46} {a_ms:>8.2f} {b_ms:>10.2f} {ratio:>5.2f}x")
     print("\nratio: the median over rounds of A's time / B's (above 1: A is slower)")
+
+
+def module_closures(model: nn.Module, shape: tuple) -> dict[str, tuple[int, object]]:
+    """``{part: (how many, closure)}``: each closure runs that part of ``model`` alone, forward
+    and backward, on the inputs it receives inside a real forward pass (captured by hooks)."""
+    import torch.nn.functional as F
+
+    _, _, _, block, batch = shape
+    g = torch.Generator().manual_seed(0)
+    idx, targets = torch.randint(VOCAB, (2, batch, block), generator=g)  # (B, T) each
+    inputs: dict[str, torch.Tensor] = {}
+    layer = model.layers[0]
+    parts = {"norm": layer.input_layernorm, "attention": layer.self_attn, "mlp": layer.mlp,
+             "head": model.norm}
+    hooks = [m.register_forward_pre_hook(lambda m, a, name=name: inputs.setdefault(
+        name, a[0].detach())) for name, m in parts.items()]
+    with torch.no_grad():
+        model(idx)
+    for hook in hooks:
+        hook.remove()
+
+    def run(fn, x: torch.Tensor):
+        def closure() -> None:
+            leaf = x.clone().requires_grad_()
+            out = fn(leaf)
+            out.backward(torch.ones_like(out) / out.numel())
+        return closure
+
+    def embeddings() -> None:
+        x = model.embed_tokens(idx)
+        if hasattr(model, "embed_positions"):
+            x = x + model.embed_positions(torch.arange(block))
+        x.sum().backward()
+
+    def head(x: torch.Tensor) -> torch.Tensor:
+        logits = model.lm_head(model.norm(x))
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    L = len(model.layers)
+    closures = {
+        "embeddings": (1, embeddings),
+        "norm": (2 * L, run(layer.input_layernorm, inputs["norm"])),
+        "attention": (L, run(layer.self_attn, inputs["attention"])),
+        "mlp": (L, run(layer.mlp, inputs["mlp"])),
+        "final norm, LM head, loss": (1, run(head, inputs["head"])),
+    }
+    if getattr(layer.self_attn, "rope_theta", None) is not None:  # the same layer without RoPE
+        theta = layer.self_attn.rope_theta
+
+        def no_rope(x: torch.Tensor) -> torch.Tensor:
+            layer.self_attn.rope_theta = None
+            try:
+                return layer.self_attn(x)
+            finally:
+                layer.self_attn.rope_theta = theta
+
+        closures["attention without RoPE"] = (L, run(no_rope, inputs["attention"]))
+    return closures
+
+
+def op_times(step) -> dict[str, float]:
+    """Milliseconds per operator (``aten.mm``, ...) over one call of ``step``, forward and
+    backward, on ``clock``: every operator PyTorch dispatches, timed as it runs (each one's
+    own time; a composite operator shows as the operators it is made of)."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpTimer(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ms: Counter[str] = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            start = clock()
+            out = func(*args, **(kwargs or {}))
+            self.ms[str(func.overloadpacket)] += 1000 * (clock() - start)
+            return out
+
+    with OpTimer() as timer:
+        step()
+    return dict(timer.ms)
+
+
+def profile_models(args: argparse.Namespace) -> None:
+    """Where the time of a forward + backward goes, per part of the model and per operator,
+    for the GPT-2-style and the Llama-style model side by side."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
+          f"forward + backward (no optimizer), medians of {args.steps} rounds alternating the "
+          "two models\n")
+    whole = "whole forward + backward"
+    for shape_name in args.shapes:
+        shape = SHAPES[shape_name]
+        layers, heads, width, block, batch = shape
+        torch.manual_seed(0)
+        models = {"GPT-2": ours(shape, "gpt2", args.fast),
+                  "Llama": ours(shape, "llama", args.fast)}
+        closures = {name: module_closures(m, shape) for name, m in models.items()}
+        x, y = torch.randint(VOCAB, (2, batch, block), generator=torch.Generator().manual_seed(0))
+        times: dict[tuple[str, str], list[float]] = {}
+        passes: dict[str, list[dict[str, float]]] = {name: [] for name in models}
+        for round_ in range(args.warmup + args.steps):
+            timed = round_ >= args.warmup
+            for name, model in models.items():
+                for part, (_, fn) in closures[name].items():
+                    fn()  # untimed: the first call after the whole passes pays for memory
+                    start = clock()
+                    fn()
+                    if timed:
+                        times.setdefault((name, part), []).append(clock() - start)
+                model.zero_grad(set_to_none=True)
+                start = clock()
+                model(x, y)[1].backward()
+                if timed:
+                    times.setdefault((name, whole), []).append(clock() - start)
+                    model.zero_grad(set_to_none=True)  # once more, each operator timed
+                    passes[name].append(op_times(lambda m=model, x=x, y=y: m(x, y)[1].backward()))
+                model.zero_grad(set_to_none=True)
+        print(f"{shape_name}: {layers} layers, {heads} heads, width {width}, block {block}, "
+              f"batch {batch}")
+        header = (f"{'part':<27} {'count':>5} {'GPT-2 ms':>9} {'Llama ms':>9} "
+                  f"{'GPT-2 x n':>10} {'Llama x n':>10} {'ratio':>6}")
+        print(header)
+        print("-" * len(header))
+        totals = dict.fromkeys(models, 0.0)
+        for part in [*closures["Llama"], whole]:
+            row = {}
+            for name in models:
+                if (name, part) in times:
+                    count = 1 if part == whole else closures[name][part][0]
+                    ms = 1000 * statistics.median(times[name, part])
+                    row[name] = (count, ms)
+                    if part not in (whole, "attention without RoPE"):
+                        totals[name] += count * ms
+            count = row["Llama"][0]
+            cells = [f"{row[n][1]:.1f}" if n in row else "-" for n in models]
+            sums = [f"{row[n][0] * row[n][1]:.1f}" if n in row else "-" for n in models]
+            ratio = (f"{row['Llama'][1] / row['GPT-2'][1]:.2f}x" if len(row) == 2 else "-")
+            print(f"{part:<27} {count:>5} {cells[0]:>9} {cells[1]:>9} {sums[0]:>10} "
+                  f"{sums[1]:>10} {ratio:>6}")
+        print(f"{'sum of the parts':<27} {'':>5} {'':>9} {'':>9} {totals['GPT-2']:>10.1f} "
+              f"{totals['Llama']:>10.1f} {totals['Llama'] / totals['GPT-2']:>5.2f}x")
+        ops = {name: {op: statistics.median(p.get(op, 0.0) for p in runs)
+                      for op in set().union(*runs)} for name, runs in passes.items()}
+        top = sorted(set(ops["GPT-2"]) | set(ops["Llama"]),
+                     key=lambda op: -max(ops["GPT-2"].get(op, 0), ops["Llama"].get(op, 0)))
+        shown = top[:args.top_ops]
+        print(f"\n{'operator (in the whole pass)':<42} {'GPT-2 ms':>9} {'Llama ms':>9}")
+        print("-" * 62)
+        for op in [*shown, "all other operators", "total"]:
+            if op == "all other operators":
+                cells = [sum(v for o, v in ops[n].items() if o not in shown) for n in models]
+            elif op == "total":
+                cells = [sum(ops[n].values()) for n in models]
+            else:
+                cells = [ops[n].get(op, 0.0) for n in models]
+            short = op.replace("_scaled_dot_product_flash_attention_for_cpu", "flash_attention")
+            print(f"{short:<42} {cells[0]:>9.1f} {cells[1]:>9.1f}")
+        print()
+    print("count: how many of that part a forward pass runs (norm: two per layer; the final one "
+          "is\nin the LM-head row); x n: the median time of one, times the count; ratio: Llama "
+          "/ GPT-2,\nfor one; operators: the median over the rounds of each one's time in the "
+          "whole pass")
 
 
 def time_boxed_run(device: torch.device, seconds: float, max_iters: int = 2500,
                    eval_iters: int = 200, eval_interval: int = 250, compile: bool = False,
-                   sdpa: bool = True, progress: bool = False, preset: str = "shakespeare_char",
+                   fast: bool = True, progress: bool = False, preset: str = "shakespeare_char",
                    target: float = 1.47, **train_overrides) -> dict:
     """Shakespeare-char with every CUDA switch for ``seconds`` of training steps.
 
@@ -294,7 +507,7 @@ def time_boxed_run(device: torch.device, seconds: float, max_iters: int = 2500,
     the second half of the warm-up measures the speed (the first half includes compilation),
     then the cosine is set to end when the time does, at most ``max_iters`` steps (a
     dropout-free model of this size overfits the 1 MB text on long runs). Evaluation time is
-    not counted; compilation is (``compile``; bf16, TF32, fused AdamW and fused attention are
+    not counted; compilation is (``compile``; bf16, TF32, fused AdamW and the fast paths are
     on by default on CUDA). ``preset`` and ``train_overrides`` (TrainConfig fields) shrink
     the run for a dry run on a CPU.
 
@@ -310,13 +523,13 @@ def time_boxed_run(device: torch.device, seconds: float, max_iters: int = 2500,
     torch.manual_seed(1337)
     cfg = TrainConfig(**{**TRAIN_PRESETS["shakespeare_char"], "max_iters": max_iters,
                          "eval_interval": eval_interval, "eval_iters": eval_iters,
-                         "device": str(device), "compile": compile, "sdpa": sdpa,
+                         "device": str(device), "compile": compile, "fast": fast,
                          "time_limit": seconds, **train_overrides})
     model = MiniGPT(GPTConfig.preset(preset, vocab_size=data.vocab_size,
                                      max_seq_len=cfg.block_size))
     trainer = Trainer(model, data, cfg)
-    clock: list[float] = []  # the training time at each evaluation
-    on_eval = lambda t, record: clock.append(t.train_time)
+    eval_times: list[float] = []  # the training time at each evaluation
+    on_eval = lambda t, record: eval_times.append(t.train_time)
     half = max(1, cfg.warmup_iters // 2)  # the first half compiles; the second half measures
     trainer.fit(max_iters=half, progress=progress, callback=on_eval)
     compiled = trainer.train_time
@@ -326,7 +539,7 @@ def time_boxed_run(device: torch.device, seconds: float, max_iters: int = 2500,
     fits = trainer.step + (int(left / per_step) if per_step else 0)
     cfg.max_iters = cfg.lr_decay_iters = max(trainer.step + 1, min(max_iters, fits))
     history = trainer.fit(progress=progress, callback=on_eval)
-    evals = [{**rec, "train_time": t} for rec, t in zip(history, clock, strict=True)]
+    evals = [{**rec, "train_time": t} for rec, t in zip(history, eval_times, strict=True)]
     reached = next((e["train_time"] for e in evals if e["val"] <= target), None)
     return {"evals": evals, "steps": trainer.step, "train_time": trainer.train_time,
             "warmup_ms_per_step": 1000 * per_step, "planned_steps": cfg.max_iters,
@@ -337,7 +550,7 @@ def time_boxed_run(device: torch.device, seconds: float, max_iters: int = 2500,
 def train_to_loss(args: argparse.Namespace, device: torch.device) -> None:
     """``--train-seconds``: :func:`time_boxed_run`, printed."""
     run = time_boxed_run(device, args.train_seconds, args.max_iters, args.eval_iters,
-                         compile=args.compile, sdpa=args.sdpa, progress=args.progress)
+                         compile=args.compile, fast=args.fast, progress=args.progress)
     print(f"warm-up: {run['warmup_ms_per_step']:.1f} ms/step; cosine to min_lr at step "
           f"{run['planned_steps']}")
     print(f"\n{'step':>6} {'seconds':>8} {'train':>7} {'val':>7} {'tokens/s':>10}")
@@ -357,11 +570,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps per implementation")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--compile", action="store_true", help="torch.compile every model")
-    p.add_argument("--sdpa", action=argparse.BooleanOptionalAction, default=True,
-                   help="fused attention in our model (use_sdpa)")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
+                   help="our model's fast paths (fast: fused attention, RMSNorm, RoPE)")
     p.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout or its model.py")
     p.add_argument("--peak", type=float, help="peak FLOP/s for MFU (default: see above)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: time the CPU this process used, not the wall clock (a busy "
+                        "machine's waits drop out; on a GPU use wall)")
     p.add_argument("--train-seconds", type=float,
                    help="instead: train shakespeare-char for this many seconds, report val loss")
     p.add_argument("--max-iters", type=int, default=2500, help="with --train-seconds")
@@ -369,14 +585,20 @@ def main() -> None:
     p.add_argument("--progress", action="store_true", help="with --train-seconds: tqdm bar")
     p.add_argument("--ops", action="store_true",
                    help="instead: time the operations where ours and nanoGPT differ")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: per part and per operator, GPT-2 style against Llama style")
+    p.add_argument("--top-ops", type=int, default=16, help="with --profile: operators shown")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_clock(args.clock)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if args.ops:
         ops(args)
+    elif args.profile:
+        profile_models(args)
     elif args.train_seconds:
         train_to_loss(args, device)
     else:

@@ -11,13 +11,16 @@ it, both in Mistral 7B:
   The cache stops growing at ``w`` tokens and the attention cost grows with ``T * w``, not
   ``T^2``; stacked layers still pass information from further back (receptive field
   ``n_layers * w``).
+
+``Attention.forward`` takes an optional :class:`KVCache`: fed one new token at a time, it
+attends over the cached keys and values of all the tokens before.
 """
 
 import torch
 from torch import Tensor, nn
 
 from solutions.attention import causal_mask, scaled_dot_product_attention
-from solutions.positions import apply_rope
+from solutions.positions import ROPE_THETA, apply_rope
 
 
 def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
@@ -79,20 +82,52 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Te
 
     k, v = with_previous_block(k), with_previous_block(v)
 
-    # query a of block b is at position b*w + a, key c of its 2w keys at (b-1)*w + c
-    a = torch.arange(w, device=q.device)[:, None]
-    c = torch.arange(2 * w, device=q.device)[None, :]
-    offset = w + a - c  # (w, 2w): i - j, the same in every block
-    band = (offset >= 0) & (offset < w)
-    key_pos = torch.arange(n, device=q.device)[:, None] * w - w + c  # (n, 2w)
+    # a block's w queries are the last w of its 2w keys: the last w rows of a (2w, 2w) mask
+    band = sliding_window_mask(2 * w, w, q.device)[w:]  # (w, 2w), the same in every block
+    c = torch.arange(2 * w, device=q.device)
+    key_pos = torch.arange(n, device=q.device)[:, None] * w - w + c  # (n, 2w): (b-1)*w + c
     mask = band & (key_pos >= 0)[:, None, :]  # (n, w, 2w): block 0 has no previous block
 
     y = scaled_dot_product_attention(q, k, v, mask)  # (B, H, n, w, D)
     return y.reshape(B, H, n * w, -1)[:, :, :T]  # (B, H, T, D)
 
 
+class KVCache:
+    """The keys and values one attention layer has seen so far, for token-by-token decoding.
+
+    ``update`` appends the new tokens' keys and values and returns all of them; with a sliding
+    window it then keeps only the last ``window`` (a rolling buffer: older keys can never be
+    attended again, so the cache stops growing at ``window`` tokens, as in Mistral).
+
+    Attributes:
+        k, v: ``(B, H_kv, S, D)`` or None before the first call; keys are stored after RoPE.
+        pos: tokens seen so far, i.e. the position of the next token.
+    """
+
+    def __init__(self, window: int | None = None) -> None:
+        self.window = window
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+        self.pos = 0
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append ``(B, H_kv, T, D)`` keys and values; return the cached ones plus these."""
+        self.pos += k.size(2)
+        if self.k is not None:
+            k, v = torch.cat((self.k, k), dim=2), torch.cat((self.v, v), dim=2)  # (B, H_kv, S, D)
+        keep = k.size(2) if self.window is None else self.window
+        self.k, self.v = k[:, :, -keep:], v[:, :, -keep:]
+        return k, v
+
+
 class Attention(nn.Module):
     """Causal self-attention of LLaMA / Mistral: RoPE, grouped-query heads, optional window.
+
+    ``forward`` takes four steps, each a method, so that a subclass can change one (week 7's
+    ``CachedAttention`` turns RoPE off for GPT-2 and swaps in PyTorch's fused kernels):
+    ``project`` (q, k, v split into heads), ``rotate`` (RoPE on q and k), the KV cache if one
+    is passed, ``attend`` (grouped-query attention under the window mask); then the heads
+    are merged and projected back.
 
     Args:
         dim: model width; ``head_dim = dim // n_heads``.
@@ -109,7 +144,8 @@ class Attention(nn.Module):
         ``o_proj.weight``: ``(dim, n_heads * head_dim)``; no biases.
 
     Shapes:
-        ``x``: ``(B, T, dim)`` -> ``(B, T, dim)``; token ``t`` is at position ``t``.
+        ``x``: ``(B, T, dim)`` -> ``(B, T, dim)``; token ``t`` is at position ``t``, or at
+        ``cache.pos + t`` when a :class:`KVCache` is passed (it is then updated in place).
     """
 
     def __init__(
@@ -118,7 +154,7 @@ class Attention(nn.Module):
         n_heads: int,
         n_kv_heads: int | None = None,
         window: int | None = None,
-        rope_theta: float = 10000.0,
+        rope_theta: float = ROPE_THETA,
     ) -> None:
         super().__init__()
         self.n_heads = n_heads
@@ -133,27 +169,43 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(dim, self.n_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(n_heads * self.head_dim, dim, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        start = 0 if cache is None else cache.pos  # position of the first of the T tokens
+        q, k, v = self.project(x)  # (B, H, T, D), (B, H_kv, T, D), (B, H_kv, T, D)
+        q, k = self.rotate(q, k, torch.arange(start, start + T, device=x.device))
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, H_kv, S, D): S - T cached keys, then the T new ones
+        y = self.attend(q, k, v)  # (B, H, T, D)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))  # heads side by side again
+
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries ``(B, H, T, D)``, keys and values ``(B, H_kv, T, D)``, from ``(B, T, dim)``."""
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return q, k, v
 
-        positions = torch.arange(T, device=x.device)
-        q = apply_rope(q, positions, self.rope_theta)
-        k = apply_rope(k, positions, self.rope_theta)  # (B, H_kv, T, D)
+    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """RoPE on the queries and keys (never the values) of tokens at ``positions`` ``(T,)``."""
+        return apply_rope(q, positions, self.rope_theta), apply_rope(k, positions, self.rope_theta)
 
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Attention of T queries on S >= T keys, the queries being the last T of the S
+        positions (``S > T`` when earlier keys come from a cache).
+
+        Shapes:
+            ``q``: ``(B, H, T, D)``, ``k``, ``v``: ``(B, H_kv, S, D)`` -> ``(B, H, T, D)``.
+        """
         # the cache holds only H_kv heads; the sharing happens here, at attention time
         n_rep = self.n_heads // self.n_kv_heads
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, T, D)
-
-        if self.window is None or T <= self.window:
-            mask = sliding_window_mask(T, self.window, x.device)  # (T, T); the window cuts nothing
-            y = scaled_dot_product_attention(q, k, v, mask)
-        else:
-            y = sliding_window_attention(q, k, v, self.window)  # (B, H, T, D), O(T * w) memory
-        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H * D)
-        return self.o_proj(y)
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
+        T, S = q.size(2), k.size(2)
+        if self.window is not None and T == S > self.window:  # a long prompt: O(T * w) memory
+            return sliding_window_attention(q, k, v, self.window)
+        mask = sliding_window_mask(S, self.window, q.device)[S - T:]  # (T, S): the last T rows
+        return scaled_dot_product_attention(q, k, v, mask)
 
 
 def kv_cache_bytes(

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from solutions.attention import causal_mask, scaled_dot_product_attention
 from solutions.normalization import RMSNorm
-from solutions.positions import rope_interleaved
+from solutions.positions import ROPE_THETA, rope_interleaved
 
 
 class MultiHeadLatentAttention(nn.Module):
@@ -71,7 +71,7 @@ class MultiHeadLatentAttention(nn.Module):
         qk_nope_head_dim: int,
         qk_rope_head_dim: int,
         v_head_dim: int,
-        rope_theta: float = 10000.0,
+        rope_theta: float = ROPE_THETA,
         norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
@@ -163,7 +163,7 @@ def _queries(attn: nn.Module, x: Tensor, n_heads: int) -> Tensor:
 
 def decode_from_latents(attn: nn.Module, x: Tensor, cache: LatentKVCache, n_heads: int,
                         qk_nope_head_dim: int, qk_rope_head_dim: int,
-                        rope_theta: float = 10000.0) -> Tensor:
+                        rope_theta: float = ROPE_THETA) -> Tensor:
     """MLA on new tokens ``x`` that attend to themselves and to a :class:`LatentKVCache`, in
     the absorbed form; works on any module with the contract's submodule names.
 

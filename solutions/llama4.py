@@ -21,6 +21,7 @@ transformers 5.25's ``Llama4TextAttention`` rotates interleaved pairs ``(2i, 2i+
 import torch
 from torch import Tensor, nn
 
+from solutions.efficient_attention import KVCache
 from solutions.feedforward import SwiGLU
 
 
@@ -34,6 +35,25 @@ def chunked_attention_mask(seq_len: int, chunk: int, device=None) -> Tensor:
     pos = torch.arange(seq_len, device=device)
     same_chunk = pos[:, None] // chunk == pos[None, :] // chunk
     return same_chunk & (pos[None, :] <= pos[:, None])
+
+
+class ChunkedKVCache(KVCache):
+    """Week 5's :class:`~solutions.efficient_attention.KVCache` for a chunked layer: after
+    each update it keeps only the keys and values of the chunk the next token falls in (none
+    when that token starts a new chunk), so it never holds more than ``chunk - 1`` tokens and
+    the first key it returns always starts a chunk: the mask of ``T`` new queries on those
+    ``S`` keys is then ``chunked_attention_mask(S, chunk)[S - T:]``.
+    """
+
+    def __init__(self, chunk: int) -> None:
+        super().__init__()
+        self.chunk = chunk
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        k, v = super().update(k, v)  # (B, H_kv, S, D): the cached keys, then the new ones
+        keep = self.pos % self.chunk  # the next token's chunk so far
+        self.k, self.v = k[:, :, k.size(2) - keep:], v[:, :, k.size(2) - keep:]
+        return k, v
 
 
 def attention_temperature(positions: Tensor, attn_scale: float = 0.1,

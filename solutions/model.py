@@ -6,6 +6,10 @@ learned positions, tied embeddings, biases), Llama 2 (RMSNorm, SwiGLU, RoPE, GQA
 9, are DeepSeek-V3 (latent attention, DeepSeekMoE) and Llama 4 (chunked and NoPE layers); and
 ``MiniGPT.from_hf`` loads those models' transformers weights. ``generate`` samples from it
 with temperature, top-k and top-p, and decodes with a KV cache.
+
+The attention and RMSNorm layers have a fast path (``fast``, off by default, on in the
+trainer), with the same results up to float rounding: PyTorch's fused kernels, RoPE as one
+complex multiplication, and on a CPU RMSNorm's backward written out by hand.
 """
 
 import math
@@ -19,73 +23,79 @@ from solutions.attention import scaled_dot_product_attention
 from solutions.deepseek_moe import DeepSeekMoE
 from solutions.efficient_attention import (
     Attention,
+    KVCache,
     repeat_kv,
-    sliding_window_attention,
     sliding_window_mask,
 )
 from solutions.feedforward import SwiGLU
 from solutions.latent_attention import CachedLatentAttention
-from solutions.llama4 import Llama4MoE, attention_temperature, qk_norm
+from solutions.llama4 import (
+    ChunkedKVCache,
+    Llama4MoE,
+    attention_temperature,
+    chunked_attention_mask,
+    qk_norm,
+)
 from solutions.moe import MoE
 from solutions.normalization import RMSNorm
-from solutions.positions import apply_rope, rope_interleaved
+from solutions.positions import ROPE_THETA, alibi_bias, rope_angles, rope_interleaved
 
 
-class KVCache:
-    """The keys and values one attention layer has seen so far, for token-by-token decoding.
+def pairs_side_by_side(n_heads: int, head_dim: int) -> Tensor:
+    """Each head's rows ``[0, D/2, 1, D/2 + 1, ...]``: the order that puts each RoPE pair
+    ``(p, p + D/2)`` side by side (the inverse of week 4's ``interleaved_to_halves``).
 
-    ``update`` appends the new tokens' keys and values and returns all of them; with a sliding
-    window it then keeps only the last ``window`` (a rolling buffer: older keys can never be
-    attended again, so the cache stops growing at ``window`` tokens, as in Mistral); with
-    chunked attention (Llama 4) only the keys of the current chunk.
-
-    Attributes:
-        k, v: ``(B, H_kv, S, D)`` or None before the first call; keys are stored after RoPE.
-        pos: tokens seen so far, i.e. the position of the next token.
+    Shapes:
+        returns ``(n_heads * head_dim,)``, indices into the rows of a q or k projection.
     """
+    half = torch.arange(head_dim // 2)
+    per_head = torch.stack((half, half + head_dim // 2), dim=-1).flatten()  # (D,)
+    return (torch.arange(n_heads)[:, None] * head_dim + per_head).flatten()
 
-    def __init__(self, window: int | None = None, chunk: int | None = None) -> None:
-        self.window, self.chunk = window, chunk
-        self.k: Tensor | None = None
-        self.v: Tensor | None = None
-        self.pos = 0
 
-    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Append ``(B, H_kv, T, D)`` keys and values; return the cached ones plus these."""
-        self.pos += k.size(2)
-        if self.k is not None:
-            k, v = torch.cat((self.k, k), dim=2), torch.cat((self.v, v), dim=2)  # (B, H_kv, S, D)
-        keep = k.size(2) if self.window is None else min(self.window, k.size(2))
-        if self.chunk is not None:  # the next token starts, or continues, a chunk
-            keep = self.pos % self.chunk
-        self.k, self.v = k[:, :, k.size(2) - keep:], v[:, :, k.size(2) - keep:]
-        return k, v
+def rotate_pairs(x: Tensor, angles: Tensor) -> Tensor:
+    """RoPE on ``x`` whose pairs sit side by side: each pair ``(a, b)`` is the complex number
+    ``a + ib``, and turning it by ``angle`` is multiplying by ``e^(i angle)``, one operation
+    forward and one backward (``apply_rope`` takes about five of each). Computed in float32.
 
+    Shapes:
+        ``x``: ``(..., T, D)``, ``angles``: ``(T, D/2)`` -> ``(..., T, D)``, dtype of ``x``.
+    """
+    turn = torch.polar(torch.ones_like(angles), angles)  # (T, D/2): e^(i angle)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (..., T, D/2), no copy
+    return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
 
 
 class CachedAttention(Attention):
-    """Week 5's :class:`Attention`, with what a whole model needs: biases (GPT-2), no rotary
-    embedding (``rope_theta=None``: GPT-2 adds learned positions to the embeddings instead),
-    and a :class:`KVCache` for decoding one token at a time.
+    """Week 5's :class:`Attention` (with its KV cache) and what a whole model needs: biases
+    (GPT-2), no rotary embedding (``rope_theta=None``: GPT-2 adds learned positions to the
+    embeddings instead), and a fast path.
 
-    Llama 4's options (week 9): ``rope_pairs="interleaved"`` rotates pairs ``(2i, 2i+1)``;
-    ``chunk`` lets a query see only the earlier keys of its own chunk of ``chunk`` tokens;
+    ``fast`` (a class attribute; the trainer's ``fast`` switch sets it per module) swaps in
+    faster steps with the same results up to float rounding. ``project`` and ``rotate``: RoPE
+    as one complex multiplication (``rotate_pairs``), which wants each rotated pair side by
+    side in memory, so the rows of ``q_proj`` and ``k_proj`` are read in that order (no
+    q . k changes: queries and keys are reordered alike); not under ``torch.compile``, which
+    fuses the plain form and has no complex numbers. ``attend``: PyTorch's fused
+    ``F.scaled_dot_product_attention``. The cache then holds keys in the reordered layout:
+    set ``fast`` between generations, not during one.
+
+    Llama 4's options (week 9), in ``rotate`` and ``attend``: ``rope_pairs="interleaved"``
+    rotates pairs ``(2i, 2i+1)`` (already side by side: the fast path reorders nothing);
     ``qk_norm_eps`` RMS-normalises each head's queries and keys (no weight) after RoPE;
     ``attn_scale`` multiplies the queries by :func:`~solutions.llama4.attention_temperature`
-    of their positions (with ``floor_scale``), on the layers without RoPE.
+    of their positions (with ``floor_scale``), on the layers without RoPE; ``chunk`` lets a
+    query see only the earlier keys of its own chunk of ``chunk`` tokens.
+
+    ``alibi`` (week 4's ALiBi, with ``rope_theta=None``): ``alibi_bias`` is added to the
+    scores, a penalty growing with the distance to each key, with one slope per head; it
+    needs no table of positions, so like RoPE and no positions at all it runs on sequences of
+    any length.
 
     State dict: as :class:`Attention`; with ``bias``, also ``{q,k,v,o}_proj.bias``.
-
-    ``use_sdpa`` (a class attribute; the trainer's ``sdpa`` switch sets it per module) runs
-    PyTorch's fused ``F.scaled_dot_product_attention`` instead of the course's own attention
-    when no cache is passed: the same result to float32 rounding, faster and lighter.
-
-    Shapes:
-        ``x``: ``(B, T, dim)`` -> ``(B, T, dim)``; token ``t`` is at position ``t``, or at
-        ``cache.pos + t`` when a cache is passed (it is then updated in place).
     """
 
-    use_sdpa: bool = False
+    fast: bool = False
 
     def __init__(
         self,
@@ -93,17 +103,17 @@ class CachedAttention(Attention):
         n_heads: int,
         n_kv_heads: int | None = None,
         window: int | None = None,
-        rope_theta: float | None = 10000.0,
+        rope_theta: float | None = ROPE_THETA,
         bias: bool = False,
         rope_pairs: str = "halves",
         chunk: int | None = None,
         qk_norm_eps: float | None = None,
         attn_scale: float = 0.0,
         floor_scale: int = 8192,
+        alibi: bool = False,
     ) -> None:
         super().__init__(dim, n_heads, n_kv_heads, window)
-        self.rope_theta = rope_theta
-        self.rope = rope_interleaved if rope_pairs == "interleaved" else apply_rope
+        self.rope_theta, self.rope_pairs, self.alibi = rope_theta, rope_pairs, alibi
         self.chunk, self.qk_norm_eps = chunk, qk_norm_eps
         self.attn_scale, self.floor_scale = attn_scale, floor_scale
         if bias:
@@ -111,65 +121,77 @@ class CachedAttention(Attention):
                 old = getattr(self, name)
                 setattr(self, name, nn.Linear(old.in_features, old.out_features, bias=True))
 
-    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        B, T, _ = x.shape
-        start = 0 if cache is None else cache.pos  # position of the first of the T tokens
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+    def _complex_rope(self) -> bool:
+        return self.fast and self.rope_theta is not None and not torch.compiler.is_compiling()
 
-        positions = torch.arange(start, start + T, device=x.device)
-        if self.rope_theta is not None:
-            q = self.rope(q, positions, self.rope_theta)
-            k = self.rope(k, positions, self.rope_theta)  # (B, H_kv, T, D)
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if not (self._complex_rope() and self.rope_pairs == "halves"):
+            return super().project(x)
+        B, T, _ = x.shape
+
+        def heads(proj: nn.Linear, n: int) -> Tensor:  # (B, n, T, D), pairs side by side
+            rows = pairs_side_by_side(n, self.head_dim).to(x.device)
+            bias = None if proj.bias is None else proj.bias[rows]
+            return F.linear(x, proj.weight[rows], bias).view(B, T, n, -1).transpose(1, 2)
+
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return heads(self.q_proj, self.n_heads), heads(self.k_proj, self.n_kv_heads), v
+
+    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        if self._complex_rope():
+            angles = rope_angles(positions, self.head_dim, self.rope_theta)  # (T, D/2), float32
+            q, k = rotate_pairs(q, angles), rotate_pairs(k, angles)
+        elif self.rope_theta is not None and self.rope_pairs == "interleaved":
+            q = rope_interleaved(q, positions, self.rope_theta)
+            k = rope_interleaved(k, positions, self.rope_theta)
+        elif self.rope_theta is not None:  # learned positions (None): nothing to rotate
+            q, k = super().rotate(q, k, positions)
         if self.qk_norm_eps is not None:  # Llama 4: bounded scores, whatever the activations
             q, k = qk_norm(q, self.qk_norm_eps), qk_norm(k, self.qk_norm_eps)
         if self.attn_scale:  # Llama 4's NoPE layers: sharper attention far into the context
             temperature = attention_temperature(positions, self.attn_scale, self.floor_scale)
             q = q * temperature[:, None].to(q.dtype)
-        if cache is not None:
-            k, v = cache.update(k, v)  # (B, H_kv, S, D): S cached keys, the last T of them new
+        return q, k
 
-        # the cache holds only H_kv heads; the sharing happens here, at attention time
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        if self.chunk is None and not self.fast and not self.alibi:
+            return super().attend(q, k, v)
         n_rep = self.n_heads // self.n_kv_heads
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
-
-        S = k.size(2)
-        if self.chunk is not None:  # Llama 4: keys j <= i of the query's own chunk only
-            k_pos = torch.arange(start + T - S, start + T, device=x.device)
-            mask = (k_pos[None, :] <= positions[:, None]) & (
-                k_pos[None, :] // self.chunk == positions[:, None] // self.chunk)  # (T, S)
-            y = scaled_dot_product_attention(q, k, v, mask)
-        elif self.use_sdpa and cache is None:  # fused kernel; a bool mask only when the window cuts
-            cuts = self.window is not None and T > self.window
-            mask = sliding_window_mask(T, self.window, x.device) if cuts else None
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=not cuts)
-        elif S > T:  # decoding with a cache: mask by absolute positions, i - j in [0, window)
-            q_pos = torch.arange(start, start + T, device=x.device)
-            k_pos = torch.arange(start + T - S, start + T, device=x.device)
-            offset = q_pos[:, None] - k_pos[None, :]  # (T, S): i - j
-            mask = (offset >= 0) & (offset < (self.window or S))  # (T, S)
-            y = scaled_dot_product_attention(q, k, v, mask)
-        elif self.window is None or T <= self.window:
-            mask = sliding_window_mask(T, self.window, x.device)  # (T, T); the window cuts nothing
-            y = scaled_dot_product_attention(q, k, v, mask)
+        T, S = q.size(2), k.size(2)
+        if self.chunk is not None:  # Llama 4: the first of the S keys starts a chunk (new_cache)
+            mask = chunked_attention_mask(S, self.chunk, q.device)[S - T:]  # (T, S)
+            if not self.fast and not self.alibi:
+                return scaled_dot_product_attention(q, k, v, mask)
+        elif T == S and (self.window is None or T <= self.window) and not self.alibi:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            y = sliding_window_attention(q, k, v, self.window)  # (B, H, T, D), O(T * w) memory
-        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H * D)
-        return self.o_proj(y)
+            mask = sliding_window_mask(S, self.window, q.device)[S - T:]  # (T, S)
+        if self.alibi:  # the queries are the last T of the S positions: the last T rows
+            bias = alibi_bias(self.n_heads, S).to(q.device, q.dtype)[:, S - T:]  # (H, T, S)
+            mask = bias.masked_fill(~mask, float("-inf"))  # a float mask is added to the scores
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def new_cache(self) -> KVCache:
-        return KVCache(self.window, self.chunk)
+        """The cache ``forward`` expects: with ``chunk``, one that keeps only the current
+        chunk's keys, so that the first key it returns always starts a chunk."""
+        return KVCache(self.window) if self.chunk is None else ChunkedKVCache(self.chunk)
 
 
 @dataclass
 class GPTConfig:
     """The architecture of a :class:`MiniGPT`; ``GPTConfig.preset(name)`` gives a named one.
 
-    ``n_kv_heads=None`` means ``n_heads`` (MHA); ``hidden_dim=None`` means ``4 * dim`` for the
-    GELU MLP and LLaMA's ``8/3 * dim`` rounded up to a multiple of 256 for SwiGLU;
-    ``gelu_approximate`` is ``F.gelu``'s argument: GPT-2 was trained with the tanh
-    approximation, which its weights need; the exact GELU is cheaper on a CPU.
+    ``n_kv_heads=None`` means ``n_heads`` (MHA); ``mlp`` is the gated ``"swiglu"`` or a plain
+    MLP with ``"gelu"`` (GPT-2), ``"relu"`` (the original transformer) or ``"silu"``;
+    ``hidden_dim=None`` means ``4 * dim`` for a plain MLP and LLaMA's ``8/3 * dim`` rounded up
+    to a multiple of 256 for SwiGLU (``swiglu_hidden_dim`` gives the width with a plain MLP's
+    parameter count); ``gelu_approximate`` is ``F.gelu``'s argument: GPT-2 was trained with
+    the tanh approximation, which its weights need; the exact GELU is cheaper on a CPU.
+    ``pos``: ``"rope"`` (rotated queries and keys), ``"learned"`` (GPT-2's table of
+    ``max_seq_len`` rows, added to the embeddings: longer inputs raise an error),
+    ``"alibi"`` (a distance penalty on the scores) or ``"none"`` (NoPE: only the causal mask
+    tells order); all but ``"learned"`` run on sequences longer than ``max_seq_len``.
     ``window=None`` is full causal attention; ``n_experts=0`` is a dense MLP (else a MoE of
     SwiGLU experts with ``top_k`` per token); ``bias`` adds biases to the attention, MLP and
     LayerNorms (GPT-2).
@@ -195,10 +217,10 @@ class GPTConfig:
     hidden_dim: int | None = None
     max_seq_len: int = 64
     norm: str = "rmsnorm"  # "rmsnorm" | "layernorm"
-    mlp: str = "swiglu"  # "swiglu" | "gelu"
+    mlp: str = "swiglu"  # "swiglu" | "gelu" | "relu" | "silu"
     gelu_approximate: str = "tanh"  # the GELU MLP's: "tanh" (GPT-2) | "none" (exact, nanoGPT)
-    pos: str = "rope"  # "rope" | "learned"
-    rope_theta: float = 10000.0
+    pos: str = "rope"  # "rope" | "learned" | "alibi" | "none"
+    rope_theta: float = ROPE_THETA
     window: int | None = None
     n_experts: int = 0
     top_k: int = 2
@@ -228,15 +250,17 @@ class GPTConfig:
     floor_scale: int = 8192
 
     def __post_init__(self) -> None:
-        assert self.norm in ("rmsnorm", "layernorm") and self.mlp in ("swiglu", "gelu")
+        assert self.norm in ("rmsnorm", "layernorm"), f"unknown norm {self.norm!r}"
+        assert self.mlp in ("swiglu", "gelu", "relu", "silu"), f"unknown mlp {self.mlp!r}"
+        assert self.pos in ("rope", "learned", "alibi", "none"), f"unknown pos {self.pos!r}"
         assert self.moe in ("mixtral", "deepseek", "llama4")
         assert self.rope_pairs in ("halves", "interleaved")
         assert self.gelu_approximate in ("tanh", "none")
-        assert self.pos in ("rope", "learned") and self.dim % self.n_heads == 0
+        assert self.dim % self.n_heads == 0, "dim must be divisible by n_heads"
         self.n_kv_heads = self.n_kv_heads or self.n_heads
         if self.hidden_dim is None:
             llama = 256 * math.ceil(8 * self.dim / 3 / 256)
-            self.hidden_dim = 4 * self.dim if self.mlp == "gelu" else llama
+            self.hidden_dim = llama if self.mlp == "swiglu" else 4 * self.dim
         self.expert_hidden_dim = self.expert_hidden_dim or self.hidden_dim
 
     @classmethod
@@ -307,30 +331,87 @@ PRESETS: dict[str, dict] = {  # GPTConfig fields; the others keep their defaults
 }
 
 
+class RMSNormFunction(torch.autograd.Function):
+    """RMSNorm of a float32 ``x`` with its backward written out, for the CPU: autograd
+    through the plain formula (and through ``F.rms_norm``, the same chain of small
+    operations there) takes about three times as long.
+
+    With ``x_hat = x * r``, ``r = (mean(x^2) + eps)^(-1/2)`` and ``g = grad * weight``:
+    ``d loss / dx = r * (g - x_hat * mean(g * x_hat))``, ``d loss / d weight = sum(grad *
+    x_hat)`` over every row.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, eps: float) -> Tensor:
+        inv_rms = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)  # (..., 1)
+        x_hat = x * inv_rms
+        ctx.save_for_backward(x_hat, weight, inv_rms)
+        return x_hat * weight
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        x_hat, weight, inv_rms = ctx.saved_tensors
+        g = grad * weight  # d loss / d x_hat
+        dot = (g * x_hat).mean(dim=-1, keepdim=True)  # (..., 1)
+        grad_x = torch.addcmul(g, x_hat, dot, value=-1).mul_(inv_rms)
+        grad_weight = (grad * x_hat).flatten(0, -2).sum(0)  # (dim,)
+        return grad_x, grad_weight, None
+
+
+class FastRMSNorm(RMSNorm):
+    """Week 3's ``RMSNorm`` with a fast path for float32 inputs when ``fast`` is set (like
+    ``CachedAttention.fast``): PyTorch's fused ``F.rms_norm`` on a GPU, ``RMSNormFunction``
+    on a CPU. The same weights, and the same outputs up to float rounding.
+    """
+
+    fast: bool = False
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__(dim, eps)
+        self.eps = eps  # what the fast path reads, whatever the parent names it
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.fast or x.dtype != torch.float32:
+            return super().forward(x)
+        if x.is_cuda:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        return RMSNormFunction.apply(x, self.weight, self.eps)
+
+
 def make_norm(cfg: GPTConfig) -> nn.Module:
-    """The config's normalization layer: ``RMSNorm`` or ``nn.LayerNorm`` (with bias if ``bias``)."""
+    """The config's normalization layer: ``RMSNorm`` (as ``FastRMSNorm``) or ``nn.LayerNorm``
+    (with bias if ``bias``)."""
     if cfg.norm == "rmsnorm":
-        return RMSNorm(cfg.dim, cfg.norm_eps)
+        return FastRMSNorm(cfg.dim, cfg.norm_eps)
     return nn.LayerNorm(cfg.dim, cfg.norm_eps, bias=cfg.bias)
 
 
 class GeluMLP(nn.Module):
-    """GPT-2's feed-forward block: ``down_proj(gelu(up_proj(x)))``; ``approximate="tanh"`` is
-    GPT-2's GELU (transformers' ``gelu_new``), ``"none"`` the exact one (erf).
+    """The plain (ungated) feed-forward block: ``down_proj(act(up_proj(x)))``. ``activation``
+    is ``"gelu"`` (GPT-2's; ``approximate="tanh"`` is GPT-2's GELU, transformers'
+    ``gelu_new``, ``"none"`` the exact one, erf), ``"relu"`` (the original transformer's) or
+    ``"silu"`` (SiLU alone, without SwiGLU's gate).
 
     State dict: ``up_proj.weight`` ``(hidden_dim, dim)``, ``down_proj.weight``
     ``(dim, hidden_dim)``, and their ``.bias`` when ``bias`` (GPT-2's ``c_fc``, ``c_proj``).
     """
 
     def __init__(self, dim: int, hidden_dim: int, bias: bool = True,
-                 approximate: str = "tanh") -> None:
+                 approximate: str = "tanh", activation: str = "gelu") -> None:
         super().__init__()
-        self.approximate = approximate
+        assert activation in ("gelu", "relu", "silu"), f"unknown activation {activation!r}"
+        self.approximate, self.activation = approximate, activation
         self.up_proj = nn.Linear(dim, hidden_dim, bias=bias)
         self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.gelu(self.up_proj(x), approximate=self.approximate))  # (..., dim)
+        h = self.up_proj(x)  # (..., hidden_dim)
+        if self.activation == "gelu":
+            h = F.gelu(h, approximate=self.approximate)
+        else:
+            h = F.relu(h) if self.activation == "relu" else F.silu(h)
+        return self.down_proj(h)  # (..., dim)
+
 
 
 class Block(nn.Module):
@@ -341,7 +422,7 @@ class Block(nn.Module):
 
     State dict: ``input_layernorm.*``, ``self_attn.{q,k,v,o}_proj.*`` (see ``Attention``; or
     those of ``MultiHeadLatentAttention``), ``post_attention_layernorm.*``, ``mlp.*``
-    (``SwiGLU``, ``GeluMLP``, ``MoE``, ``DeepSeekMoE`` or ``Llama4MoE``).
+    (``SwiGLU``, ``GeluMLP`` for gelu/relu/silu, ``MoE``, ``DeepSeekMoE`` or ``Llama4MoE``).
     """
 
     def __init__(self, cfg: GPTConfig, layer: int = 0) -> None:
@@ -357,7 +438,8 @@ class Block(nn.Module):
                 cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.window, cfg.rope_theta if rope else None,
                 bias=cfg.bias, rope_pairs=cfg.rope_pairs, chunk=cfg.chunk if rope else None,
                 qk_norm_eps=cfg.norm_eps if cfg.qk_norm and rope else None,
-                attn_scale=0.0 if rope else cfg.attn_scale, floor_scale=cfg.floor_scale)
+                attn_scale=0.0 if rope else cfg.attn_scale, floor_scale=cfg.floor_scale,
+                alibi=cfg.pos == "alibi")
         self.post_attention_layernorm = make_norm(cfg)
         moe = cfg.is_moe_layer(layer)
         if moe and cfg.moe == "deepseek":
@@ -372,7 +454,7 @@ class Block(nn.Module):
         elif cfg.mlp == "swiglu":
             self.mlp = SwiGLU(cfg.dim, cfg.hidden_dim)
         else:
-            self.mlp = GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate)
+            self.mlp = GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate, cfg.mlp)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
         """Returns the new ``(B, T, dim)`` activations and the router logits (None if dense)."""
@@ -434,7 +516,9 @@ class MiniGPT(nn.Module):
         start = 0 if cache is None else cache[0].pos
         x = self.embed_tokens(idx)  # (B, T, dim)
         if self.config.pos == "learned":
-            assert start + T <= self.config.max_seq_len, "past the learned positions"
+            if start + T > self.config.max_seq_len:  # the one position scheme with an end
+                raise ValueError(f"positions up to {start + T - 1}, but the learned position "
+                                 f"table has {self.config.max_seq_len} rows (max_seq_len)")
             x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
         self.router_logits = []
         for i, layer in enumerate(self.layers):

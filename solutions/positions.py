@@ -10,6 +10,8 @@ the attention scores instead.
 import torch
 from torch import Tensor
 
+ROPE_THETA = 10000.0  # RoPE's base (Su et al., 2021), kept by LLaMA 2 and Mistral; Mixtral: 1e6
+
 
 def sinusoidal_positions(seq_len: int, dim: int, base: float = 10000.0) -> Tensor:
     """The fixed position embeddings of "Attention Is All You Need" (dim must be even).
@@ -27,7 +29,7 @@ def sinusoidal_positions(seq_len: int, dim: int, base: float = 10000.0) -> Tenso
     return pe
 
 
-def rope_angles(positions: Tensor, head_dim: int, theta: float = 10000.0) -> Tensor:
+def rope_angles(positions: Tensor, head_dim: int, theta: float = ROPE_THETA) -> Tensor:
     """RoPE angles ``positions[:, None] * inv_freq``, ``inv_freq[i] = theta^(-2i/head_dim)``.
 
     Computed in float32 whatever the model dtype, exactly as transformers does (so that weights
@@ -47,7 +49,7 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def apply_rope(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
+def apply_rope(x: Tensor, positions: Tensor, theta: float = ROPE_THETA) -> Tensor:
     """Rotary position embedding, split-halves (rotate-half) convention of LLaMA in transformers.
 
     Dimension ``p`` is paired with ``p + head_dim/2`` and the pair is rotated by the angle
@@ -68,7 +70,7 @@ def apply_rope(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
     return x * cos + rotate_half(x) * sin
 
 
-def rope_interleaved(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
+def rope_interleaved(x: Tensor, positions: Tensor, theta: float = ROPE_THETA) -> Tensor:
     """RoPE in the interleaved-pairs form of the paper and Meta's original LLaMA code.
 
     Dimension ``2i`` is paired with ``2i + 1`` (instead of ``i`` with ``i + head_dim/2``), with

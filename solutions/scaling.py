@@ -9,6 +9,8 @@ function stands alone (the notebook's answer cells are these functions) and anot
 be passed in.
 """
 
+from dataclasses import replace
+
 from solutions.model import GPTConfig
 
 
@@ -46,33 +48,26 @@ def count_parameters(config: GPTConfig, active: bool = False) -> int:
 
 def parameter_breakdown(config: GPTConfig, active: bool = False) -> dict[str, int]:
     """``count_parameters`` split by component: embeddings (with a learned position table),
-    attention, MLP (router included), norms, and the output head (0 when tied)."""
+    attention, MLP (router included), norms, and the output head (0 when tied).
+
+    Each part is what ``count_parameters`` loses when that part is taken out of the config
+    (no layers, no vocabulary, a tied head, an MLP of width 0), so the arithmetic of the
+    count is written once, in ``count_parameters``.
+    """
     c = config
-    d, hd = c.dim, c.dim // c.n_heads
-    q, kv = c.n_heads * hd, c.n_kv_heads * hd
-    attention = 2 * d * q + 2 * d * kv + (q + 2 * kv + d if c.bias else 0)  # q, o; k, v
-    if c.kv_lora_rank:  # week 9: multi-head latent attention
-        H, qk = c.n_heads, c.qk_nope_head_dim + c.qk_rope_head_dim
-        r, q_in = c.kv_lora_rank, c.q_lora_rank
-        attention = (d * H * qk if q_in is None else d * q_in + q_in + q_in * H * qk)  # queries
-        attention += d * (r + c.qk_rope_head_dim) + r  # kv_a_proj_with_mqa, kv_a_layernorm
-        attention += r * H * (c.qk_nope_head_dim + c.v_head_dim) + H * c.v_head_dim * d
-    mats = 3 if c.mlp == "swiglu" else 2
-    dense = mats * d * c.hidden_dim + (c.hidden_dim + d if c.bias and c.mlp == "gelu" else 0)
-    n_moe = sum(c.is_moe_layer(i) for i in range(c.n_layers))
-    moe = 0
-    if n_moe:
-        width = c.hidden_dim if c.moe == "mixtral" else c.expert_hidden_dim
-        routed = (c.top_k if active else c.n_experts) * 3 * d * width
-        moe = d * c.n_experts + routed + 3 * d * c.n_shared_experts * width  # router, experts
-    norm = d * (2 if c.norm == "layernorm" and c.bias else 1)
-    return {
-        "embeddings": c.vocab_size * d + (c.max_seq_len * d if c.pos == "learned" else 0),
-        "attention": c.n_layers * attention,
-        "mlp": n_moe * moe + (c.n_layers - n_moe) * dense,
-        "norms": (2 * c.n_layers + 1) * norm,
-        "head": 0 if c.tie_embeddings else c.vocab_size * d,
-    }
+
+    def count(**change) -> int:
+        return count_parameters(replace(c, **change), active)
+
+    total = count()
+    norm = count(n_layers=0, vocab_size=0, pos="rope", tie_embeddings=True)  # the final norm
+    head = total - count(tie_embeddings=True)
+    embeddings = count(n_layers=0, tie_embeddings=True) - norm
+    mlp = total - count(n_experts=0, mlp="swiglu", hidden_dim=0)  # a width-0 SwiGLU: nothing
+    norms = (2 * c.n_layers + 1) * norm
+    attention = total - embeddings - mlp - norms - head
+    return {"embeddings": embeddings, "attention": attention, "mlp": mlp, "norms": norms,
+            "head": head}
 
 
 def training_flops(N: float, D: float, n_layers: int = 0, dim: int = 0,

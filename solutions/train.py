@@ -6,10 +6,10 @@
 
 AdamW (weight decay on matrices only), linear warm-up then cosine decay, gradient
 accumulation, gradient clipping, periodic evaluation, and checkpoints that resume exactly. On
-CUDA: bf16 autocast, TF32 matmuls, fused AdamW (on the CPU too), ``torch.compile`` and fused
-attention, each switchable. Under ``torchrun`` every process draws the same global batch from
-the same generator and trains on its slice, so DDP on N processes equals one process on the
-whole batch.
+CUDA: bf16 autocast, TF32 matmuls, fused AdamW (on the CPU too), ``torch.compile`` and the
+model's fast paths (fused attention, RMSNorm, RoPE; on the CPU too), each switchable. Under
+``torchrun`` every process draws the same global batch from the same generator and trains on
+its slice, so DDP on N processes equals one process on the whole batch.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile
     tf32: bool = True  # CUDA matmul/cudnn TF32
     fused_adamw: bool = True  # one AdamW kernel for all parameters (CUDA and CPU)
-    sdpa: bool = True  # use_sdpa = True on every module that has that attribute
+    fast: bool = True  # .fast = True on every module that has that attribute (fused kernels)
     out_dir: str | None = None  # checkpoints (ckpt.pt) when set
     time_limit: float | None = None  # seconds of training steps (checked every 10 steps)
 
@@ -137,8 +137,8 @@ class Trainer:
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if dtype == "bfloat16" else contextlib.nullcontext())
         for module in model.modules():
-            if hasattr(module, "use_sdpa"):
-                module.use_sdpa = cfg.sdpa
+            if hasattr(module, "fast"):
+                module.fast = cfg.fast
         self.raw_model = model.to(self.device)
         self.optimizer = make_optimizer(model, cfg, self.device)
         self.model = torch.compile(model) if cfg.compile else model

@@ -79,7 +79,9 @@ def test_symbol_code_puts_solution_markers_around_each_body():
     assert ('super().__init__()\n        ### BEGIN SOLUTION\n        self.dim = dim\n'
             '        ### END SOLUTION\n') in layer
     assert layer.count("### BEGIN SOLUTION") == 2 and layer.endswith("### END SOLUTION")
-    with pytest.raises(ValueError, match="no top-level function or class 'Missing'"):
+    # a constant comes with its line's comment and never gets markers
+    assert symbol_code(SOURCE, "WIDTH", markers=True) == "WIDTH = 4  # the width"
+    with pytest.raises(ValueError, match="no top-level function, class or constant 'Missing'"):
         symbol_code(SOURCE, "Missing")
 
 

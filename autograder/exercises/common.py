@@ -1,4 +1,5 @@
-"""Building blocks for exercise graders: calls for the worker and checks for their results."""
+"""Building blocks for exercise graders: calls for the worker, the usual cases of a module
+exercise, and checks for their results. A week's grader holds its cases and its mistakes."""
 
 from __future__ import annotations
 
@@ -8,18 +9,52 @@ import torch
 from torch import Tensor, nn
 
 from autograder.compare import Mismatch, check_tensor, close, describe
+from autograder.grading import Case
+
+# bf16 keeps 8 significant bits: correct bf16 attentions written in different orders (RoPE in
+# bf16 or float32, torch's kernel or the textbook steps) differ from float64 maths on the same
+# bf16 weights and inputs by up to ~2 % of the largest value (measured over 40 seeds): allow 3 %
+BF16_TOL = {"rtol": 3e-2, "atol": 3e-2}
+
+
+def tolerance(dtype: torch.dtype) -> dict:
+    """The tolerance of a float64 reference for an output in ``dtype``: BF16_TOL in bfloat16,
+    else ``check_tensor``'s default."""
+    return BF16_TOL if dtype == torch.bfloat16 else {}
 
 
 def randn(gen: torch.Generator, *shape: int, scale: float = 1.0, dtype=torch.float32) -> Tensor:
     return (torch.randn(*shape, generator=gen) * scale).to(dtype)
 
 
+def linear(gen: torch.Generator, out_features: int, in_features: int) -> Tensor:
+    """A hidden ``nn.Linear`` weight ``(out, in)``, scaled by 1/sqrt(in) like a trained one."""
+    return randn(gen, out_features, in_features, scale=in_features**-0.5)
+
+
+def swiglu_state(gen: torch.Generator, dim: int, hidden: int, prefix: str = "") -> dict:
+    """The weights of a ``SwiGLU(dim, hidden)``, their keys prefixed (``"experts.0."``)."""
+    return {f"{prefix}gate_proj.weight": linear(gen, hidden, dim),
+            f"{prefix}up_proj.weight": linear(gen, hidden, dim),
+            f"{prefix}down_proj.weight": linear(gen, dim, hidden)}
+
+
+def hidden_input(gen: torch.Generator, shape, dtype=torch.float32, zero: bool = False,
+                 scale: float = 1.0, grad: bool = False) -> tuple[Tensor, Tensor | None]:
+    """A hidden input of ``shape`` in ``dtype`` (all zeros with ``zero``) and, with ``grad``,
+    the gradient of the output to backpropagate (else None)."""
+    x = (torch.zeros(shape) if zero else randn(gen, *shape, scale=scale)).to(dtype)
+    return x, (randn(gen, *shape, dtype=dtype) if grad else None)
+
+
 def module_call(symbol: str, args=(), kwargs=None, state=None, inputs=(), dtype=None,
                 grad_output=None, return_init=False) -> dict:
-    """Build ``symbol(*args, **kwargs)``, load ``state``, cast to ``dtype``, run ``forward``."""
+    """Build ``symbol(*args, **kwargs)``, load ``state``, cast to ``dtype`` (a ``torch.dtype`` or
+    its name), run ``forward``."""
     return {
         "kind": "module", "symbol": symbol, "args": list(args), "kwargs": kwargs or {},
-        "state": state, "inputs": list(inputs), "dtype": dtype,
+        "state": state, "inputs": list(inputs),
+        "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
         "grad": grad_output is not None, "grad_output": grad_output, "return_init": return_init,
     }
 
@@ -58,6 +93,86 @@ def run_reference(module: nn.Module, inputs: list[Tensor], grad_output: Tensor |
     return out, grads
 
 
+def reference_run(module: nn.Module, state: dict, x: Tensor, grad_output: Tensor | None = None,
+                  float64: bool = False):
+    """``module`` with the weights ``state`` run on ``x`` in x's dtype, as the worker runs the
+    learner's: output and grads. With ``float64``, a bfloat16 ``x`` is run in float64 on the
+    bf16-rounded weights instead and cast back (no grads): held to it within ``BF16_TOL``."""
+    if float64 and x.dtype == torch.bfloat16:
+        module.load_state_dict({k: t.bfloat16() for k, t in state.items()})
+        with torch.no_grad():
+            return module.double()(x.double()).to(x.dtype), {}
+    module.load_state_dict(state)
+    module.to(x.dtype)
+    return run_reference(module, [x], grad_output)
+
+
+def module_case(name: str, symbol: str, args, kwargs, state: dict, x: Tensor, expected,
+                grads=None, grad_output: Tensor | None = None, mistakes=None, tol=None,
+                points: float = 1.0, check_output=None, check_grads=None) -> Case:
+    """The usual case of a module exercise: the learner's ``symbol(*args, **kwargs)`` with the
+    weights ``state`` runs on ``x`` in x's dtype (backpropagating ``grad_output``); its output
+    must equal ``expected`` (naming ``mistakes``; or ``check_output(result)`` judges it), its
+    gradients ``grads`` (``check_grads(result, grads)``, by default ``expect_grads``), and it
+    must leave ``x`` as it was."""
+
+    def check(result: dict) -> None:
+        if check_output is None:
+            expect(result["output"], expected, mistakes=mistakes, **(tol or {}))
+        else:
+            check_output(result)
+        if grad_output is not None:
+            (check_grads or expect_grads)(result, grads)
+        expect_inputs_untouched(result, [x])
+
+    call = module_call(symbol, args, kwargs, state, [x], dtype=x.dtype, grad_output=grad_output)
+    return Case(name, call, check, points)
+
+
+def state_case(name: str, symbol: str, args, shapes: dict[str, tuple[int, ...]], kwargs=None,
+               x: Tensor | None = None, points: float = 1.0) -> Case:
+    """A module built fresh (no weights loaded): its state-dict keys and shapes, and, given
+    ``x``, that its forward returns a tensor of x's shape."""
+
+    def check(result: dict) -> None:
+        expect_state(result, shapes)
+        if x is not None:
+            expect_shape(result["output"], x.shape, "forward's output, (B, T, dim),")
+
+    call = module_call(symbol, args, kwargs, inputs=[] if x is None else [x])
+    return Case(name, call, check, points)
+
+
+def future_batch(gen: torch.Generator, T: int, dim: int, cut: int, scale: float = 5.0) -> Tensor:
+    """``(2, T, dim)``: one random sequence twice, the second with tokens ``cut..`` redrawn."""
+    x = randn(gen, 1, T, dim)
+    x2 = x.clone()
+    x2[:, cut:] = scale * randn(gen, 1, T - cut, dim)
+    return torch.cat([x, x2])
+
+
+def future_case(name: str, symbol: str, args, kwargs, state: dict, batch: Tensor, cut: int,
+                expected: Tensor, mistakes: dict, hint: str, points: float = 2.0) -> Case:
+    """The property case of causal attention on a ``future_batch``: see
+    ``expect_no_future_leak``."""
+
+    def check(result: dict) -> None:
+        expect_no_future_leak(result, batch, cut, expected, mistakes, hint)
+
+    return Case(name, module_call(symbol, args, kwargs, state, [batch]), check, points)
+
+
+def expect_mask(actual, expected: Tensor, mistakes: dict, hint: str = "") -> None:
+    """A boolean attention mask (True = may attend) equal to ``expected``."""
+    if type(actual) is Tensor and actual.dtype != torch.bool:
+        if actual.is_floating_point() and torch.isinf(actual).any():
+            raise Mismatch("you returned an additive float mask (0 and -inf); return a bool "
+                           "tensor, True = may attend")
+        raise Mismatch(f"your mask has dtype {actual.dtype}; return a boolean mask (torch.bool, "
+                       f"True = may attend){hint}")
+    expect(actual, expected, "mask", mistakes=mistakes)
+
+
 def same_as(actual, wrong: Tensor, **tol) -> bool:
     """``actual`` equals a mistake's output, NaN where it has NaN (an inverted causal mask
     leaves a query with no visible key)."""
@@ -85,15 +200,20 @@ def expect(actual, expected: Tensor, what: str = "output", mistakes=None, **tol)
         raise
 
 
-def expect_property(holds: str, prop: Callable[[], bool], value: Callable[[], None]) -> None:
+def expect_property(holds: str, prop: Callable, value: Callable[[], None], y=None,
+                    shape=None) -> None:
     """A property case, reported by what actually failed.
 
     ``prop`` checks the property on the learner's output: it raises ``Mismatch`` (its own
     message) when the property fails, and returns False when the output is too malformed to
-    check it (wrong type or shape, NaN), leaving ``value`` to say why. ``value`` compares the
+    check it (wrong type or shape, NaN), leaving ``value`` to say why; given ``shape``,
+    ``prop(y)`` is called only when ``y`` is ``well_formed`` for it. ``value`` compares the
     output with the reference; when only it fails, the message says so, so that the case's
     name ("property: ...") is not read as the failure."""
-    checked = prop()
+    if shape is None:
+        checked = prop()
+    else:
+        checked = well_formed(y, shape) and prop(y) is not False
     try:
         value()
     except Mismatch as exc:
@@ -116,24 +236,24 @@ def expect_no_future_leak(result: dict, batch: Tensor, cut: int, expected: Tenso
     y = result["output"]
     T = batch.shape[1]
 
-    def prop() -> bool:
-        if not well_formed(y, batch.shape):
-            return False
+    def prop(y: Tensor) -> None:
         diff = (y[0, :cut] - y[1, :cut]).abs().amax(-1)  # (cut,)
         changed = [i for i in range(cut) if diff[i] > 1e-5 + 1e-4 * y[0, i].abs().max()]
         if changed:
             raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
                            f"position(s) {changed}: an output depends on a future token ({hint})")
-        return True
 
     def value() -> None:
-        if type(y) is not Tensor or y.shape != batch.shape:
-            raise Mismatch(f"your output should have shape {tuple(batch.shape)}, got "
-                           f"{describe(y)}")
+        expect_shape(y, batch.shape)
         expect(y[:len(expected)], expected, mistakes=mistakes)
         expect_inputs_untouched(result, [batch])
 
-    expect_property("no output depends on a future token", prop, value)
+    expect_property("no output depends on a future token", prop, value, y, batch.shape)
+
+
+def expect_shape(y, shape, what: str = "your output") -> None:
+    if type(y) is not Tensor or y.shape != shape:
+        raise Mismatch(f"{what} should have shape {tuple(shape)}, got {describe(y)}")
 
 
 def expect_state(result: dict, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -154,10 +274,14 @@ def expect_state(result: dict, shapes: dict[str, tuple[int, ...]]) -> None:
             raise Mismatch(f"`{key}` has shape {got[key]}, expected {tuple(shape)}")
 
 
-def expect_grads(result: dict, grads: dict, mistakes=None) -> None:
+def expect_graph(result: dict, what: str = "output") -> None:
     if result.get("no_graph"):
-        raise Mismatch("your output is not connected to autograd (did you use .detach(), "
+        raise Mismatch(f"your {what} is not connected to autograd (did you use .detach(), "
                        ".item(), numpy or torch.no_grad()?), so nothing can be trained")
+
+
+def expect_grads(result: dict, grads: dict, mistakes=None) -> None:
+    expect_graph(result)
     for i, expected in enumerate(grads.get("inputs", [])):
         expect(result["input_grads"][i], expected, "gradient with respect to the input")
     for name, expected in grads.get("params", {}).items():

@@ -7,32 +7,28 @@ import math
 import torch
 from torch import Tensor
 
-from autograder.compare import Mismatch, describe
+from autograder.compare import Mismatch
 from autograder.exercises.common import (
     expect,
-    expect_grads,
+    expect_graph,
     expect_inputs_untouched,
-    expect_no_future_leak,
+    expect_mask,
     expect_property,
-    expect_state,
+    expect_shape,
     function_call,
-    module_call,
+    future_batch,
+    future_case,
+    hidden_input,
+    linear,
+    module_case,
     randn,
-    run_reference,
+    reference_run,
     script_call,
-    well_formed,
+    state_case,
+    tolerance,
 )
 from autograder.grading import Case
 from solutions import MultiHeadAttention, causal_mask, scaled_dot_product_attention
-
-# bf16 keeps 8 significant bits: a correct bf16 attention and one computed in float32 and cast
-# back differ by up to ~2 % of the largest value (measured over many seeds), so allow 3 %
-BF16_TOL = {"rtol": 3e-2, "atol": 3e-2}
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
 
 # ---------------------------------------------------------------- causal_mask
 
@@ -55,19 +51,10 @@ def _mask_mistakes(T: int) -> dict[str, Tensor]:
     }
 
 
-def _check_mask(actual, T: int) -> None:
-    if type(actual) is Tensor and actual.dtype != torch.bool:
-        if actual.is_floating_point() and torch.isinf(actual).any():
-            raise Mismatch("you returned an additive float mask (0 and -inf); causal_mask must "
-                           "return a bool tensor, True = may attend")
-        raise Mismatch(f"your mask has dtype {actual.dtype}; it must be torch.bool "
-                       "(True = may attend), e.g. torch.ones(T, T, dtype=torch.bool).tril()")
-    expect(actual, causal_mask(T), "mask", mistakes=_mask_mistakes(T))
-
-
 def _mask_case(name: str, T: int, args=(), kwargs=None, points: float = 1.0) -> Case:
     def check(result: dict) -> None:
-        _check_mask(result["output"], T)
+        expect_mask(result["output"], causal_mask(T), _mask_mistakes(T),
+                    ", e.g. torch.ones(T, T, dtype=torch.bool).tril()")
 
     return Case(name, function_call("causal_mask", args=(T, *args), kwargs=kwargs), check,
                 points)
@@ -214,13 +201,12 @@ def _sdpa_case(gen, name, q_shape, T_k=None, d_v=None, mask="causal", dtype=torc
     grad_output = randn(gen, *lead, T_q, d_v, dtype=dtype) if grad else None
     expected, grads = _sdpa_reference(q, k, v, m, grad_output)
     mistakes = _sdpa_mistakes(q, k, v, m)
-    tol = BF16_TOL if dtype == torch.bfloat16 else {}
+    tol = tolerance(dtype)
 
     def check(result: dict) -> None:
         expect(result["output"], expected, mistakes=mistakes, **tol)
         if grad:
-            if result.get("no_graph"):
-                expect_grads(result, {})
+            expect_graph(result)
             for i, what in enumerate("qkv"):
                 expect(result["input_grads"][i], grads[i], f"gradient with respect to {what}")
         expect_inputs_untouched(result, inputs)
@@ -247,22 +233,17 @@ def _sdpa_hidden_keys_case(gen) -> Case:
     def check(result: dict) -> None:
         y = result["output"]
 
-        def prop() -> bool:
-            if not well_formed(y, q2.shape):
-                return False
+        def prop(y) -> None:
             if not torch.allclose(y[0, :, :cut], y[1, :, :cut], rtol=1e-4, atol=1e-5):
                 raise Mismatch(f"changing only keys and values {cut}..{T - 1}, which the mask "
                                f"hides from queries 0..{cut - 1}, changed those queries' outputs")
-            return True
 
         def value() -> None:
-            if type(y) is not Tensor or y.shape != q2.shape:
-                raise Mismatch(f"your output should have shape {tuple(q2.shape)}, got "
-                               f"{describe(y)}")
+            expect_shape(y, q2.shape)
             expect(y[:1], expected, mistakes=mistakes)
             expect_inputs_untouched(result, inputs)
 
-        expect_property("the hidden keys had no influence", prop, value)
+        expect_property("the hidden keys had no influence", prop, value, y, q2.shape)
 
     return Case("property: keys hidden by the mask have no influence",
                 function_call("scaled_dot_product_attention", inputs), check)
@@ -294,7 +275,7 @@ PROJ = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def _mha_weights(gen, dim: int) -> dict[str, Tensor]:
-    return {f"{p}.weight": randn(gen, dim, dim, scale=dim**-0.5) for p in PROJ}
+    return {f"{p}.weight": linear(gen, dim, dim) for p in PROJ}
 
 
 def _mha_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, causal=True, mask_fn=None,
@@ -360,47 +341,12 @@ def _mha_case(gen, name, shape, n_heads, dtype=torch.float32, grad=False, zero=F
               points=1.0) -> Case:
     dim = shape[-1]
     weights = _mha_weights(gen, dim)
-    x = torch.zeros(shape) if zero else randn(gen, *shape)
-    x = x.to(dtype)
-    ref = MultiHeadAttention(dim, n_heads)
-    ref.load_state_dict(weights)
-    grad_output = randn(gen, *shape, dtype=dtype) if grad else None
-    if dtype == torch.bfloat16:  # float64 maths on the same bf16 weights and inputs
-        bf16_w = {k: t.bfloat16() for k, t in weights.items()}
-        ref.load_state_dict(bf16_w)
-        expected = ref.double()(x.double()).detach().to(dtype)
-        grads = None
-    else:
-        ref.to(dtype)
-        expected, grads = run_reference(ref, [x], grad_output)
-    mistakes = _mha_mistakes(x, weights, n_heads)
-    tol = BF16_TOL if dtype == torch.bfloat16 else {}
-
-    def check(result: dict) -> None:
-        expect(result["output"], expected, mistakes=mistakes, **tol)
-        if grad:
-            expect_grads(result, grads)
-        expect_inputs_untouched(result, [x])
-
-    call = module_call("MultiHeadAttention", (dim, n_heads), None, weights, [x],
-                       dtype=_dtype_name(dtype), grad_output=grad_output)
-    return Case(name, call, check, points)
-
-
-def _mha_state_case(gen) -> Case:
-    """Freshly built (no weights loaded): its parameters, and the shape of what it returns."""
-    dim, n_heads = 24, 4
-    x = randn(gen, 2, 3, dim)
-
-    def check(result: dict) -> None:
-        expect_state(result, {f"{p}.weight": (dim, dim) for p in PROJ})
-        y = result["output"]
-        if type(y) is not Tensor or y.shape != x.shape:
-            raise Mismatch(f"forward should return a tensor of shape (B, T, dim) = "
-                           f"{tuple(x.shape)}, got {describe(y)}")
-
-    return Case("parameters: q_proj, k_proj, v_proj, o_proj, each (dim, dim), no biases",
-                module_call("MultiHeadAttention", (dim, n_heads), inputs=[x]), check)
+    x, grad_output = hidden_input(gen, shape, dtype, zero, grad=grad)
+    expected, grads = reference_run(MultiHeadAttention(dim, n_heads), weights, x, grad_output,
+                                    float64=True)
+    return module_case(name, "MultiHeadAttention", (dim, n_heads), None, weights, x, expected,
+                       grads, grad_output, _mha_mistakes(x, weights, n_heads), tolerance(dtype),
+                       points)
 
 
 def _mha_future_case(gen) -> Case:
@@ -408,26 +354,18 @@ def _mha_future_case(gen) -> Case:
     dim, n_heads, T = 32, 4, 9
     cut = int(torch.randint(2, T - 1, (1,), generator=gen))
     weights = _mha_weights(gen, dim)
-    x = randn(gen, 1, T, dim)
-    x2 = x.clone()
-    x2[:, cut:] = 5 * randn(gen, 1, T - cut, dim)
-    batch = torch.cat([x, x2])  # (2, T, dim)
-    ref = MultiHeadAttention(dim, n_heads)
-    ref.load_state_dict(weights)
-    expected, _ = run_reference(ref, [x])
-
-    mistakes = _mha_mistakes(x, weights, n_heads)
-
-    def check(result: dict) -> None:
-        expect_no_future_leak(result, batch, cut, expected, mistakes, "apply the causal mask")
-
-    call = module_call("MultiHeadAttention", (dim, n_heads), None, weights, [batch])
-    return Case("property: no output depends on a future token", call, check, points=2)
+    batch = future_batch(gen, T, dim, cut)
+    expected, _ = reference_run(MultiHeadAttention(dim, n_heads), weights, batch[:1])
+    return future_case("property: no output depends on a future token", "MultiHeadAttention",
+                       (dim, n_heads), None, weights, batch, cut, expected,
+                       _mha_mistakes(batch[:1], weights, n_heads), "apply the causal mask")
 
 
 def mha_cases(gen: torch.Generator) -> list[Case]:
     return [
-        _mha_state_case(gen),
+        state_case("parameters: q_proj, k_proj, v_proj, o_proj, each (dim, dim), no biases",
+                   "MultiHeadAttention", (24, 4), {f"{p}.weight": (24, 24) for p in PROJ},
+                   x=randn(gen, 2, 3, 24)),
         _mha_case(gen, "float32, (B, T, dim) = (2, 6, 32), 4 heads", (2, 6, 32), 4, points=3),
         _mha_case(gen, "one head (n_heads = 1)", (1, 5, 16), 1),
         _mha_case(gen, "six heads of width 4", (2, 7, 24), 6),

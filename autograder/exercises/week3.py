@@ -9,14 +9,18 @@ from torch import Tensor
 from autograder.compare import Mismatch
 from autograder.exercises.common import (
     expect,
-    expect_grads,
     expect_inputs_untouched,
     expect_property,
+    expect_shape,
     expect_state,
+    hidden_input,
     module_call,
+    module_case,
     randn,
+    reference_run,
     run_reference,
-    well_formed,
+    state_case,
+    swiglu_state,
 )
 from autograder.grading import Case
 from solutions import RMSNorm, SwiGLU
@@ -82,34 +86,26 @@ def _rmsnorm_mistakes(x: Tensor, weight: Tensor, eps: float,
 def _rmsnorm_case(gen, name, shape, dtype=torch.float32, eps=None, scale=1.0, grad=False,
                   zero=False, points=1.0) -> Case:
     dim = shape[-1]
-    x = torch.zeros(shape) if zero else randn(gen, *shape, scale=scale)
+    x, grad_output = hidden_input(gen, shape, dtype, zero, scale, grad)
     weight = 1 + 0.5 * randn(gen, dim)
     kwargs = {} if eps is None else {"eps": eps}
     ref = RMSNorm(dim, **kwargs)
-    ref.load_state_dict({"weight": weight})
-    ref.to(dtype)
-    x = x.to(dtype)
-    grad_output = randn(gen, *shape, dtype=dtype) if grad else None
-    expected, grads = run_reference(ref, [x], grad_output)
+    expected, grads = reference_run(ref, {"weight": weight}, x, grad_output)
     mistakes = _rmsnorm_mistakes(x, weight, ref.eps, default=eps is None)
     weight_first = _weight_first(x, weight, ref.eps)
 
-    def check(result: dict) -> None:
-        expect(result["output"], expected, mistakes=mistakes)
+    def check_output(result: dict) -> None:
+        y = result["output"]
+        expect(y, expected, mistakes=mistakes)
         if dtype in (torch.bfloat16, torch.float16):
             # within tolerance, but in 16 bits the two orders round differently: correct code
             # matches the reference bit for bit almost everywhere, the other order ~70 %
-            y = result["output"]
             same = float((y == expected).float().mean())
             if same < 0.9 and float((y == weight_first).float().mean()) > same:
                 raise Mismatch(WEIGHT_FIRST)
-        if grad:
-            expect_grads(result, grads)
-        expect_inputs_untouched(result, [x])
 
-    call = module_call("RMSNorm", (dim,), kwargs, {"weight": weight}, [x],
-                       dtype=str(dtype).removeprefix("torch."), grad_output=grad_output)
-    return Case(name, call, check, points)
+    return module_case(name, "RMSNorm", (dim,), kwargs, {"weight": weight}, x, expected, grads,
+                       grad_output, points=points, check_output=check_output)
 
 
 def _rmsnorm_init_case(gen) -> Case:
@@ -139,21 +135,17 @@ def _rmsnorm_scale_case(gen) -> Case:
     def check(result: dict) -> None:
         y = result["output"]
 
-        def prop() -> bool:
-            if not well_formed(y, batch.shape):
-                return False
+        def prop(y) -> None:
             if not torch.allclose(y[0], y[1], rtol=1e-4, atol=1e-5):
                 raise Mismatch(f"scaling the input by {c:.1f} changed your output; RMSNorm "
                                "divides by the RMS, so it should not")
-            return True
 
         def value() -> None:
-            if type(y) is not Tensor or y.shape != batch.shape:
-                raise Mismatch("output should have the input's shape")
+            expect_shape(y, batch.shape)
             expect(y[0], expected[0], mistakes=mistakes)  # invariance lets a constant through
             expect_inputs_untouched(result, [batch])
 
-        expect_property("scaling the input left your output unchanged", prop, value)
+        expect_property("scaling the input left your output unchanged", prop, value, y, batch.shape)
 
     call = module_call("RMSNorm", (dim,), None, {"weight": weight}, [batch])
     return Case("property: scaling the input does not change the output", call, check)
@@ -179,14 +171,6 @@ def rmsnorm_cases(gen: torch.Generator) -> list[Case]:
 
 
 # ---------------------------------------------------------------- SwiGLU
-
-
-def _swiglu_weights(gen, dim: int, hidden: int) -> dict[str, Tensor]:
-    return {
-        "gate_proj.weight": randn(gen, hidden, dim, scale=dim**-0.5),
-        "up_proj.weight": randn(gen, hidden, dim, scale=dim**-0.5),
-        "down_proj.weight": randn(gen, dim, hidden, scale=hidden**-0.5),
-    }
 
 
 def _swiglu_mistakes(x: Tensor, w: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -216,41 +200,18 @@ def _swiglu_mistakes(x: Tensor, w: dict[str, Tensor]) -> dict[str, Tensor]:
 def _swiglu_case(gen, name, shape, hidden, dtype=torch.float32, grad=False, zero=False,
                  points=1.0) -> Case:
     dim = shape[-1]
-    weights = _swiglu_weights(gen, dim, hidden)
-    x = torch.zeros(shape) if zero else randn(gen, *shape)
-    ref = SwiGLU(dim, hidden)
-    ref.load_state_dict(weights)
-    ref.to(dtype)
-    x = x.to(dtype)
-    grad_output = randn(gen, *shape, dtype=dtype) if grad else None
-    expected, grads = run_reference(ref, [x], grad_output)
-    mistakes = _swiglu_mistakes(x, weights)
-
-    def check(result: dict) -> None:
-        expect(result["output"], expected, mistakes=mistakes)
-        if grad:
-            expect_grads(result, grads)
-        expect_inputs_untouched(result, [x])
-
-    call = module_call("SwiGLU", (dim, hidden), None, weights, [x],
-                       dtype=str(dtype).removeprefix("torch."), grad_output=grad_output)
-    return Case(name, call, check, points)
-
-
-def _swiglu_state_case(gen) -> Case:
-    dim, hidden = 12, 20
-
-    def check(result: dict) -> None:
-        expect_state(result, {"gate_proj.weight": (hidden, dim), "up_proj.weight": (hidden, dim),
-                              "down_proj.weight": (dim, hidden)})
-
-    return Case("parameters: gate_proj, up_proj, down_proj, no biases",
-                module_call("SwiGLU", (dim, hidden)), check)
+    weights = swiglu_state(gen, dim, hidden)
+    x, grad_output = hidden_input(gen, shape, dtype, zero, grad=grad)
+    expected, grads = reference_run(SwiGLU(dim, hidden), weights, x, grad_output)
+    return module_case(name, "SwiGLU", (dim, hidden), None, weights, x, expected, grads,
+                       grad_output, _swiglu_mistakes(x, weights), points=points)
 
 
 def swiglu_cases(gen: torch.Generator) -> list[Case]:
     return [
-        _swiglu_state_case(gen),
+        state_case("parameters: gate_proj, up_proj, down_proj, no biases", "SwiGLU", (12, 20),
+                   {"gate_proj.weight": (20, 12), "up_proj.weight": (20, 12),
+                    "down_proj.weight": (12, 20)}),
         _swiglu_case(gen, "float32, (batch, seq, dim)", (2, 5, 16), 40, points=3),
         _swiglu_case(gen, "2-D input (tokens, dim), hidden < dim", (6, 32), 8),
         _swiglu_case(gen, "gradients match (input and all three projections)", (2, 4, 16), 24,

@@ -22,12 +22,11 @@ from autograder.exercises.common import (
     expect_property,
     function_call,
     randn,
-    well_formed,
 )
 from autograder.grading import Case
 from solutions import alibi_bias, apply_rope
+from solutions.positions import ROPE_THETA
 
-DEFAULT_THETA = 10000.0
 # base tolerance per output dtype, as (relative to the value, relative to the row's scale)
 BASE_TOL = {
     torch.float64: (1e-6, 1e-6),
@@ -41,10 +40,6 @@ ANGLE_TOL = 1e-6
 MISTAKE_TOL = 3e-3
 # theta defaults a learner may have typed: Llama 3's 500000, Mixtral's and Code Llama's 1e6
 WRONG_DEFAULT_THETA = (500000.0, 1e6, 1e5, 1000.0)
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 # ---------------------------------------------------------------- RoPE
@@ -144,8 +139,8 @@ def _rope_mistakes(x: Tensor, positions: Tensor, theta: float,
     add(HALF_DIM, _inv_freq(D, theta, 2 * half / D), lambda a: _rotate(x, a))
     add(REPEAT_INTERLEAVE, inv, lambda a: _rotate_full(x, a.repeat_interleave(2, dim=-1)))
     add(COS_SIN_SWAPPED, inv, lambda a: _rotate(x, a, swap=True))
-    if theta != DEFAULT_THETA:
-        add(THETA_IGNORED, _inv_freq(D, DEFAULT_THETA), lambda a: _rotate(x, a))
+    if theta != ROPE_THETA:
+        add(THETA_IGNORED, _inv_freq(D, ROPE_THETA), lambda a: _rotate(x, a))
     if default:
         for wrong in WRONG_DEFAULT_THETA:
             add(THETA_DEFAULT.format(f"theta={wrong:g}"), _inv_freq(D, wrong),
@@ -213,7 +208,7 @@ def _rope_case(gen, name, shape, positions, theta=None, dtype=torch.float32, gra
     x = torch.zeros(shape) if zero else randn(gen, *shape, scale=scale)
     x = x.to(dtype)
     positions = positions.long()
-    th = DEFAULT_THETA if theta is None else theta
+    th = ROPE_THETA if theta is None else theta
     kwargs = {} if theta is None else {"theta": theta}
     grad_output = randn(gen, *shape, dtype=dtype) if grad else None
     grads = {}
@@ -237,24 +232,21 @@ def _rope_identity_case(gen) -> Case:
     """Property: at position 0 every angle is 0, so RoPE returns x unchanged."""
     x = randn(gen, 2, 3, 5, 16)
     positions = torch.zeros(5, dtype=torch.long)
-    mistakes = _rope_mistakes(x, positions, DEFAULT_THETA)
+    mistakes = _rope_mistakes(x, positions, ROPE_THETA)
 
     def check(result: dict) -> None:
         y = result["output"]
 
-        def prop() -> bool:
-            if not well_formed(y, x.shape):
-                return False
+        def prop(y) -> None:
             if not torch.allclose(y.double(), x.double(), rtol=1e-5, atol=1e-6):
                 raise Mismatch("with every position 0 all angles are 0, so RoPE must return x "
                                "unchanged (cos 0 = 1, sin 0 = 0); yours changes it")
-            return True
 
         def value() -> None:
-            _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes)
+            _expect_rope(y, x, positions, ROPE_THETA, mistakes=mistakes)
             expect_inputs_untouched(result, [x, positions])
 
-        expect_property("position 0 left x unchanged", prop, value)
+        expect_property("position 0 left x unchanged", prop, value, y, x.shape)
 
     return Case("property: position 0 is the identity",
                 function_call("apply_rope", [x, positions]), check)
@@ -264,24 +256,21 @@ def _rope_norm_case(gen) -> Case:
     """Property: a rotation keeps the length of every vector."""
     x = randn(gen, 3, 12, 32)
     positions = torch.randint(0, 3000, (12,), generator=gen)
-    mistakes = _rope_mistakes(x, positions, DEFAULT_THETA)
+    mistakes = _rope_mistakes(x, positions, ROPE_THETA)
 
     def check(result: dict) -> None:
         y = result["output"]
 
-        def prop() -> bool:
-            if not well_formed(y, x.shape):
-                return False
+        def prop(y) -> None:
             before, after = x.double().norm(dim=-1), y.double().norm(dim=-1)
             change = ((after - before).abs() / before).max().item()
             if change > 1e-4:
                 raise Mismatch("RoPE rotates each pair (x[i], x[i + head_dim/2]) by an angle, "
                                "so it must keep every vector's length; yours changes it by up "
                                f"to {100 * change:.3g} %")
-            return True
 
-        expect_property("every vector kept its norm", prop,
-                        lambda: _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes))
+        expect_property("every vector kept its norm", prop, lambda: _expect_rope(
+            y, x, positions, ROPE_THETA, mistakes=mistakes), y, x.shape)
 
     return Case("property: every vector keeps its norm (positions up to 3000)",
                 function_call("apply_rope", [x, positions]), check)
@@ -298,14 +287,12 @@ def _rope_relative_case(gen) -> Case:
     positions = torch.tensor([p for s in starts for p in (s, s + offset)])
     x = torch.stack([q.expand(6, D), k.expand(6, D)]).contiguous()  # (2, 6, D)
     size = float(q.norm() * k.norm())
-    mistakes = _rope_mistakes(x, positions, DEFAULT_THETA)
+    mistakes = _rope_mistakes(x, positions, ROPE_THETA)
 
     def check(result: dict) -> None:
         y = result["output"]
 
-        def prop() -> bool:
-            if not well_formed(y, x.shape):
-                return False
+        def prop(y) -> None:
             yd = y.double()
             dots = [float(yd[0, 2 * i] @ yd[1, 2 * i + 1]) for i in range(3)]
             tol = size * (1e-5 + 4 * ANGLE_TOL * max(starts + [0]) + 4 * ANGLE_TOL * offset)
@@ -314,10 +301,9 @@ def _rope_relative_case(gen) -> Case:
                                    for i in range(3))
                 raise Mismatch(f"after RoPE, q . k must depend only on the offset between the "
                                f"positions (here {offset}), but yours gives {listed}")
-            return True
 
-        expect_property("q . k depended only on the offset", prop,
-                        lambda: _expect_rope(y, x, positions, DEFAULT_THETA, mistakes=mistakes))
+        expect_property("q . k depended only on the offset", prop, lambda: _expect_rope(
+            y, x, positions, ROPE_THETA, mistakes=mistakes), y, x.shape)
 
     return Case("property: q . k after RoPE depends only on the offset",
                 function_call("apply_rope", [x, positions]), check)

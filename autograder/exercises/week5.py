@@ -12,28 +12,24 @@ from autograder.exercises.common import (
     expect,
     expect_grads,
     expect_inputs_untouched,
-    expect_no_future_leak,
-    expect_state,
+    expect_mask,
     function_call,
+    future_batch,
+    future_case,
+    hidden_input,
+    linear,
     module_call,
+    module_case,
     randn,
-    run_reference,
+    reference_run,
     same_as,
+    state_case,
+    tolerance,
 )
 from autograder.exercises.week1 import device_case
 from autograder.grading import Case
 from solutions import Attention, apply_rope, kv_cache_bytes, repeat_kv, sliding_window_mask
-from solutions.positions import rope_interleaved
-
-# bf16 keeps 8 significant bits: correct bf16 attentions written in different orders (RoPE in
-# bf16 or float32, torch's kernel or the textbook steps) differ from the float64 result on the
-# same bf16 weights by up to ~2 % (measured over 40 seeds), so allow 3 %, as week 1 does
-BF16_TOL = {"rtol": 3e-2, "atol": 3e-2}
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
+from solutions.positions import ROPE_THETA, rope_interleaved
 
 # ---------------------------------------------------------------- repeat_kv
 
@@ -140,7 +136,7 @@ def _band(T: int, lo: float, hi: float) -> Tensor:
 
 def _mask_mistakes(T: int, window: int | None) -> dict[str, Tensor]:
     w = math.inf if window is None else window
-    expected = _band(T, 0, w)
+    expected = sliding_window_mask(T, window)
     mistakes = {
         "your mask is inverted: True must mean 'may attend'": ~expected,
         "your mask is transposed (a band above the diagonal): query i sees keys j <= i, the "
@@ -168,23 +164,12 @@ def _mask_mistakes(T: int, window: int | None) -> dict[str, Tensor]:
     return mistakes
 
 
-def _check_mask(actual, T: int, window: int | None) -> None:
-    if type(actual) is Tensor and actual.dtype != torch.bool:
-        if actual.is_floating_point() and torch.isinf(actual).any():
-            raise Mismatch("you returned an additive float mask (0 and -inf); return a bool "
-                           "tensor, True = may attend")
-        raise Mismatch(f"your mask has dtype {actual.dtype}; return a boolean mask "
-                       "(torch.bool, True = may attend)")
-    expected = sliding_window_mask(T, window)
-    expect(actual, expected, "mask", mistakes=_mask_mistakes(T, window))
-
-
 def _mask_case(name: str, T: int, window: int | None, args=None, kwargs=None,
                points: float = 1.0) -> Case:
     args = (T, window) if args is None else args
 
     def check(result: dict) -> None:
-        _check_mask(result["output"], T, window)
+        expect_mask(result["output"], sliding_window_mask(T, window), _mask_mistakes(T, window))
 
     return Case(name, function_call("sliding_window_mask", args=args, kwargs=kwargs), check,
                 points)
@@ -215,17 +200,15 @@ def sliding_window_mask_cases(gen: torch.Generator) -> list[Case]:
 
 
 def _attn_weights(gen, dim: int, n_heads: int, n_kv: int) -> dict[str, Tensor]:
-    head_dim = dim // n_heads
-    return {
-        "q_proj.weight": randn(gen, n_heads * head_dim, dim, scale=dim**-0.5),
-        "k_proj.weight": randn(gen, n_kv * head_dim, dim, scale=dim**-0.5),
-        "v_proj.weight": randn(gen, n_kv * head_dim, dim, scale=dim**-0.5),
-        "o_proj.weight": randn(gen, dim, n_heads * head_dim, scale=(n_heads * head_dim)**-0.5),
-    }
+    D = dim // n_heads
+    return {"q_proj.weight": linear(gen, n_heads * D, dim),
+            "k_proj.weight": linear(gen, n_kv * D, dim),
+            "v_proj.weight": linear(gen, n_kv * D, dim),
+            "o_proj.weight": linear(gen, dim, n_heads * D)}
 
 
 def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
-                  window: int | None, theta: float = 10000.0, rope: str = "qk",
+                  window: int | None, theta: float = ROPE_THETA, rope: str = "qk",
                   kv_map: str = "div", mask: str = "ok", scale: float | None = None) -> Tensor:
     """One variant of GQA attention in float64: the reference and the known mistakes.
 
@@ -256,7 +239,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     idx = heads // (n_heads // n_kv) if kv_map == "div" else heads % n_kv
     k, v = k[:, idx], v[:, idx]
     win = math.inf if window is None else window
-    allowed = {"ok": _band(T, 0, win), "causal": _band(T, 0, math.inf),
+    allowed = {"ok": sliding_window_mask(T, window), "causal": _band(T, 0, math.inf),
                "plus1": _band(T, 0, win + 1), "minus1": _band(T, 0, win - 1),
                "none": _band(T, -math.inf, math.inf),
                "nocausal": _band(T, -math.inf, win)}[mask]
@@ -288,13 +271,14 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
         "the scores are not scaled: divide by sqrt(head_dim)": v(scale=1.0),
         "you scaled by 1/sqrt(dim); each head scales by 1/sqrt(head_dim)": v(scale=dim**-0.5),
     }
-    if theta != 10000.0:
+    if theta != ROPE_THETA:
         mistakes["use the rope_theta given to the constructor, not 10000"] = \
-            _attn_variant(x, w, n_heads, n_kv, window, 10000.0)
+            _attn_variant(x, w, n_heads, n_kv, window, ROPE_THETA)
     else:  # built without rope_theta: the default is graded
         for wrong in (500000.0, 1e6):
-            mistakes[f"Attention(...) must default to rope_theta=10000.0; yours behaves like "
-                     f"rope_theta={wrong:g}"] = _attn_variant(x, w, n_heads, n_kv, window, wrong)
+            mistakes[f"Attention(...) must default to rope_theta={ROPE_THETA}; yours behaves "
+                     f"like rope_theta={wrong:g}"] = _attn_variant(x, w, n_heads, n_kv, window,
+                                                                   wrong)
     if window is not None:
         mistakes |= {
             OFF_BY_ONE: v(mask="plus1"),
@@ -307,74 +291,31 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
     return mistakes
 
 
-def _attn_reference(dim, n_heads, n_kv, window, theta, weights, x, dtype, grad_output=None):
-    kwargs = {"n_kv_heads": n_kv, "window": window}
-    if theta != 10000.0:
-        kwargs["rope_theta"] = theta
-    ref = Attention(dim, n_heads, **kwargs)
-    if dtype == torch.bfloat16:  # float64 maths on the same bf16 weights and inputs
-        ref.load_state_dict({k: t.bfloat16() for k, t in weights.items()})
-        with torch.no_grad():
-            return ref.double()(x.double()).to(dtype), {}
-    ref.load_state_dict(weights)
-    ref.to(dtype)
-    return run_reference(ref, [x], grad_output)
-
-
 def _attn_kwargs(n_kv, window, theta) -> dict:
-    kwargs = {}
-    if n_kv is not None:
-        kwargs["n_kv_heads"] = n_kv
-    if window is not None:
-        kwargs["window"] = window
-    if theta != 10000.0:
-        kwargs["rope_theta"] = theta
-    return kwargs
+    kwargs = {"n_kv_heads": n_kv, "window": window, "rope_theta": theta}
+    return {k: v for k, v in kwargs.items() if v is not None and v != ROPE_THETA}
 
 
-def _attn_case(gen, name, shape, n_heads, n_kv=None, window=None, theta=10000.0,
+def _attn_case(gen, name, shape, n_heads, n_kv=None, window=None, theta=ROPE_THETA,
                dtype=torch.float32, grad=False, zero=False, points=1.0) -> Case:
     B, T, dim = shape
     kv = n_kv or n_heads
     weights = _attn_weights(gen, dim, n_heads, kv)
-    x = (torch.zeros(shape) if zero else randn(gen, *shape)).to(dtype)
-    grad_output = randn(gen, *shape, dtype=dtype) if grad else None
-    expected, grads = _attn_reference(dim, n_heads, kv, window, theta, weights, x, dtype,
-                                      grad_output)
-    mistakes = _attn_mistakes(x, weights, n_heads, kv, window, theta)
-    tol = BF16_TOL if dtype == torch.bfloat16 else {}
-
-    def check(result: dict) -> None:
-        expect(result["output"], expected, mistakes=mistakes, **tol)
-        if grad:
-            expect_grads(result, grads)
-        expect_inputs_untouched(result, [x])
-
-    call = module_call("Attention", (dim, n_heads), _attn_kwargs(n_kv, window, theta), weights,
-                       [x], dtype=_dtype_name(dtype), grad_output=grad_output)
-    return Case(name, call, check, points)
+    x, grad_output = hidden_input(gen, shape, dtype, zero, grad=grad)
+    kwargs = _attn_kwargs(n_kv, window, theta)
+    expected, grads = reference_run(Attention(dim, n_heads, **kwargs), weights, x, grad_output,
+                                    float64=True)
+    return module_case(name, "Attention", (dim, n_heads), kwargs, weights, x, expected, grads,
+                       grad_output, _attn_mistakes(x, weights, n_heads, kv, window, theta),
+                       tolerance(dtype), points)
 
 
 def _attn_state_case(gen, name, dim, n_heads, n_kv) -> Case:
-    head_dim = dim // n_heads
-    kv = n_kv or n_heads
-    x = randn(gen, 2, 3, dim)
-
-    def check(result: dict) -> None:
-        expect_state(result, {
-            "q_proj.weight": (n_heads * head_dim, dim),
-            "k_proj.weight": (kv * head_dim, dim),
-            "v_proj.weight": (kv * head_dim, dim),
-            "o_proj.weight": (dim, n_heads * head_dim),
-        })
-        y = result["output"]
-        if type(y) is not Tensor or y.shape != x.shape:
-            raise Mismatch(f"forward should return a tensor of shape (B, T, dim) = "
-                           f"{tuple(x.shape)}, got {describe(y)}")
-
-    call = module_call("Attention", (dim, n_heads), _attn_kwargs(n_kv, None, 10000.0),
-                       inputs=[x])
-    return Case(name, call, check)
+    D, kv = dim // n_heads, n_kv or n_heads
+    shapes = {"q_proj.weight": (n_heads * D, dim), "k_proj.weight": (kv * D, dim),
+              "v_proj.weight": (kv * D, dim), "o_proj.weight": (dim, n_heads * D)}
+    return state_case(name, "Attention", (dim, n_heads), shapes, _attn_kwargs(n_kv, None, None),
+                      x=randn(gen, 2, 3, dim))
 
 
 def _attn_future_case(gen) -> Case:
@@ -382,22 +323,13 @@ def _attn_future_case(gen) -> Case:
     dim, n_heads, n_kv, window, T = 32, 4, 2, 4, 11
     cut = int(torch.randint(3, T - 1, (1,), generator=gen))
     weights = _attn_weights(gen, dim, n_heads, n_kv)
-    x = randn(gen, 1, T, dim)
-    x2 = x.clone()
-    x2[:, cut:] = 5 * randn(gen, 1, T - cut, dim)
-    batch = torch.cat([x, x2])
-    expected, _ = _attn_reference(dim, n_heads, n_kv, window, 10000.0, weights, batch,
-                                  torch.float32)
-    mistakes = _attn_mistakes(batch, weights, n_heads, n_kv, window, 10000.0)
-
-    def check(result: dict) -> None:
-        expect_no_future_leak(result, batch, cut, expected, mistakes,
-                              "the window comes on top of the causal mask")
-
-    call = module_call("Attention", (dim, n_heads), {"n_kv_heads": n_kv, "window": window},
-                       weights, [batch])
-    return Case("property: no output depends on a future token (GQA, window 4)", call, check,
-                points=2)
+    batch = future_batch(gen, T, dim, cut)
+    kwargs = {"n_kv_heads": n_kv, "window": window}
+    expected, _ = reference_run(Attention(dim, n_heads, **kwargs), weights, batch)
+    return future_case("property: no output depends on a future token (GQA, window 4)",
+                       "Attention", (dim, n_heads), kwargs, weights, batch, cut, expected,
+                       _attn_mistakes(batch, weights, n_heads, n_kv, window, ROPE_THETA),
+                       "the window comes on top of the causal mask")
 
 
 def _attn_equals_case(gen, name, shape, n_heads, kwargs, built_as: dict, message: str,
@@ -408,10 +340,8 @@ def _attn_equals_case(gen, name, shape, n_heads, kwargs, built_as: dict, message
     n_kv = kwargs.get("n_kv_heads") or n_heads
     weights = _attn_weights(gen, dim, n_heads, n_kv)
     x = randn(gen, *shape)
-    ref = Attention(dim, n_heads, **built_as)
-    ref.load_state_dict(weights)
-    expected, _ = run_reference(ref, [x])
-    mistakes = _attn_mistakes(x, weights, n_heads, n_kv, kwargs.get("window"), 10000.0)
+    expected, _ = reference_run(Attention(dim, n_heads, **built_as), weights, x)
+    mistakes = _attn_mistakes(x, weights, n_heads, n_kv, kwargs.get("window"), ROPE_THETA)
 
     def check(result: dict) -> None:
         y = result["output"]

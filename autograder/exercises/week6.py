@@ -9,20 +9,20 @@ from torch import Tensor
 from autograder.compare import Mismatch, check_tensor, close, describe
 from autograder.exercises.common import (
     expect,
+    expect_graph,
     expect_inputs_untouched,
     expect_property,
-    expect_state,
+    function_call,
     module_call,
+    module_case,
     randn,
-    run_reference,
+    reference_run,
+    state_case,
+    swiglu_state,
     well_formed,
 )
 from autograder.grading import Case
 from solutions import MoE, SwiGLU, load_balancing_loss
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def _separate(gen, logits_of, draw, rows: int, top_k: int, margin: float, tries: int = 200):
@@ -51,9 +51,7 @@ def _separate(gen, logits_of, draw, rows: int, top_k: int, margin: float, tries:
 def _expect_grads(result: dict, grads: dict) -> None:
     """Like ``common.expect_grads``, but a parameter that gets no gradient is accepted when the
     expected gradient is exactly zero (an expert no token was routed to may be skipped)."""
-    if result.get("no_graph"):
-        raise Mismatch("your output is not connected to autograd (did you use .detach(), "
-                       ".item(), numpy or torch.no_grad()?), so nothing can be trained")
+    expect_graph(result)
     params = grads.get("params", {})
     for name in sorted(params, key=lambda n: n != "gate.weight"):  # the router first
         expected, got = params[name], result.get("param_grads", {}).get(name)
@@ -89,15 +87,10 @@ def _expect_grads(result: dict, grads: dict) -> None:
 
 def _moe_state(gen, dim: int, hidden: int, n_experts: int, same_experts: bool = False):
     state = {"gate.weight": randn(gen, n_experts, dim, scale=1.5 * dim**-0.5)}
-    first = None
+    first = swiglu_state(gen, dim, hidden)
     for e in range(n_experts):
-        expert = first if same_experts and first is not None else {
-            "gate_proj.weight": randn(gen, hidden, dim, scale=dim**-0.5),
-            "up_proj.weight": randn(gen, hidden, dim, scale=dim**-0.5),
-            "down_proj.weight": randn(gen, dim, hidden, scale=hidden**-0.5),
-        }
-        first = first or expert
-        state.update({f"experts.{e}.{k}": v for k, v in expert.items()})
+        expert = first if same_experts or e == 0 else swiglu_state(gen, dim, hidden)
+        state |= {f"experts.{e}.{k}": v for k, v in expert.items()}
     return state
 
 
@@ -214,33 +207,13 @@ def _moe_case(gen, name, shape, hidden, n_experts, top_k, dtype=torch.float32, g
     dim = shape[-1]
     state = _moe_state(gen, dim, hidden, n_experts)
     x = _moe_input(gen, shape, state, top_k, dtype, zero=zero)
-    ref = MoE(dim, hidden, n_experts, top_k)
-    ref.load_state_dict(state)
-    ref.to(dtype)
     grad_output = randn(gen, *shape, dtype=dtype) if grad else None
-    expected, grads = run_reference(ref, [x], grad_output)
+    expected, grads = reference_run(MoE(dim, hidden, n_experts, top_k), state, x, grad_output)
     y_mistakes, logit_mistakes = _moe_mistakes(x, state, n_experts, top_k)
-
-    def check(result: dict) -> None:
-        _check_moe_output(result, expected, y_mistakes, logit_mistakes, shape[:-1])
-        if grad:
-            _expect_grads(result, grads)
-        expect_inputs_untouched(result, [x])
-
-    call = module_call("MoE", (dim, hidden, n_experts, top_k), None, state, [x],
-                       dtype=_dtype_name(dtype), grad_output=grad_output)
-    return Case(name, call, check, points)
-
-
-def _moe_state_case(gen) -> Case:
-    dim, hidden, n_experts = 12, 20, 3
-    shapes = _moe_state_shapes(dim, hidden, n_experts)
-
-    def check(result: dict) -> None:
-        expect_state(result, shapes)
-
-    return Case("parameters: gate.weight (n_experts, dim) and experts.{e}.gate_proj / up_proj / "
-                "down_proj, no biases", module_call("MoE", (dim, hidden, n_experts, 2)), check)
+    return module_case(name, "MoE", (dim, hidden, n_experts, top_k), None, state, x, expected,
+                       grads, grad_output, points=points, check_grads=_expect_grads,
+                       check_output=lambda result: _check_moe_output(
+                           result, expected, y_mistakes, logit_mistakes, shape[:-1]))
 
 
 def _moe_same_experts_case(gen) -> Case:
@@ -255,9 +228,7 @@ def _moe_same_experts_case(gen) -> Case:
                          if k.startswith("experts.0.")})
     with torch.no_grad():
         single = ffn(x)
-    ref = MoE(dim, hidden, n_experts, top_k)
-    ref.load_state_dict(state)
-    expected, _ = run_reference(ref, [x])
+    expected, _ = reference_run(MoE(dim, hidden, n_experts, top_k), state, x)
     y_mistakes, logit_mistakes = _moe_mistakes(x, state, n_experts, top_k)
 
     def check(result: dict) -> None:
@@ -292,27 +263,22 @@ def _moe_permutation_case(gen) -> Case:
     first = _moe_input(gen, (1, 8, dim), state, top_k, torch.float32)
     perm = torch.randperm(8, generator=gen)
     x = torch.cat([first, first[:, perm]])  # (2, 8, dim)
-    ref = MoE(dim, hidden, n_experts, top_k)
-    ref.load_state_dict(state)
-    expected, _ = run_reference(ref, [x])
+    expected, _ = reference_run(MoE(dim, hidden, n_experts, top_k), state, x)
     y_mistakes, logit_mistakes = _moe_mistakes(x, state, n_experts, top_k)
 
     def check(result: dict) -> None:
         out = result["output"]
         y = out[0] if isinstance(out, tuple | list) and out else out
 
-        def prop() -> bool:
-            if not well_formed(y, x.shape):
-                return False
+        def prop(y) -> None:
             if not close(y[1], y[0][perm], rtol=1e-4, atol=1e-5):
                 raise Mismatch("shuffling the tokens changed what each token gets: every token "
                                "must be routed on its own (softmax over experts, not over "
                                "tokens)")
-            return True
 
         expect_property("shuffling the tokens shuffled the output", prop, lambda:
                         _check_moe_output(result, expected, y_mistakes, logit_mistakes,
-                                          x.shape[:-1]))
+                                          x.shape[:-1]), y, x.shape)
 
     call = module_call("MoE", (dim, hidden, n_experts, top_k), None, state, [x])
     return Case("property: each token is routed on its own (shuffled tokens, shuffled output)",
@@ -321,7 +287,9 @@ def _moe_permutation_case(gen) -> Case:
 
 def moe_cases(gen: torch.Generator) -> list[Case]:
     return [
-        _moe_state_case(gen),
+        state_case("parameters: gate.weight (n_experts, dim) and experts.{e}.gate_proj / "
+                   "up_proj / down_proj, no biases", "MoE", (12, 20, 3, 2),
+                   _moe_state_shapes(12, 20, 3)),
         _moe_case(gen, "float32, 8 experts, top-2, (batch, seq, dim)", (2, 5, 16), 24, 8, 2,
                   points=2),
         _moe_case(gen, "top-1 routing (Switch style), 4 experts", (3, 4, 16), 20, 4, 1),
@@ -385,9 +353,8 @@ def _lbl_mistakes(logits: Tensor, n_experts: int, top_k: int) -> dict[str, Tenso
 
 
 def _lbl_call(logits: Tensor, n_experts: int, top_k: int, grad_output=None) -> dict:
-    return {"kind": "function", "symbol": "load_balancing_loss", "inputs": [logits],
-            "args": [n_experts, top_k], "kwargs": {}, "grad": grad_output is not None,
-            "grad_output": grad_output}
+    return function_call("load_balancing_loss", [logits], [n_experts, top_k],
+                         grad_output=grad_output)
 
 
 def _lbl_reference(logits: Tensor, n_experts: int, top_k: int, grad: bool):

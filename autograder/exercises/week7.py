@@ -33,7 +33,11 @@ FAMILIES = {
                     gelu_approximate="none", tie_embeddings=True),
     "Mistral": dict(SMALL, window=5),
     "Mixtral": dict(SMALL, n_experts=4, top_k=2),
+    # the experiments' options (weeks 3 and 4): plain MLPs, ALiBi and no positions
+    "ReLU NoPE": dict(SMALL, mlp="relu", pos="none"),
+    "SiLU ALiBi": dict(SMALL, mlp="silu", pos="alibi", window=7),
 }
+PLAIN_MLPS = ("gelu", "relu", "silu")
 
 
 def _reference(cfg: dict, state: dict[str, Tensor]) -> MiniGPT:
@@ -150,6 +154,35 @@ def _logit_mistakes(model: MiniGPT, idx: Tensor) -> dict[str, Tensor]:
             mistakes["the learned positions are not added: x = embed_tokens(idx) + "
                      "embed_positions(positions)"] = _forward_variant(model, idx,
                                                                       positions=False)
+        mistakes.update(_option_mistakes(model, idx))
+    return mistakes
+
+
+def _swapped(model: MiniGPT, idx: Tensor, **change) -> Tensor:
+    """The logits of ``model``'s weights in a model with another config (the same keys)."""
+    other = MiniGPT(GPTConfig(**{**vars(model.config), **change}))
+    other.load_state_dict(model.state_dict())
+    return other.eval()(idx)[0]
+
+
+def _option_mistakes(model: MiniGPT, idx: Tensor) -> dict[str, Tensor]:
+    """The activation or position scheme of another option, in place of the config's."""
+    cfg, mistakes = model.config, {}
+    if cfg.mlp in PLAIN_MLPS and cfg.mlp != "gelu":
+        for act in PLAIN_MLPS:
+            if act != cfg.mlp:
+                mistakes[f"mlp={cfg.mlp!r}: your MLP computes {act.upper()}; pass cfg.mlp to "
+                         "GeluMLP as its activation"] = _swapped(model, idx, mlp=act)
+    if cfg.pos in ("alibi", "none"):
+        mistakes[f"pos={cfg.pos!r}: your attention rotates queries and keys with RoPE; only "
+                 "pos='rope' does (rope_theta=None for every other pos)"] = _swapped(
+                     model, idx, pos="rope")
+    if cfg.pos == "alibi":
+        mistakes["pos='alibi': no ALiBi bias reaches the scores; pass alibi=(cfg.pos == "
+                 "'alibi') to CachedAttention"] = _swapped(model, idx, pos="none")
+    if cfg.pos == "none":
+        mistakes["pos='none' (NoPE) has no position signal at all, but your attention adds "
+                 "ALiBi's bias"] = _swapped(model, idx, pos="alibi")
     return mistakes
 
 
@@ -175,6 +208,11 @@ def _check_forward(name: str, cfg: dict, model: MiniGPT, idx: Tensor, targets: T
         got = {k: tuple(v) for k, v in out["shapes"].items()}
         missing, extra = sorted(set(expected_shapes) - set(got)), sorted(set(got) -
                                                                          set(expected_shapes))
+        gated = [k for k in extra if k.endswith("mlp.gate_proj.weight")]
+        if gated and cfg.get("mlp") in PLAIN_MLPS:
+            raise Mismatch(f"{name}: mlp={cfg['mlp']!r} is a plain MLP (up_proj, "
+                           f"{cfg['mlp'].upper()}, down_proj), but yours has `{gated[0]}`: "
+                           "only mlp='swiglu' is gated")
         if missing or extra:
             parts = ([f"missing {', '.join(missing[:6])}"] if missing else []) + (
                 [f"unexpected {', '.join(extra[:6])}"] if extra else [])
@@ -243,7 +281,9 @@ def _forward_case(gen: torch.Generator, name: str, T: int, with_grads: bool = Fa
     what = {"Llama": "RMSNorm, SwiGLU, RoPE, GQA", "GPT-2": "LayerNorm, GELU, learned "
             "positions, biases, tied embeddings", "nanoGPT": "exact GELU, LayerNorm without "
             "bias", "Mistral": f"sliding window {cfg.get('window')}"
-            f" < {T} tokens", "Mixtral": "mixture of experts, router_logits"}[name]
+            f" < {T} tokens", "Mixtral": "mixture of experts, router_logits",
+            "ReLU NoPE": "mlp='relu', pos='none'",
+            "SiLU ALiBi": f"mlp='silu', pos='alibi', window {cfg.get('window')}"}[name]
     call = script_call(FORWARD, cfg=cfg, state=state, idx=idx, targets=targets,
                        with_grads=with_grads)
     title = f"tiny {name} ({what}): state dict, logits, loss" + (", gradients"
@@ -290,6 +330,95 @@ def _cached_case(gen: torch.Generator, name: str) -> Case:
                 "full forward", call, check)
 
 
+# ---------------------------------------------------------------- past max_seq_len
+
+# each run's logits, or the error it raised as a string (the check reports it)
+LONG = """
+result = {}
+for name, run in runs.items():
+    model = MiniGPT(GPTConfig(**run["cfg"]))
+    model.load_state_dict(run["state"])
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(run["tokens"])
+        result[name] = out[0] if isinstance(out, tuple) else out
+    except Exception as exc:
+        result[name] = f"{type(exc).__name__}: {exc}"
+"""
+LONG_FAMILIES = {"rope": "Llama", "alibi": "SiLU ALiBi", "none": "ReLU NoPE"}
+
+
+def _long_case(gen: torch.Generator) -> Case:
+    """RoPE, ALiBi and no positions need no table: the model runs on 2.5x ``max_seq_len``."""
+    cfgs = {pos: dict(FAMILIES[family], window=None) for pos, family in LONG_FAMILIES.items()}
+    states = {pos: _random_state(gen, cfg) for pos, cfg in cfgs.items()}
+    T = int(2.5 * SMALL["max_seq_len"])
+    idx = torch.randint(0, SMALL["vocab_size"], (1, T), generator=gen)
+    expected = {pos: _reference(cfg, states[pos])(idx)[0].detach() for pos, cfg in cfgs.items()}
+    # RoPE's positions taken modulo max_seq_len, as if read from a table of angles
+    model = _reference(cfgs["rope"], states["rope"])
+    with torch.no_grad():
+        x = model.embed_tokens(idx)
+        cut = torch.arange(T) % SMALL["max_seq_len"]
+        for layer in model.layers:
+            attn = layer.self_attn
+            rotate = attn.rotate
+            attn.rotate = lambda q, k, positions, rotate=rotate: rotate(q, k, cut)
+            x, _ = layer(x)
+            attn.rotate = rotate
+        wrapped = model.lm_head(model.norm(x))
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        for pos, want in expected.items():
+            got = out.get(pos)
+            if isinstance(got, str):
+                raise Mismatch(f"pos={pos!r} with {T} tokens > max_seq_len = "
+                               f"{SMALL['max_seq_len']}: your model raised {got}; only learned "
+                               "positions are limited to max_seq_len (RoPE, ALiBi and no "
+                               "positions need no table)")
+            mistakes = {} if pos != "rope" else {
+                "RoPE past max_seq_len: your positions wrap around at max_seq_len; rotate by "
+                "the true positions 0..T-1": wrapped}
+            expect(got, want, f"pos={pos!r}: logits of {T} tokens (max_seq_len "
+                   f"{SMALL['max_seq_len']})", mistakes=mistakes, rtol=1e-4, atol=1e-4)
+
+    call = script_call(LONG, runs={pos: {"cfg": cfg, "state": states[pos], "tokens": idx}
+                                    for pos, cfg in cfgs.items()})
+    return Case(f"past max_seq_len: RoPE, ALiBi and no positions run on {T} tokens "
+                f"(max_seq_len {SMALL['max_seq_len']})", call, check)
+
+
+def _learned_limit_case(gen: torch.Generator) -> Case:
+    """Learned positions stop at ``max_seq_len``: exactly that many tokens run (and match),
+    one more raises an error instead of cutting, wrapping or clamping the positions."""
+    cfg = FAMILIES["GPT-2"]
+    state = _random_state(gen, cfg)
+    L = cfg["max_seq_len"]
+    idx = torch.randint(0, cfg["vocab_size"], (1, L + 1), generator=gen)
+    expected = _reference(cfg, state)(idx[:, :L])[0].detach()
+    call = script_call(LONG, runs={"fit": {"cfg": cfg, "state": state, "tokens": idx[:, :L]},
+                                    "past": {"cfg": cfg, "state": state, "tokens": idx}})
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        if isinstance(out.get("fit"), str):
+            raise Mismatch(f"learned positions with exactly max_seq_len = {L} tokens: your "
+                           f"model raised {out['fit']}")
+        expect(out.get("fit"), expected, f"logits of {L} = max_seq_len tokens", rtol=1e-4,
+               atol=1e-4)
+        past = out.get("past")
+        if not isinstance(past, str):
+            raise Mismatch(f"learned positions with {L + 1} tokens > max_seq_len = {L}: your "
+                           f"model returned {describe(past)} instead of raising an error; the "
+                           "table has no row for the positions past it (raise a ValueError "
+                           "that says so, do not cut, wrap or clamp the positions)")
+
+    return Case(f"pos='learned' stops at max_seq_len: {L} tokens run, {L + 1} raise an error",
+                call, check)
+
+
 INIT = """
 torch.manual_seed(seed)
 model = MiniGPT(GPTConfig(**cfg))
@@ -334,8 +463,13 @@ def build_minigpt(gen: torch.Generator) -> list[Case]:
         _forward_case(gen, "nanoGPT", 12),
         _forward_case(gen, "Mistral", 14),
         _forward_case(gen, "Mixtral", 10),
+        _forward_case(gen, "ReLU NoPE", 12),
+        _forward_case(gen, "SiLU ALiBi", 12, with_grads=True),
         _cached_case(gen, "GPT-2"),
         _cached_case(gen, "Mistral"),
+        _cached_case(gen, "SiLU ALiBi"),
+        _long_case(gen),
+        _learned_limit_case(gen),
         _init_case(gen),
     ]
 
@@ -380,8 +514,8 @@ LEARNED_CFG = dict(GEN_CFG, n_kv_heads=None, window=None, norm="layernorm", mlp=
 GENERATE_LONG = GENERATE.replace("out = generate(model, idx, max_new_tokens, **kwargs)\n", """\
 try:
     out = generate(model, idx, max_new_tokens, **kwargs)
-except AssertionError as exc:
-    if "past the learned positions" not in str(exc):
+except ValueError as exc:
+    if "learned position" not in str(exc):
         raise
     out = "refused"
 """)

@@ -10,6 +10,7 @@ reference source, so a learner's own copy of the class cannot change what is cou
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
@@ -17,7 +18,12 @@ from autograder.compare import Mismatch
 from autograder.exercises.common import script_call
 from autograder.grading import Case, given_code
 from solutions.model import PRESETS, GPTConfig
-from solutions.scaling import chinchilla_loss, compute_optimal, count_parameters
+from solutions.scaling import (
+    chinchilla_loss,
+    compute_optimal,
+    count_parameters,
+    parameter_breakdown,
+)
 
 # ---------------------------------------------------------------- count_parameters
 
@@ -44,77 +50,61 @@ for _active in actives:  # "default": count_parameters(config), the default of `
 """
 
 
-def _count(c: GPTConfig, active: bool = False, *, tied_twice=False, head=True, norms=True,
-           biases=True, always_biases=False, swiglu_mats=3, gelu_mats=2, kv_at_n_heads=False,
-           q_at_n_kv_heads=False, all_experts=False, top_k_always=False, router=True,
-           pos_table=True, rope_table=False, ln_bias=True, ln_bias_always=False,
-           expert_biases=False, router_bias=False) -> int:
-    """The count with one mistake switched on: the reference formula, written out again."""
-    d, hd = c.dim, c.dim // c.n_heads
-    q = (c.n_kv_heads if q_at_n_kv_heads else c.n_heads) * hd
-    kv = c.n_heads * hd if kv_at_n_heads else c.n_kv_heads * hd
-    bias = (c.bias or always_biases) and biases
-    attention = 2 * d * q + 2 * d * kv + (q + 2 * kv + d if bias else 0)
-    two = c.norm == "layernorm" and ((bias and ln_bias) or ln_bias_always)
-    norm = d * (2 if two else 1) if norms else 0
-    if c.n_experts:
-        experts = c.top_k if (active or top_k_always) and not all_experts else c.n_experts
-        mlp = (d * c.n_experts if router else 0) + experts * 3 * d * c.hidden_dim
-        if bias:  # the experts and the router have no biases, whatever `bias` says
-            mlp += (experts * (2 * c.hidden_dim + d) if expert_biases else 0) + (
-                c.n_experts if router_bias else 0)
-    elif c.mlp == "swiglu":
-        mlp = swiglu_mats * d * c.hidden_dim
-    else:
-        mlp = gelu_mats * d * c.hidden_dim + (c.hidden_dim + d if bias else 0)
-    learned = c.pos == "learned" and pos_table or c.pos != "learned" and rope_table
-    embeddings = c.vocab_size * d + (c.max_seq_len * d if learned else 0)
-    lm_head = c.vocab_size * d if head and (not c.tie_embeddings or tied_twice) else 0
-    return embeddings + c.n_layers * (attention + mlp + 2 * norm) + norm + lm_head
-
-
 def _count_mistakes(c: GPTConfig, active: bool) -> dict[str, int]:
+    """The count with one mistake, from the reference count of a config changed to match it
+    (or minus the part the mistake leaves out)."""
+    right = count_parameters(c, active=active)
+    parts = parameter_breakdown(c, active)
+    L, d, hd = c.n_layers, c.dim, c.dim // c.n_heads
+
+    def count(**change) -> int:
+        return count_parameters(replace(c, **change), active=active)
+
     m = {
         "tied embeddings counted twice: with tie_embeddings, lm_head IS embed_tokens' matrix, "
-        "so count it once": _count(c, active, tied_twice=True),
+        "so count it once": count(tie_embeddings=False),
         "the norms are missing: two RMSNorm/LayerNorm per layer and a final norm, dim weights "
-        "each": _count(c, active, norms=False),
+        "each": right - parts["norms"],
         "the biases are missing: with bias=True every attention and MLP linear layer has one "
-        "bias per output feature": _count(c, active, biases=False),
+        "bias per output feature": count(bias=False),
         "LayerNorm with bias=True has a weight AND a bias: 2 * dim per norm":
-            _count(c, active, ln_bias=False),
+            right - (2 * L + 1) * d * (c.norm == "layernorm" and c.bias),
         "SwiGLU has three matrices (gate_proj, up_proj, down_proj), not two":
-            _count(c, active, swiglu_mats=2),
+            right - L * d * c.hidden_dim * (c.mlp == "swiglu" and not c.n_experts),
         "under GQA, k_proj and v_proj have n_kv_heads * head_dim outputs, not n_heads * "
-        "head_dim": _count(c, active, kv_at_n_heads=True),
+        "head_dim": count(n_kv_heads=c.n_heads),
         "with active=True count only top_k experts per layer, not all n_experts":
-            _count(c, active, all_experts=True),
+            count_parameters(c),
         "the router (gate, n_experts x dim per layer) is missing: every token uses it":
-            _count(c, active, router=False),
+            right - L * d * c.n_experts,
         "the learned position table (max_seq_len x dim) is missing: pos='learned' models "
-        "have one": _count(c, active, pos_table=False),
+        "have one": count(pos="rope"),
         # the mirror images
         "lm_head is missing: without tie_embeddings the head has its own vocab_size x dim "
-        "matrix": _count(c, active, head=False),
-        "biases counted although bias=False: only bias=True models have them":
-            _count(c, active, always_biases=True),
+        "matrix": right - parts["head"],
+        "biases counted although bias=False: only bias=True models have them": count(bias=True),
         "a LayerNorm without bias (bias=False) has only its weight: dim per norm":
-            _count(c, active, ln_bias_always=True),
+            right + (2 * L + 1) * d * (c.norm == "layernorm" and not c.bias),
         "the GELU MLP has two matrices (up_proj, down_proj), not three":
-            _count(c, active, gelu_mats=3),
+            right + L * d * c.hidden_dim * (c.mlp == "gelu" and not c.n_experts),
         "q_proj and o_proj have n_heads * head_dim features; only k_proj and v_proj shrink "
-        "with n_kv_heads": _count(c, active, q_at_n_kv_heads=True),
+        "with n_kv_heads": right - L * (2 * d + c.bias) * (c.n_heads - c.n_kv_heads) * hd,
         "without active=True count all n_experts of every layer, not only top_k":
-            _count(c, active, top_k_always=True),
-        "a position table counted for pos='rope': rotary positions have no parameters":
-            _count(c, active, rope_table=True),
+            count_parameters(c, active=True),
+        f"a position table counted for pos={c.pos!r}: "
+        + ("rotary positions have no parameters" if c.pos == "rope" else
+           "only learned positions have parameters (ALiBi and NoPE have none)"):
+            count(pos="learned"),
         "the experts are SwiGLU without biases and the router gate has none either, also "
         "with bias=True (which gives biases to attention and a dense MLP only)":
-            _count(c, active, expert_biases=True),
+            right + L * (c.top_k if active else c.n_experts) * (2 * c.hidden_dim + d)
+            * bool(c.n_experts and c.bias),
         "the router gate has no bias (Linear(dim, n_experts, bias=False)), also with bias=True":
-            _count(c, active, router_bias=True),
+            right + L * c.n_experts * bool(c.bias),
+        # the options of weeks 3 and 4: only SwiGLU is gated
+        f"mlp={c.mlp!r} is a plain MLP with two matrices (up_proj, down_proj), like GELU's; "
+        "only SwiGLU has three": count(mlp="swiglu") if c.mlp in ("relu", "silu") else right,
     }
-    right = count_parameters(c, active=active)
     return {k: v for k, v in m.items() if v != right}
 
 
@@ -142,8 +132,10 @@ def _count_case(name: str, fields: dict, actives=("default",), points: float = 1
                         raise Mismatch(message)
                 raise Mismatch(f"{what} gave {got['value']:,}, expected {want:,}")
 
-    call = script_call(COUNT_SCRIPT, config_source=given_code("solutions.model:GPTConfig"),
-                       fields=fields, actives=list(actives))
+    config_source = given_code("solutions.positions:ROPE_THETA") + given_code(
+        "solutions.model:GPTConfig")
+    call = script_call(COUNT_SCRIPT, config_source=config_source, fields=fields,
+                       actives=list(actives))
     return Case(name, call, check, points)
 
 
@@ -177,6 +169,10 @@ def count_parameters_cases(gen: torch.Generator) -> list[Case]:
                     ("default", True)),
         _count_case("a mixture of experts with bias=True: attention biases, none in the "
                     "experts or the router", dict(moe, bias=True), ("default", True)),
+        _count_case("a plain ReLU MLP and ALiBi (no position parameters)",
+                    dict(llama, mlp="relu", pos="alibi")),
+        _count_case("a plain SiLU MLP with biases and no positions (NoPE)",
+                    dict(gpt2, mlp="silu", pos="none", tie_embeddings=False)),
     ]
     for name, label in [("gpt2", "GPT-2 small: 124,439,808"), ("gpt2_xl", "GPT-2 XL"),
                         ("llama2_7b", "Llama 2 7B: 6,738,415,616"), ("llama2_70b", "Llama 2 70B"),

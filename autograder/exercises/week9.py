@@ -19,26 +19,21 @@ from autograder.compare import Mismatch, describe
 from autograder.exercises.common import (
     expect,
     expect_grads,
-    expect_inputs_untouched,
-    expect_state,
+    hidden_input,
     module_call,
+    module_case,
     randn,
+    reference_run,
     run_reference,
     script_call,
+    state_case,
+    swiglu_state,
+    tolerance,
 )
 from autograder.grading import Case
 from solutions.deepseek_moe import DeepSeekMoE, deepseek_route
 from solutions.latent_attention import MultiHeadLatentAttention
-from solutions.positions import apply_rope, rope_interleaved
-
-# bf16 keeps 8 significant bits; correct bf16 attentions written in different orders differ
-# from the float64 result on the same bf16 weights by up to ~2 % (weeks 1 and 5)
-BF16_TOL = {"rtol": 3e-2, "atol": 3e-2}
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
+from solutions.positions import ROPE_THETA, apply_rope, rope_interleaved
 
 # ---------------------------------------------------------------- multi-head latent attention
 
@@ -86,7 +81,7 @@ def _rms(t: Tensor, w: Tensor, eps: float | None) -> Tensor:
     return t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def _mla_variant(x: Tensor, state: dict, dims: tuple, theta: float = 10000.0,
+def _mla_variant(x: Tensor, state: dict, dims: tuple, theta: float = ROPE_THETA,
                  eps: float = 1e-6, *, rope: str = "pairs", scale: str = "full",
                  q_eps: float | None | str = "same", kv_eps: float | None | str = "same",
                  kv_a: str = "latent_first", kv_b: str = "per_head", q_split: str = "nope_first",
@@ -185,8 +180,8 @@ def _mla_mistakes(x: Tensor, state: dict, dims: tuple, theta: float, eps: float,
             m(q_eps=1e-5, kv_eps=1e-5)
     if theta_given:
         mistakes["use the rope_theta given to the constructor, not 10000"] = \
-            _mla_variant(x, state, dims, 10000.0, eps)
-    elif theta == 10000.0:
+            _mla_variant(x, state, dims, ROPE_THETA, eps)
+    elif theta == ROPE_THETA:
         mistakes["the default rope_theta is 10000"] = _mla_variant(x, state, dims, 500000.0, eps)
     return mistakes
 
@@ -205,44 +200,23 @@ def _mla_case(gen, name, shape, dims=SMALL, theta: float | None = None, eps: flo
     B, T = shape
     dim = dims[0]
     state = _mla_state(gen, *dims)
-    x = (torch.zeros(B, T, dim) if zero else randn(gen, B, T, dim, scale=x_scale)).to(dtype)
-    the_theta, the_eps = theta or 10000.0, eps or 1e-6
+    x, grad_output = hidden_input(gen, (B, T, dim), dtype, zero, x_scale, grad)
+    the_theta, the_eps = theta or ROPE_THETA, eps or 1e-6
     kwargs = _mla_kwargs(theta, eps)
-    grad_output = randn(gen, B, T, dim, dtype=dtype) if grad else None
     if dtype == torch.bfloat16:  # float64 maths on the same bf16 weights and inputs
         expected, grads = _mla_variant(x, state, dims, the_theta, the_eps).to(dtype), {}
     else:
-        ref = MultiHeadLatentAttention(*dims, **kwargs)
-        ref.load_state_dict(state)
-        ref.to(dtype)
-        expected, grads = run_reference(ref, [x], grad_output)
+        expected, grads = reference_run(MultiHeadLatentAttention(*dims, **kwargs), state, x,
+                                        grad_output)
     mistakes = _mla_mistakes(x, state, dims, the_theta, the_eps, theta is not None,
                              eps is not None)
-    tol = BF16_TOL if dtype == torch.bfloat16 else {}
-
-    def check(result: dict) -> None:
-        expect(result["output"], expected, mistakes=mistakes, **tol)
-        if grad:
-            expect_grads(result, grads)
-        expect_inputs_untouched(result, [x])
-
-    call = module_call("MultiHeadLatentAttention", dims, kwargs, state, [x],
-                       dtype=_dtype_name(dtype), grad_output=grad_output)
-    return Case(name, call, check, points)
+    return module_case(name, "MultiHeadLatentAttention", dims, kwargs, state, x, expected, grads,
+                       grad_output, mistakes, tolerance(dtype), points)
 
 
 def _mla_state_case(gen, name, dims) -> Case:
-    x = randn(gen, 2, 3, dims[0])
-    shapes = _mla_shapes(*dims)
-
-    def check(result: dict) -> None:
-        expect_state(result, shapes)
-        y = result["output"]
-        if type(y) is not Tensor or y.shape != x.shape:
-            raise Mismatch(f"forward should return a tensor of shape (B, T, dim) = "
-                           f"{tuple(x.shape)}, got {describe(y)}")
-
-    return Case(name, module_call("MultiHeadLatentAttention", dims, inputs=[x]), check)
+    return state_case(name, "MultiHeadLatentAttention", dims, _mla_shapes(*dims),
+                      x=randn(gen, 2, 3, dims[0]))
 
 
 def _mla_future_case(gen) -> Case:
@@ -257,7 +231,7 @@ def _mla_future_case(gen) -> Case:
     ref = MultiHeadLatentAttention(*SMALL)
     ref.load_state_dict(state)
     expected, _ = run_reference(ref, [batch])
-    mistakes = _mla_mistakes(batch, state, SMALL, 10000.0, 1e-6, False, False)
+    mistakes = _mla_mistakes(batch, state, SMALL, ROPE_THETA, 1e-6, False, False)
 
     def check(result: dict) -> None:
         y = result["output"]
@@ -313,14 +287,8 @@ def _moe_state(gen, dim, hidden, n_experts, n_shared, bias_scale=0.15) -> dict:
     state = {"gate.weight": randn(gen, n_experts, dim, scale=1.5 * dim**-0.5),
              "gate.e_score_correction_bias": randn(gen, n_experts, scale=bias_scale)}
     for e in range(n_experts):
-        state |= {f"experts.{e}.gate_proj.weight": randn(gen, hidden, dim, scale=dim**-0.5),
-                  f"experts.{e}.up_proj.weight": randn(gen, hidden, dim, scale=dim**-0.5),
-                  f"experts.{e}.down_proj.weight": randn(gen, dim, hidden, scale=hidden**-0.5)}
-    shared = n_shared * hidden
-    return state | {"shared_experts.gate_proj.weight": randn(gen, shared, dim, scale=dim**-0.5),
-                    "shared_experts.up_proj.weight": randn(gen, shared, dim, scale=dim**-0.5),
-                    "shared_experts.down_proj.weight": randn(gen, dim, shared,
-                                                             scale=shared**-0.5)}
+        state |= swiglu_state(gen, dim, hidden, f"experts.{e}.")
+    return state | swiglu_state(gen, dim, n_shared * hidden, "shared_experts.")
 
 
 def _moe_shapes(dim, hidden, n_experts, n_shared) -> dict[str, tuple[int, ...]]:
@@ -530,30 +498,25 @@ def _moe_case(gen, name, shape, args=MOE_ARGS, kw=None, dtype=torch.float32, gra
                 break
             state["gate.e_score_correction_bias"] = randn(gen, n_experts, scale=0.15)
     x = _moe_input(gen, shape, state, top_k, kw, dtype, zero=zero, every_expert=grad)
-    ref = DeepSeekMoE(*args, **kw)
-    ref.load_state_dict(state)
-    ref.to(dtype)
     grad_output = randn(gen, *shape, dtype=dtype) if grad else None
-    expected, grads = run_reference(ref, [x], grad_output)
+    expected, grads = reference_run(DeepSeekMoE(*args, **kw), state, x, grad_output)
     y_mistakes, logit_mistakes = _moe_mistakes(x, state, top_k, kw)
 
-    def check(result: dict) -> None:
-        _check_moe(result, expected, y_mistakes, logit_mistakes, shape[:-1],
-                   loose=dtype == torch.bfloat16)
-        if grad:
-            try:
-                expect_grads(result, grads)
-            except Mismatch as exc:
-                if "gate.weight" in str(exc):
-                    raise Mismatch(f"{exc} (the weights of the chosen experts are sigmoid "
-                                   "scores of the router logits: keep them differentiable, so "
-                                   "the router learns)") from None
-                raise
-        expect_inputs_untouched(result, [x])
+    def check_grads(result: dict, grads: dict) -> None:
+        try:
+            expect_grads(result, grads)
+        except Mismatch as exc:
+            if "gate.weight" in str(exc):
+                raise Mismatch(f"{exc} (the weights of the chosen experts are sigmoid scores of "
+                               "the router logits: keep them differentiable, so the router "
+                               "learns)") from None
+            raise
 
-    call = module_call("DeepSeekMoE", args, kw, state, [x], dtype=_dtype_name(dtype),
-                       grad_output=grad_output)
-    return Case(name, call, check, points)
+    return module_case(name, "DeepSeekMoE", args, kw, state, x, expected, grads, grad_output,
+                       points=points, check_grads=check_grads,
+                       check_output=lambda result: _check_moe(
+                           result, expected, y_mistakes, logit_mistakes, shape[:-1],
+                           loose=dtype == torch.bfloat16))
 
 
 BUFFER_SCRIPT = """
@@ -565,14 +528,9 @@ result = {"params": [n for n, _ in moe.named_parameters()],
 
 
 def _moe_state_case(gen) -> Case:
-    args = (12, 10, 6, 1, 2)
-    shapes = _moe_shapes(*args[:4])
-
-    def check(result: dict) -> None:
-        expect_state(result, shapes)
-
-    return Case("parameters: gate.weight, experts.{e}.*, shared_experts.* (n_shared * width), "
-                "no biases", module_call("DeepSeekMoE", args), check)
+    return state_case("parameters: gate.weight, experts.{e}.*, shared_experts.* (n_shared * "
+                      "width), no biases", "DeepSeekMoE", (12, 10, 6, 1, 2),
+                      _moe_shapes(12, 10, 6, 1))
 
 
 def _moe_buffer_case(gen) -> Case:

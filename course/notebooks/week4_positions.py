@@ -75,15 +75,8 @@ print("largest difference:", (out_shuffled - out[perm]).abs().max().item())
 # the sinusoidal pattern: each column is a sine or cosine of a different frequency, fast on
 # the left, slow on the right.
 
-# %% role="locked"
-def sinusoidal(seq_len: int, dim: int, base: float = 10000.0) -> Tensor:
-    """pe[p, 2i] = sin(p / base^(2i/dim)), pe[p, 2i+1] = cos(p / base^(2i/dim))."""
-    freqs = base ** (-torch.arange(0, dim, 2).float() / dim)
-    angles = torch.arange(seq_len).float()[:, None] * freqs
-    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)
-
-
-pe = sinusoidal(128, 64)
+# %% role="locked" code="solutions.positions:sinusoidal_positions"
+pe = sinusoidal_positions(128, 64)
 fig, ax = plt.subplots(figsize=(7, 3.5))
 im = ax.imshow(pe, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
 ax.set_xlabel("embedding dimension")
@@ -116,7 +109,8 @@ plt.show()
 #   `rotate_half(x) = cat((-x2, x1), -1)` (given below, `x1`, `x2` the two halves) and
 #   `cos`, `sin` of `cat((angles, angles), -1)`, the rotation is
 #   `x * cos + rotate_half(x) * sin`;
-# - `apply_rope(x, positions, theta=10000.0)`: `x` is `(..., seq, head_dim)` (any number of
+# - `apply_rope(x, positions, theta=ROPE_THETA)` (`ROPE_THETA = 10000.0`, given below): `x`
+#   is `(..., seq, head_dim)` (any number of
 #   leading dimensions, e.g. `(batch, heads, seq, head_dim)` or `(seq, head_dim)`), and
 #   `positions` is a `(seq,)` integer tensor, the position of each token. It is usually
 #   `arange(seq)`, but not always: with a KV cache the new token may sit at position 1000;
@@ -125,13 +119,14 @@ plt.show()
 #   shape and dtype. Do not modify `x` in place.
 #
 # `rope_angles(positions, head_dim, theta)` is a suggested helper returning the
-# `(seq, head_dim / 2)` angles; only `apply_rope` is graded.
+# `(seq, head_dim / 2)` angles (the interleaved form further down uses it too); only
+# `apply_rope` is graded.
 #
 # **Not allowed:** `transformers`' `apply_rotary_pos_emb` and its `...RotaryEmbedding`
 # classes. The given `rotate_half`, `torch.cos`, `torch.sin` (and `torch.polar`) are the
-# building blocks. The default `theta=10000.0` is graded.
+# building blocks. The default `theta=ROPE_THETA` is graded.
 
-# %% role="locked" code="solutions.positions:rotate_half"
+# %% role="locked" code="solutions.positions:ROPE_THETA,rotate_half"
 
 # %% role="answer" exercise="apply_rope"
 
@@ -265,27 +260,18 @@ plt.show()
 # (the *interleaved* form); `transformers` pairs $i$ with $i + d/2$. Both rotate pair $i$ by
 # the same angle; they only disagree on *which* coordinates form pair $i$. Reordering the
 # output rows of the query and key projections by the permutation
-# `[0, 2, 4, ..., 1, 3, 5, ...]` turns one into the other, and the attention scores do not
-# change. The cell checks it with your `apply_rope`.
+# `[0, 2, 4, ..., 1, 3, 5, ...]` (`interleaved_to_halves`) turns one into the other, and the
+# attention scores do not change. The cell checks it with your `apply_rope` (and your
+# `rope_angles`, which the interleaved form below calls).
 
-# %% role="locked"
-def rope_interleaved_form(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
-    """RoPE with pairs (x[2i], x[2i+1]): the form of the paper and of Meta's original code."""
-    d = x.shape[-1]
-    angles = positions.float()[:, None] * theta ** (-torch.arange(0, d, 2).float() / d)
-    a, b = x[..., 0::2], x[..., 1::2]
-    return torch.stack((a * angles.cos() - b * angles.sin(),
-                        b * angles.cos() + a * angles.sin()), dim=-1).flatten(-2)
-
-
+# %% role="locked" code="solutions.positions:rope_interleaved,interleaved_to_halves"
 d_model, head_dim, T = 32, 16, 10
 h = torch.randn(T, d_model)  # hidden states of T tokens
 w_q, w_k = torch.randn(head_dim, d_model), torch.randn(head_dim, d_model)  # one head's weights
-to_halves = torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))
+to_halves = interleaved_to_halves(head_dim)
 pos = torch.arange(T)
 
-scores_interleaved = (rope_interleaved_form(h @ w_q.T, pos)
-                      @ rope_interleaved_form(h @ w_k.T, pos).T)
+scores_interleaved = rope_interleaved(h @ w_q.T, pos) @ rope_interleaved(h @ w_k.T, pos).T
 # permute the rows of W_q and W_k, then use the rotate-half form
 scores_halves = apply_rope(h @ w_q[to_halves].T, pos) @ apply_rope(h @ w_k[to_halves].T, pos).T
 scores_unpermuted = apply_rope(h @ w_q.T, pos) @ apply_rope(h @ w_k.T, pos).T

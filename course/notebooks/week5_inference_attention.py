@@ -51,14 +51,14 @@ print(f"torch {torch.__version__}")
 # - `causal_mask(seq_len, device=None)`: `(T, T)` bool, True where key `j <= i`;
 # - `scaled_dot_product_attention(q, k, v, mask=None)`: `softmax(q k^T / sqrt(D), masked)
 #   @ v`, with a bool mask (True = may attend) broadcastable to `(..., T_q, T_k)`;
-# - `apply_rope(x, positions, theta=10000.0)`: rotates `x` of shape `(..., T, head_dim)`,
-#   pairing dimension `p` with `p + head_dim/2` (the rotate-half form).
+# - `apply_rope(x, positions, theta=ROPE_THETA)` (`ROPE_THETA = 10000.0`): rotates `x` of
+#   shape `(..., T, head_dim)`, pairing dimension `p` with `p + head_dim/2` (rotate-half).
 #
 # `torch.nn.functional.scaled_dot_product_attention` is also allowed this week.
 
 # %% role="locked" code="solutions.attention:causal_mask,scaled_dot_product_attention"
 
-# %% role="locked" code="solutions.positions:rope_angles,rotate_half,apply_rope"
+# %% role="locked" code="solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope"
 
 # %% [markdown]
 # ## Exercise 1: `repeat_kv`, sharing key/value heads
@@ -183,35 +183,54 @@ for w in (1, 4, 16, 50):
     print(f"window {w:>2}: largest |banded - masked| = {(banded - masked).abs().max().item():.1e}")
 
 # %% [markdown]
-# ## Exercise 3: `Attention` with GQA, RoPE and an optional window
+# ## Exercise 3: `Attention` with GQA, RoPE, an optional window and a KV cache
 #
-# The attention layer of Llama 2 and Mistral, for an input `x` of shape `(B, T, dim)`:
+# The attention layer of Llama 2 and Mistral, for an input `x` of shape `(B, T, dim)`, in
+# four steps. Each step is a method of its own, because week 7 extends your class: its
+# `CachedAttention` overrides `rotate` (GPT-2 has no RoPE) and swaps faster kernels into
+# `project`, `rotate` and `attend`, and it keeps your `forward`.
 #
-# 1. project: `q = q_proj(x)`, `k = k_proj(x)`, `v = v_proj(x)`, and split into heads:
-#    q to `(B, n_heads, T, head_dim)`, k and v to `(B, n_kv_heads, T, head_dim)`
+# 1. `project(x) -> (q, k, v)`: `q = q_proj(x)`, `k = k_proj(x)`, `v = v_proj(x)`, split
+#    into heads: q to `(B, n_heads, T, head_dim)`, k and v to `(B, n_kv_heads, T, head_dim)`
 #    (`view(B, T, heads, head_dim).transpose(1, 2)`), with `head_dim = dim // n_heads`;
-# 2. rotate **q and k** (not v) with `apply_rope(·, torch.arange(T), rope_theta)`: token `t` is
-#    at position `t`;
-# 3. give every query head its kv head: `repeat_kv(k, n_rep)`, `repeat_kv(v, n_rep)`;
-# 4. attend with the causal mask, or the sliding-window mask when `window` is set;
-# 5. merge the heads back to `(B, T, n_heads * head_dim)` and apply `o_proj`.
+# 2. `rotate(q, k, positions) -> (q, k)`: `apply_rope` on **q and k** (never v), with
+#    `rope_theta`; token `t` sits at position `t`, so `forward` passes `torch.arange(T)`;
+# 3. `attend(q, k, v)`: give every query head its kv head (`repeat_kv`), then attend with
+#    the causal mask, or the sliding-window mask when `window` is set;
+# 4. `forward(x)` runs the three, merges the heads back to `(B, T, n_heads * head_dim)` and
+#    applies `o_proj`.
 #
-# The conventions:
+# **The KV cache.** To generate, a model runs the prompt once and then one new token at a
+# time; every step needs the keys and values of all the tokens before, which the
+# `KVCache` below keeps (given: it appends and, with a window, drops what no query can see
+# any more). `forward(x, cache)` with a cache:
 #
-# - `Attention(dim, n_heads, n_kv_heads=None, window=None, rope_theta=10000.0)`;
-#   `n_kv_heads=None` means `n_heads` (ordinary multi-head attention), `1` is multi-query
-#   attention;
+# - the `T` new tokens sit at positions `cache.pos, ..., cache.pos + T - 1`: rotate with
+#   those positions (read `cache.pos` before the update);
+# - after RoPE, `k, v = cache.update(k, v)` returns the cached keys and values followed by
+#   the new ones: `S >= T` of them, the queries being the last `T`;
+# - so `attend` takes `T` queries and `S` keys; query `t` sits at key position `S - T + t`,
+#   and its mask row is row `S - T + t` of the `(S, S)` mask: `sliding_window_mask(S,
+#   window)[S - T:]`.
+#
+# Without a cache, `S = T` and this is the mask you know. The conventions:
+#
+# - `Attention(dim, n_heads, n_kv_heads=None, window=None, rope_theta=ROPE_THETA)`
+#   (`ROPE_THETA = 10000.0`, given above); `n_kv_heads=None` means `n_heads` (ordinary
+#   multi-head attention), `1` is multi-query attention;
 # - four `nn.Linear` layers without bias: `q_proj` `(dim → n_heads * head_dim)`, `k_proj` and
 #   `v_proj` `(dim → n_kv_heads * head_dim)`, `o_proj` `(n_heads * head_dim → dim)`;
-# - `forward(x)` returns `(B, T, dim)` in the dtype of `x`.
+# - `forward(x, cache=None)` returns `(B, T, dim)` in the dtype of `x`.
 #
 # The cache stays small because k and v are cached with `n_kv_heads` heads; the repetition
-# only happens at attention time.
+# only happens at attention time, in `attend`.
 #
 # Allowed: `F.scaled_dot_product_attention` (its `enable_gqa=True` too), your `repeat_kv` and
 # `sliding_window_mask`, the given `apply_rope`. Not allowed: the attention modules and
 # functions of `transformers` (`MistralAttention`, `eager_attention_forward`, ...). The
-# defaults (`n_kv_heads=None`, `window=None`, `rope_theta=10000.0`) are graded.
+# defaults (`n_kv_heads=None`, `window=None`, `rope_theta=ROPE_THETA`) are graded.
+
+# %% role="locked" code="solutions.efficient_attention:KVCache"
 
 # %% role="answer" exercise="attention"
 
@@ -228,7 +247,7 @@ assert y.shape == x.shape, f"output shape {tuple(y.shape)} should be {tuple(x.sh
 
 
 def by_hand(module, x, window):
-    """The five steps, written out with the given helpers."""
+    """The steps, written out with the given helpers and your mask."""
     B, T, _ = x.shape
     H, D = 8, 8
     q = module.q_proj(x).view(B, T, H, D).transpose(1, 2)
@@ -237,9 +256,7 @@ def by_hand(module, x, window):
     pos = torch.arange(T)
     q, k = apply_rope(q, pos), apply_rope(k, pos)
     k, v = k.repeat_interleave(4, dim=1), v.repeat_interleave(4, dim=1)
-    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
-    mask = (j <= i) if window is None else (j <= i) & (i - j < window)
-    out = scaled_dot_product_attention(q, k, v, mask)
+    out = scaled_dot_product_attention(q, k, v, sliding_window_mask(T, window))
     return module.o_proj(out.transpose(1, 2).reshape(B, T, H * D))
 
 
@@ -265,6 +282,21 @@ with torch.no_grad():
     assert torch.allclose(wide(x), free(x), atol=1e-6), "a window >= T should cut nothing"
     mha = Attention(32, 4)
     assert mha.k_proj.weight.shape == (32, 32), "n_kv_heads=None means n_heads kv heads"
+    for step in ("project", "rotate", "attend"):
+        assert callable(getattr(attn, step, None)), f"write the step `{step}` as a method"
+    q, k, v = attn.project(x)
+    assert q.shape == (2, 8, 11, 8) and k.shape == v.shape == (2, 2, 11, 8), (
+        "project: q (B, n_heads, T, head_dim), k and v (B, n_kv_heads, T, head_dim)")
+    for window, cuts in ((None, ((0, 6), (6, 7), (7, 11))), (4, ((0, 5), (5, 6), (6, 11)))):
+        module = Attention(64, 8, 2, window=window)
+        module.load_state_dict(attn.state_dict())
+        cache = KVCache(window)
+        pieces = torch.cat([module(x[:, a:b], cache) for a, b in cuts], dim=1)
+        assert cache.pos == 11, "pass the cache on: forward(x, cache) calls cache.update(k, v)"
+        assert torch.allclose(pieces, module(x), atol=1e-5), (
+            f"window={window}: tokens fed in pieces through a KVCache should give the full "
+            "forward's outputs: positions start at cache.pos, and the T queries are the last "
+            "T of the S keys (mask rows S - T .. S - 1)")
 y.sum().backward()
 assert all(p.grad is not None for p in attn.parameters()), "every projection needs a gradient"
 print("Attention: visible checks passed")
@@ -482,7 +514,8 @@ plt.show()
 #
 # - `repeat_kv`: one kv head per group of `n_rep` query heads, head `h` reading `h // n_rep`;
 # - `sliding_window_mask`: the causal band `0 <= i - j < w`;
-# - `Attention`: the Llama 2 / Mistral attention layer, with GQA, RoPE and an optional window;
+# - `Attention`: the Llama 2 / Mistral attention layer, with GQA, RoPE, an optional window
+#   and a KV cache for decoding;
 # - `kv_cache_bytes`: the memory that GQA and windows are there to save.
 #
 # In week 7 your `Attention` goes into your own GPT, and generation uses a KV cache. Next:

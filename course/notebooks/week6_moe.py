@@ -29,7 +29,7 @@ import time
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F  # noqa: F401 (used by the given SwiGLU below)
-from torch import Tensor, nn
+from torch import Tensor, nn  # noqa: F401 (nn: used by the given code and the answer cells)
 
 torch.manual_seed(0)
 print(f"torch {torch.__version__}")
@@ -74,7 +74,8 @@ print(f"torch {torch.__version__}")
 #   that the router learns.
 #
 # The skeleton has a helper `route(router_logits, top_k)` returning the `(N, k)` weights and
-# the `(N, k)` chosen experts; using it is up to you. The efficient way to run the experts
+# the `(N, k)` chosen experts: write it (the dense check further down calls it); using it
+# in `MoE` is up to you. The efficient way to run the experts
 # ("index dispatch"): for each expert, find the tokens that chose it (`torch.where(chosen ==
 # e)`), run the expert on those rows only, and add the weighted result back with `index_add_`.
 #
@@ -275,28 +276,18 @@ assert best_loss < 1, "a routing with loss below top_k exists"
 # Your `MoE` runs each expert only on the tokens routed to it. The same result can be written
 # densely: run **every** expert on **every** token and weight the outputs by an $(N, E)$
 # routing matrix that holds the $k$ renormalised weights of each token and zeros elsewhere.
-# The dense form is easy to read and check, and does $E/k$ times the expert work.
+# The dense form is easy to read and check, and does $E/k$ times the expert work. It calls
+# your `route` for the weights: what it checks is how your `MoE` sends the tokens.
 
-# %% role="locked"
-def dense_forward(moe: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Every expert on every token, weighted by a zero-filled routing matrix."""
-    x_flat = x.reshape(-1, x.shape[-1])
-    logits = moe.gate(x_flat)  # (N, E)
-    probs = logits.float().softmax(-1)
-    top, chosen = probs.topk(moe.top_k, dim=-1)  # (N, k)
-    routing = torch.zeros_like(probs).scatter(1, chosen, top / top.sum(-1, keepdim=True))
-    outs = torch.stack([expert(x_flat) for expert in moe.experts], dim=1)  # (N, E, dim)
-    return (routing[..., None] * outs).sum(1).to(x.dtype).view_as(x), logits
-
-
+# %% role="locked" code="solutions.moe:dense_moe_forward"
 torch.manual_seed(1)
 moe = MoE(dim=256, hidden_dim=512, n_experts=8, top_k=2)
 x = torch.randn(4, 256, 256)
 with torch.no_grad():
     y_sparse, _ = moe(x)
-    y_dense, _ = dense_forward(moe, x)
+    y_dense, _ = dense_moe_forward(moe, x)
     print(f"largest |sparse - dense|: {(y_sparse - y_dense).abs().max().item():.2e}")
-    for name, fn in [("sparse (yours)", moe), ("dense", lambda t: dense_forward(moe, t))]:
+    for name, fn in [("sparse (yours)", moe), ("dense", lambda t: dense_moe_forward(moe, t))]:
         fn(x)  # warm-up
         start = time.perf_counter()
         for _ in range(3):

@@ -65,10 +65,15 @@ globals().update(parts)
 #
 # `GPTConfig` holds every choice that differs between the published models. `n_kv_heads=None`
 # means one key/value head per query head (MHA); `hidden_dim=None` is derived (`4 * dim` for
-# GPT-2's MLP, LLaMA's `8/3 * dim` rounded up to a multiple of 256 for SwiGLU);
-# `window=None` is full causal attention; `n_experts=0` is a dense MLP. `PRESETS` names the
+# a plain MLP, LLaMA's `8/3 * dim` rounded up to a multiple of 256 for SwiGLU);
+# `window=None` is full causal attention; `n_experts=0` is a dense MLP. Two fields carry the
+# experiments of weeks 3 and 4: `mlp` is the gated `"swiglu"` or a plain MLP with `"gelu"`,
+# `"relu"` or `"silu"`, and `pos` is `"rope"`, `"learned"`, `"alibi"` or `"none"` (no position
+# signal at all: only the causal mask tells order). `PRESETS` names the
 # configurations of the lessons (GPT-2 small and XL, Llama 2 7B and 70B, Mistral 7B, Mixtral
 # 8x7B) and a few small ones that train on a CPU.
+
+# %% role="locked" code="solutions.positions:ROPE_THETA"
 
 # %% role="locked" code="solutions.model:GPTConfig"
 
@@ -86,17 +91,29 @@ for field in FIELDS:
     print(f"{field:<15}" + "".join(f"{str(getattr(c, field)):>15}" for c in configs.values()))
 
 # %% [markdown]
-# ## The given pieces: norms, GPT-2's MLP, attention with a KV cache
+# ## The given pieces: norms, GPT-2's MLP, attention, the KV cache
 #
-# `make_norm` picks your `RMSNorm` or PyTorch's `LayerNorm`; `GeluMLP` is GPT-2's
-# feed-forward block. `CachedAttention` extends your week-5 `Attention` with what a whole
-# model needs: biases (GPT-2), no rotary embedding when the positions are learned, and a
-# `KVCache` so that decoding feeds one new token at a time. With a cache, the new tokens sit
-# at positions `cache.pos, cache.pos + 1, ...`; the cache keeps keys after RoPE, and with a
-# sliding window it keeps only the last `window` of them. These classes use your parts by
-# name (`RMSNorm`, `apply_rope`, `repeat_kv`, `sliding_window_mask`, ...).
+# `make_norm` picks your `RMSNorm` or PyTorch's `LayerNorm`; `GeluMLP` is the plain
+# feed-forward block, GPT-2's with GELU, or with ReLU or SiLU (`activation`). `KVCache` is
+# week 5's. `CachedAttention` extends your week-5 `Attention` with what a whole model needs:
+# biases (GPT-2), no rotary embedding (`rope_theta=None`: learned positions, ALiBi or none;
+# it overrides your `rotate`) and, with `alibi=True`, your week-4 `alibi_bias` added to the
+# scores; your `forward`, with its KV cache, does the rest. These classes use your parts by
+# name (`RMSNorm`, `apply_rope`, `alibi_bias`, `repeat_kv`, `sliding_window_mask`, ...).
+#
+# Both also carry a **fast path**, off unless the trainer's `fast` switch turns it on: the
+# same results up to float rounding, from fewer and larger operations. `FastRMSNorm` is your
+# `RMSNorm` with PyTorch's fused `F.rms_norm` on a GPU and, on a CPU, its backward pass
+# written out by hand (`RMSNormFunction`). `CachedAttention` calls PyTorch's fused
+# attention, and computes RoPE as one complex multiplication per tensor (`rotate_pairs`),
+# which needs each rotated pair side by side in memory: it reorders the rows of `q_proj` and
+# `k_proj` to put them there (`pairs_side_by_side`), which changes no score, since queries
+# and keys are reordered alike (week 4's interleaved form is this layout). The speed page
+# of week 7 measures what each saves.
 
-# %% role="locked" code="solutions.model:make_norm,GeluMLP,KVCache,CachedAttention"
+# %% role="locked" code="solutions.efficient_attention:KVCache"
+
+# %% role="locked" code="solutions.model:pairs_side_by_side,rotate_pairs,CachedAttention,RMSNormFunction,FastRMSNorm,make_norm,GeluMLP"
 
 # %% [markdown]
 # ## Exercise 1: `Block` and `MiniGPT`
@@ -105,12 +122,12 @@ for field in FIELDS:
 #
 # - `input_layernorm` and `post_attention_layernorm`: `make_norm(cfg)`;
 # - `self_attn`: `CachedAttention(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.window,
-#   rope_theta, bias=cfg.bias)` with `rope_theta = cfg.rope_theta` for `pos="rope"` and
-#   `None` for learned positions;
+#   rope_theta, bias=cfg.bias, alibi=cfg.pos == "alibi")` with `rope_theta = cfg.rope_theta`
+#   for `pos="rope"` and `None` for every other `pos` (learned, ALiBi, none);
 # - `mlp`: `MoE(dim, hidden_dim, n_experts, top_k)` when `cfg.n_experts`, else
-#   `SwiGLU(dim, hidden_dim)` for `mlp="swiglu"`, else
-#   `GeluMLP(dim, hidden_dim, cfg.bias, cfg.gelu_approximate)` (GPT-2's tanh GELU, or the
-#   exact one);
+#   `SwiGLU(dim, hidden_dim)` for `mlp="swiglu"`, else the plain
+#   `GeluMLP(dim, hidden_dim, cfg.bias, cfg.gelu_approximate, cfg.mlp)` (GELU, GPT-2's tanh
+#   one or the exact one, or ReLU, or SiLU: only SwiGLU is gated);
 #
 # and `forward(x, cache=None) -> (x, router_logits)`:
 # $h = x + \mathrm{attn}(\mathrm{norm}_1(x))$, then $h + \mathrm{mlp}(\mathrm{norm}_2(h))$,
@@ -121,6 +138,10 @@ for field in FIELDS:
 #
 # - `embed_tokens`: `nn.Embedding(vocab_size, dim)`; `embed_positions`:
 #   `nn.Embedding(max_seq_len, dim)` only for `pos="learned"`, added to the token embeddings;
+#   that table has `max_seq_len` rows, so with learned positions a longer input (or a cache
+#   that would pass `max_seq_len`) raises a clear error (a `ValueError` saying so), never cut,
+#   wrapped or clamped; with `"rope"`, `"alibi"` and `"none"` the model runs on any length
+#   (the experiments of week 4 evaluate at 8x the training length);
 # - `layers`: an `nn.ModuleList` of `n_layers` blocks; `norm`: the final `make_norm(config)`;
 # - `lm_head`: `nn.Linear(dim, vocab_size, bias=False)`; with `tie_embeddings` its weight
 #   **is** the embedding's (`self.lm_head.weight = self.embed_tokens.weight`: one Parameter,
@@ -202,6 +223,26 @@ for name in ("tiny_mistral", "tiny_gpt2"):  # a cached forward in pieces equals 
     assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5), (
         f"{name}: a cached forward in pieces should equal the full forward (positions "
         "continue from cache[0].pos)")
+
+for mlp in ("relu", "silu"):  # plain MLPs: up_proj, the activation, down_proj, no gate
+    plain = MiniGPT(GPTConfig.preset("tiny", mlp=mlp)).layers[0].mlp
+    assert "gate_proj.weight" not in plain.state_dict(), f"mlp={mlp!r} is not gated"
+    h = torch.randn(3, 64)
+    act = F.relu if mlp == "relu" else F.silu
+    assert torch.allclose(plain(h), plain.down_proj(act(plain.up_proj(h))), atol=1e-6), (
+        f"mlp={mlp!r}: pass cfg.mlp to GeluMLP as its activation")
+for pos in ("rope", "alibi", "none"):  # no table of positions: longer inputs run
+    model = MiniGPT(GPTConfig.preset("tiny", pos=pos, max_seq_len=16)).eval()
+    attn = model.layers[0].self_attn
+    assert (attn.rope_theta is not None) == (pos == "rope"), "RoPE only for pos='rope'"
+    assert getattr(attn, "alibi", False) == (pos == "alibi"), "alibi=True only for pos='alibi'"
+    assert model(idx)[0].shape == (2, 20, 65), f"pos={pos!r}: 20 tokens > max_seq_len = 16"
+learned, raised = MiniGPT(GPTConfig.preset("tiny_gpt2", max_seq_len=16)), False
+try:
+    learned(idx)  # 20 tokens, a table of 16 positions
+except Exception:
+    raised = True
+assert raised, "pos='learned' with 20 tokens > max_seq_len = 16 must raise an error"
 
 mixtral = MiniGPT(GPTConfig.preset("tiny_mixtral"))
 for _ in range(2):
@@ -334,14 +375,14 @@ if torch.cuda.is_available():
     config = GPTConfig.preset("shakespeare_char", vocab_size=data.vocab_size)
     train_cfg = TrainConfig(batch_size=64, block_size=256, max_iters=2000, lr=1e-3,
                             min_lr=1e-4, warmup_iters=100, beta2=0.99, eval_interval=250,
-                            eval_iters=50, compile=True, sdpa=True)
-    print("GPU: the shakespeare_char model, bfloat16 autocast, torch.compile, fused attention")
+                            eval_iters=50, compile=True, fast=True)
+    print("GPU: the shakespeare_char model, bfloat16 autocast, torch.compile, fast paths")
 else:
     config = GPTConfig.preset("tiny", vocab_size=data.vocab_size, dim=96, n_layers=3)
     train_cfg = TrainConfig(batch_size=16, block_size=64, max_iters=500, lr=3e-3, min_lr=3e-4,
-                            warmup_iters=30, eval_interval=50, eval_iters=5, sdpa=False,
+                            warmup_iters=30, eval_interval=50, eval_iters=5, fast=False,
                             time_limit=45)
-    print("CPU: a small model for 45 seconds at most, float32, your own attention code")
+    print("CPU: a small model for 45 seconds at most, float32, all of it your own code")
 if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # grading needs no long run
     train_cfg.max_iters = 20
 
@@ -349,7 +390,7 @@ torch.manual_seed(1337)
 model = MiniGPT(config)
 trainer = Trainer(model, data, train_cfg)
 print(f"device {trainer.device}, dtype {train_cfg.dtype}, compile {train_cfg.compile}, "
-      f"fused attention {train_cfg.sdpa}, {sum(p.numel() for p in model.parameters()):,} "
+      f"fast paths {train_cfg.fast}, {sum(p.numel() for p in model.parameters()):,} "
       f"parameters, {torch.get_num_threads()} CPU threads")
 before = trainer.sample("\n", 200, generate_fn=generate)
 print("--- sample before training ---", before, sep="\n")

@@ -33,7 +33,7 @@
 # %% role="locked"
 import math
 import time
-from dataclasses import dataclass  # noqa: F401 (used by the given GPTConfig)
+from dataclasses import dataclass, replace  # noqa: F401 (used by the given code)
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -62,6 +62,8 @@ print(f"torch {torch.__version__}")
 # Note how `__post_init__` fills in defaults: `n_kv_heads=None` means as many key/value heads
 # as query heads, and `hidden_dim=None` means `4 * dim` for the GELU MLP and LLaMA's rule
 # (`8/3 * dim` rounded up to a multiple of 256) for SwiGLU. Count from the filled-in fields.
+
+# %% role="locked" code="solutions.positions:ROPE_THETA"
 
 # %% role="locked" code="solutions.model:GPTConfig"
 # The published models (GPTConfig fields; the others keep their defaults)
@@ -211,9 +213,10 @@ for name, label in FRONTIER.items():
 # %% [markdown]
 # ## Where the parameters are
 #
-# `parameter_breakdown` splits the same count by component (it is given; it follows the
-# table of exercise 1). First Llama 2 7B, then the share of each component across the
-# presets.
+# `parameter_breakdown` splits the same count by component. It is given, and it counts
+# nothing itself: each part is what your `count_parameters` loses when that part is taken
+# out of the configuration (no layers, no vocabulary, a tied head, an MLP of width 0). First
+# Llama 2 7B, then the share of each component across the presets.
 
 # %% role="locked" code="solutions.scaling:parameter_breakdown"
 config = GPTConfig.preset("llama2_7b")
@@ -222,8 +225,6 @@ total = sum(parts.values())
 print(f"Llama 2 7B, {total:,d} parameters")
 for part, n in parts.items():
     print(f"{part:>12} {n:>15,d} {n / total:8.2%}")
-if total != count_parameters(config):
-    print("The breakdown does not add up to your count_parameters: look at exercise 1 again.")
 
 fig, ax = plt.subplots(figsize=(8, 3))
 left = np.zeros(len(NAMES))
@@ -489,12 +490,12 @@ plt.show()
 # Llama 2 7B (and the KV caches of three models, fp16), then a measurement: plain attention,
 # `softmax(q k^T / sqrt(d)) v`, timed on this CPU as $T$ doubles.
 
-# %% role="locked"
-def kv_cache_gib(config: GPTConfig, context: int, bytes_per_value: int = 2) -> float:
-    """Keys and values of every layer for one sequence; a sliding window caps the tokens."""
+# %% role="locked" code="solutions.efficient_attention:kv_cache_bytes"
+def kv_cache_gib(config: GPTConfig, context: int) -> float:
+    """Week 5's count for one sequence at fp16, in GiB; a sliding window caps the tokens."""
     head_dim = config.dim // config.n_heads
-    tokens = min(context, config.window) if config.window else context
-    return 2 * config.n_layers * config.n_kv_heads * head_dim * tokens * bytes_per_value / 2**30
+    return kv_cache_bytes(config.n_layers, config.n_kv_heads, head_dim, context,
+                          window=config.window) / 2**30
 
 
 llama7, llama70, mistral = (GPTConfig.preset(n) for n in ["llama2_7b", "llama2_70b", "mistral_7b"])

@@ -43,7 +43,7 @@ print(f"torch {torch.__version__}")
 
 # %% role="locked" code="solutions.attention:causal_mask,scaled_dot_product_attention"
 
-# %% role="locked" code="solutions.positions:rope_angles,rotate_half,apply_rope,rope_interleaved"
+# %% role="locked" code="solutions.positions:ROPE_THETA,rope_angles,rotate_half,apply_rope,rope_interleaved"
 
 # %% role="locked" code="solutions.normalization:RMSNorm"
 
@@ -119,8 +119,9 @@ plt.show()
 #   square root of the query's last dimension); the heads' outputs go through `o_proj`.
 #
 # `MultiHeadLatentAttention(dim, n_heads, q_lora_rank, kv_lora_rank, qk_nope_head_dim,
-# qk_rope_head_dim, v_head_dim, rope_theta=10000.0, norm_eps=1e-6)`, no biases, `norm_eps` for
-# both RMSNorms; `forward(x)` maps `(B, T, dim)` to `(B, T, dim)`.
+# qk_rope_head_dim, v_head_dim, rope_theta=ROPE_THETA, norm_eps=1e-6)` (`ROPE_THETA =
+# 10000.0`, given above), no biases, `norm_eps` for both RMSNorms; `forward(x)` maps
+# `(B, T, dim)` to `(B, T, dim)`.
 
 # %% role="answer" exercise="multi_head_latent_attention"
 

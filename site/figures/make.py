@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import math
 import sys
@@ -129,7 +130,7 @@ def trained_char_model(n_experts: int = 0, aux_loss_coef: float = 0.01):
     steps = 4 if QUICK else 600
     train = TrainConfig(batch_size=16, block_size=64, max_iters=steps, lr=3e-3, min_lr=3e-4,
                         warmup_iters=max(1, steps // 20), eval_interval=max(1, steps // 10),
-                        eval_iters=2 if QUICK else 10, sdpa=False, device="cpu",
+                        eval_iters=2 if QUICK else 10, fast=False, device="cpu",
                         aux_loss_coef=aux_loss_coef)
     trainer = Trainer(MiniGPT(cfg), data, train)
     torch.manual_seed(0)
@@ -377,7 +378,7 @@ def activations() -> plt.Figure:
     for ax in axes:
         ax.grid(alpha=0.4)
         ax.axhline(0, color=fg(), lw=0.6)
-    axes[0].legend(frameon=False)
+    axes[1].legend(frameon=False, loc="center right")
     fig.tight_layout()
     return fig
 
@@ -898,6 +899,116 @@ def frontier_total_active() -> plt.Figure:
            title="text-only counts from count_parameters: memory grows, compute stays")
     ax.grid(axis="y", alpha=0.4)
     ax.legend(frameon=False)
+    return fig
+
+
+# ---------------------------------------------------------------- week 10
+
+
+@figure("week10/prompt_mask")
+def prompt_mask() -> plt.Figure:
+    """Two chat exchanges as the week-10 batch holds them: read, predicted, counted."""
+    from solutions.instruct import collate, encode_chat, load_base
+
+    _, tok = load_base()
+    pairs = [("add:27+58", "85"), ("reverse:kqzt", "tzqk")]
+    batch = collate(tok, [encode_chat(tok, p, a) for p, a in pairs])
+    pad = tok.special_tokens["<|pad|>"]
+    B, T = batch.ids.shape
+    fig, axes = plt.subplots(2 * B, 1, figsize=(9.5, 0.62 * 2 * B + 0.6))
+    colours = {"prompt": C[7], "response": C[0], "padding": "none"}
+    for b in range(B):
+        for row, (name, ids) in enumerate((("reads (ids)", batch.ids[b]),
+                                           ("predicts (labels)", batch.labels[b]))):
+            ax = axes[2 * b + row]
+            for t in range(T):
+                kind = ("padding" if ids[t] == pad and batch.labels[b, t] == pad else
+                        "response" if batch.mask[b, t] else "prompt")
+                ax.add_patch(plt.Rectangle((t, 0), 0.94, 0.9, color=colours[kind],
+                                           alpha=0.35 if kind != "padding" else 1,
+                                           ec=fg() if kind == "padding" else "none", lw=0.4))
+                text = tok.decode([int(ids[t])]).replace("<|", "").replace("|>", "")
+                ax.text(t + 0.47, 0.45, text, ha="center", va="center", fontsize=7.5,
+                        family="monospace")
+            ax.set_xlim(0, T)
+            ax.set_ylim(0, 0.9)
+            ax.set_yticks([])
+            ax.set_xticks([])
+            ax.spines[:].set_visible(False)
+            ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8.5)
+    axes[0].set_title("prompt (grey: no loss) · response (blue: counted, mask True) · "
+                      "padding (outlined)", fontsize=10)
+    fig.tight_layout(h_pad=0.2)
+    return fig
+
+
+LORA_RANKS = [1, 2, 4, 8, 16, 32, 64]
+
+
+@functools.cache
+def lora_counts() -> dict[str, list[int]]:
+    """Trainable parameters of Llama-2 7B per rank, counted by add_lora on the meta device."""
+    from solutions import add_lora
+
+    targets = {"q_proj, v_proj": ("q_proj", "v_proj"),
+               "every projection": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                    "up_proj", "down_proj")}
+    with torch.device("meta"):
+        base = MiniGPT(GPTConfig.preset("llama2_7b"))
+    return {label: [add_lora(copy.deepcopy(base), r, 2 * r, names) for r in LORA_RANKS]
+            for label, names in targets.items()}
+
+
+@figure("week10/lora_params")
+def lora_params() -> plt.Figure:
+    """Trainable parameters of Llama-2 7B under LoRA against full fine-tuning."""
+    ranks, counts = LORA_RANKS, lora_counts()
+    total = count_parameters(GPTConfig.preset("llama2_7b"))
+    fig, ax = plt.subplots(figsize=(6.8, 3.8))
+    ax.axhline(total, color=fg(), ls="--", lw=1)
+    ax.text(ranks[0], total * 1.3, f"full fine-tuning: {total / 1e9:.2f}B "
+            f"(AdamW moments {8 * total / 1e9:.0f} GB)", fontsize=9)
+    for label, values in counts.items():
+        ax.plot(ranks, values, "o-", label=f"LoRA on {label}")
+    r8 = counts["q_proj, v_proj"][ranks.index(8)]
+    ax.annotate(f"r = 8: {r8:,} ({100 * r8 / total:.2f} %,\nAdamW moments "
+                f"{8 * r8 / 2**20:.0f} MiB)", (8, r8), (10, r8 / 12), fontsize=8.5,
+                arrowprops={"arrowstyle": "->", "color": fg(), "lw": 0.8})
+    ax.set(xscale="log", yscale="log", xlabel="rank r", ylabel="trainable parameters",
+           title="Llama-2 7B: what LoRA trains (counted by add_lora)", ylim=(1e5, 3e10))
+    ax.set_xticks(ranks, [str(r) for r in ranks])
+    ax.grid(alpha=0.4, which="both")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(0, 0.88))
+    return fig
+
+
+@figure("week10/dpo_loss")
+def dpo_loss_curves() -> plt.Figure:
+    """The DPO loss and its gradient against h, for several beta and with label smoothing."""
+    from solutions import dpo_loss
+
+    h = torch.linspace(-30, 30, 601, dtype=torch.float64)
+    zero = torch.zeros_like(h)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    settings = [(0.1, 0.0), (0.5, 0.0), (2.0, 0.0), (0.5, 0.2)]
+    for i, (beta, eps) in enumerate(settings):
+        hh = h.clone().requires_grad_(True)
+        losses, _, _ = dpo_loss(hh, zero, zero, zero, beta, eps)
+        losses.sum().backward()
+        style = "--" if eps else "-"
+        label = f"β = {beta}" + (f", label smoothing {eps}" if eps else "")
+        axes[0].plot(h, losses.detach(), style, color=C[i], label=label)
+        axes[1].plot(h, -hh.grad, style, color=C[i], label=label)
+    axes[0].axhline(math.log(2), color=fg(), lw=0.6, ls=":")
+    axes[0].text(-29, math.log(2) + 0.15, "log 2 at h = 0 (policy = reference)", fontsize=8.5)
+    axes[0].set(xlabel="h = policy log-ratio − reference log-ratio (nats)",
+                ylabel="loss", title="−log σ(βh): falls as the chosen answer gains", ylim=(0, 4))
+    axes[1].set(xlabel="h (nats)", ylabel="−∂loss/∂h",
+                title="the push: β·σ(−βh), gone once a pair is ranked right")
+    for ax in axes:
+        ax.grid(alpha=0.4)
+    axes[1].legend(frameon=False, loc="center right")
+    fig.tight_layout()
     return fig
 
 

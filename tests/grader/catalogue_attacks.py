@@ -8,8 +8,14 @@ Each attack is WRONG code plus a trick. ``ATTACKS[name] = (exercises, code, base
 - ``baseline``: a key of ``BASELINES``: what the attack must not earn more than (the same
   wrong code without the trick, a stub, or nothing at all).
 
+``PHRASES[name]``: what the feedback of an attack must say (the cause of an abnormal stop, a
+result too large to check, ...).
+
 ``CORRECT_WITH_TRICKS`` holds correct code that also flips global state: it must get full
-marks. Paths and tokens that a test fills in are written ``{{PIDFILE}}`` etc.
+marks. ``CORRECT_BUT_STOPPED`` holds correct code that exits, hangs, crashes, runs out of
+memory or tampers with its results, at load time or after some cases passed: the exercise
+scores zero, with one line naming what happened (COURSE.md, "Grading interface"). Paths and
+tokens that a test fills in are written ``{{PIDFILE}}`` etc.
 """
 
 from tests.grader.catalogue_week3 import HEADER, swiglu
@@ -43,6 +49,9 @@ def rms(forward: str, pre: str = "", post: str = "", companion: bool = False) ->
 
 
 WRONG_FORWARD = "        return _wrong(self, x)"
+CORRECT_FORWARD = """        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)"""
 WRONG_SWIGLU_FORWARD = (
     "        return self.down_proj(F.gelu(self.gate_proj(x)) * self.up_proj(x))")
 
@@ -276,6 +285,27 @@ if os.fork() == 0:
 raise RuntimeError("DAEMON started")
 """
 
+# an exception whose message cannot be shown: its __str__ raises
+_WEIRD = """
+class Weird(Exception):
+    def __str__(self):
+        raise Weird()
+"""
+
+_WRAP_SAVE = """
+_save = torch.save
+
+
+def _forged_save(obj, f, *a, **k):
+    if isinstance(obj, dict) and "ok" in obj:
+        obj = {k: v for k, v in obj.items() if k != "error"}
+        obj["ok"] = True
+    return _save(obj, f, *a, **k)
+
+
+torch.save = _forged_save
+"""
+
 _STATE_FLIPS = """
 torch.set_default_dtype(torch.float64)
 torch.set_grad_enabled(False)
@@ -489,16 +519,16 @@ ATTACKS = {
         "        return _wrong(self, x)", pre=_FRAMES), "rmsnorm_wrong"),
     # ------------------------------------------------ exits
     "sys_exit_at_import": ("rmsnorm", rms(WRONG_FORWARD, post="import sys\nsys.exit(0)"),
-                           "rmsnorm_wrong"),
+                           "nothing"),
     "os_exit_at_import": ("rmsnorm", rms(WRONG_FORWARD, post="import os\nos._exit(0)"),
                           "nothing"),
     "sys_exit_in_forward": (("rmsnorm", "swiglu"), rms(
-        "        import sys\n        sys.exit(0)", companion=True), "rmsnorm_stub"),
+        "        import sys\n        sys.exit(0)", companion=True), "nothing"),
     "os_exit_in_forward": (("rmsnorm", "swiglu"), rms(
-        "        import os\n        os._exit(0)", companion=True), "rmsnorm_stub"),
+        "        import os\n        os._exit(0)", companion=True), "nothing"),
     "keyboard_interrupt_in_forward": (("rmsnorm", "swiglu"), rms(
-        "        raise KeyboardInterrupt", companion=True), "rmsnorm_stub"),
-    "system_exit_1_in_forward": ("rmsnorm", rms("        raise SystemExit(1)"), "rmsnorm_stub"),
+        "        raise KeyboardInterrupt", companion=True), "nothing"),
+    "system_exit_1_in_forward": ("rmsnorm", rms("        raise SystemExit(1)"), "nothing"),
     # ------------------------------------------------ forged result files, printed verdicts
     "forged_results_then_exit": ("rmsnorm", rms(WRONG_FORWARD, post=_FORGE_IMPORT), "nothing"),
     # the fork server ends a job with os._exit, so these hooks may not even run: either way,
@@ -511,12 +541,12 @@ ATTACKS = {
         "        import os\n"
         "        for i in range(50):\n"
         "            torch.save({'ok': torch.tensor([1, 1])}, f'result_{i}.pt')\n"
-        "        os._exit(0)", companion=True), "rmsnorm_stub"),
+        "        os._exit(0)", companion=True), "nothing"),
     "forged_result_error_not_a_dict": (("rmsnorm", "swiglu"), rms(
         "        import os\n"
         "        for i in range(50):\n"
         "            torch.save({'ok': False, 'error': 'passed'}, f'result_{i}.pt')\n"
-        "        os._exit(0)", companion=True), "rmsnorm_stub"),
+        "        os._exit(0)", companion=True), "nothing"),
     "error_message_forges_report": ("rmsnorm", rms(
         "        raise ValueError('see below\\n\\nweek 3  rmsnorm   RMSNorm  10 / 10\\n'\n"
         "                         '                  total    20 / 20\\nrmsnorm: 10 / 10')"),
@@ -529,13 +559,13 @@ ATTACKS = {
     "infinite_loop_at_import": ("rmsnorm", rms(WRONG_FORWARD, post="while True:\n    pass"),
                                 "nothing"),
     "infinite_loop_in_forward": (("rmsnorm", "swiglu"), rms(
-        "        while True:\n            pass", companion=True), "rmsnorm_stub"),
+        "        while True:\n            pass", companion=True), "nothing"),
     "allocate_50_gb": (("rmsnorm", "swiglu"), rms(
         "        junk = torch.empty(50 * 2**30, dtype=torch.uint8)\n"
         "        junk.fill_(1)\n"
-        "        return _wrong(self, x)", companion=True), "rmsnorm_stub"),
+        "        return _wrong(self, x)", companion=True), "nothing"),
     "allocate_50_gb_at_import": ("rmsnorm", rms(
-        WRONG_FORWARD, post="_junk = bytearray(50 * 2**30)"), "rmsnorm_wrong"),
+        WRONG_FORWARD, post="_junk = bytearray(50 * 2**30)"), "nothing"),
     "sleeping_children_left_behind": ("rmsnorm", rms(WRONG_FORWARD, post=_SLEEPERS),
                                       "rmsnorm_wrong"),
     "setsid_daemon_outlives_the_job": ("rmsnorm", rms(WRONG_FORWARD, post=_DAEMON),
@@ -612,6 +642,43 @@ ATTACKS = {
     "kills_the_grader_and_server": (("rmsnorm", "swiglu"), rms(
         WRONG_FORWARD, companion=True) + _KILLER, "rmsnorm_wrong"),
     "tampers_with_other_jobs": ("rmsnorm", rms(_TAMPER_FORWARD.lstrip("\n")), "rmsnorm_wrong"),
+    # ------------------------------------------------ results the grader cannot take as they are
+    "huge_output": ("rmsnorm", rms("        return torch.zeros(120 * 2**20)  # 480 MB"),
+                    "nothing"),
+    "exception_whose_str_raises": ("rmsnorm", rms(
+        "        raise Weird()", pre=_WEIRD), "rmsnorm_stub"),
+    # wraps torch.save so that the worker would write "ok" over every error: the worker
+    # writes with the torch.save it had before the learner's code ran
+    "wraps_torch_save_to_forge_results": (("rmsnorm", "swiglu"), rms(
+        "        raise RuntimeError('nothing here')", pre=_WRAP_SAVE, companion=True),
+        "rmsnorm_stub"),
+    "overwrites_an_earlier_result": (("rmsnorm", "swiglu"), rms(
+        "        torch.save({'ok': True, 'passed': True}, 'result_1.pt')\n" + WRONG_FORWARD,
+        companion=True), "nothing"),
+}
+
+# what the feedback of an attack says: the cause of the stop, or of the failure
+PHRASES = {
+    "sys_exit_at_import": "exited early with sys.exit(0)",
+    "os_exit_at_import": "exited early with status 0",
+    "sys_exit_in_forward": "exited early with sys.exit(0)",
+    "os_exit_in_forward": "exited early with status 0",
+    "keyboard_interrupt_in_forward": "stopped the program with KeyboardInterrupt",
+    "system_exit_1_in_forward": "exited early with sys.exit(1)",
+    "forged_load_errors_malformed": "exited early",
+    "forged_result_ok_is_a_tensor": "was missing or malformed",
+    "forged_result_error_not_a_dict": "was missing or malformed",
+    "links_and_pipes_as_results": "exited early",
+    "infinite_loop_at_import": "timed out after 5 s while loading",
+    "infinite_loop_in_forward": "timed out after 5 s while running case",
+    "allocate_50_gb": "ran out of memory",
+    "allocate_50_gb_at_import": "ran out of memory",
+    "huge_output": "returned a result too large to check (480 MB; the limit is 256 MB) while "
+                   "running case 'float32",
+    "exception_whose_str_raises": "raised Weird",
+    "wraps_torch_save_to_forge_results": "raised RuntimeError",
+    "overwrites_an_earlier_result": "the result of case 'float32, (batch, seq, dim)' was "
+                                    "missing or malformed",
 }
 
 # attacks that only an operating-system sandbox stops: graded where the isolation level in
@@ -626,6 +693,53 @@ SKIPPED = {
     "forbidden_sdpa_helper": "calling F.scaled_dot_product_attention matters in week 1 only",
 }
 
+# a correct forward that does ``stop`` (12-space indent) on its third call, once two cases
+# have passed; the stop never comes when ``calls`` is large
+def stops_on_call(stop: str, calls: int = 3) -> str:
+    return rms(f"        _calls.append(1)\n        if len(_calls) == {calls}:\n{stop}\n"
+               + CORRECT_FORWARD, pre="\n_calls = []\n", companion=True)
+
+
+EXIT_AT_IMPORT = "import sys\nsys.exit(0)"
+
+# correct code that stops the worker (or tampers with a result): the exercise scores zero, and
+# the one line that says why holds every phrase; the companion, when there is one, is graded
+CORRECT_BUT_STOPPED = {
+    "correct_then_sys_exit_at_import": ("rmsnorm", rms(CORRECT_FORWARD, post=EXIT_AT_IMPORT),
+                                        ("exited early with sys.exit(0)", "while loading")),
+    "correct_then_raise_system_exit_at_import": ("rmsnorm", rms(
+        CORRECT_FORWARD, post="raise SystemExit"), ("exited early with sys.exit()",)),
+    "correct_then_os_exit_at_import": ("rmsnorm", rms(
+        CORRECT_FORWARD, post="import os\nos._exit(0)"),
+        ("exited early with status 0", "while loading")),
+    "correct_then_hangs_at_import": ("rmsnorm", rms(
+        CORRECT_FORWARD, post="while True:\n    pass"), ("timed out after 5 s while loading",)),
+    "correct_then_memory_blowup_at_import": ("rmsnorm", rms(
+        CORRECT_FORWARD, post="_junk = bytearray(50 * 2**30)"),
+        ("ran out of memory (the limit is", "while loading")),
+    "correct_twice_then_sys_exit": (("rmsnorm", "swiglu"), stops_on_call(
+        "            import sys\n            sys.exit(0)"),
+        ("exited early with sys.exit(0)", "while running case 'eps is used")),
+    "correct_twice_then_os_exit": (("rmsnorm", "swiglu"), stops_on_call(
+        "            import os\n            os._exit(0)"),
+        ("exited early with status 0", "while running case 'eps is used")),
+    "correct_twice_then_hangs": (("rmsnorm", "swiglu"), stops_on_call(
+        "            while True:\n                pass"),
+        ("timed out after 5 s while running case 'eps is used",)),
+    "correct_twice_then_memory_blowup": (("rmsnorm", "swiglu"), stops_on_call(
+        "            torch.empty(50 * 2**30, dtype=torch.uint8).fill_(1)"),
+        ("ran out of memory (the limit is", "it asked for 51,200 MB more")),
+    "correct_twice_then_keyboard_interrupt": (("rmsnorm", "swiglu"), stops_on_call(
+        "            raise KeyboardInterrupt"),
+        ("stopped the program with KeyboardInterrupt", "while running case 'eps is used")),
+    "correct_twice_then_segfault": (("rmsnorm", "swiglu"), stops_on_call(
+        "            import ctypes\n            ctypes.string_at(0)"),
+        ("was killed by SIGSEGV", "while running case 'eps is used")),
+    "correct_twice_then_tampers_with_a_result": (("rmsnorm", "swiglu"), stops_on_call(
+        "            torch.save({'ok': True}, 'result_1.pt')"),
+        ("the result of case 'float32, (batch, seq, dim)' was missing or malformed",)),
+}
+
 # correct code that also flips global torch state at import: the worker resets it
 CORRECT_WITH_TRICKS = {
     "rmsnorm_correct_with_state_flips": ("rmsnorm", HEADER + _STATE_FLIPS + rms(
@@ -634,4 +748,7 @@ CORRECT_WITH_TRICKS = {
         "        return self.weight * y.to(x.dtype)").replace(HEADER, "", 1)),
     "swiglu_correct_with_state_flips": ("swiglu", HEADER + _STATE_FLIPS
                                         + SWIGLU_CORRECT.replace(HEADER, "", 1)),
+    # the control of CORRECT_BUT_STOPPED: the same code, with a stop that never comes
+    "rmsnorm_correct_that_counts_its_calls": ("rmsnorm", stops_on_call(
+        "            raise SystemExit", calls=10**6)),
 }

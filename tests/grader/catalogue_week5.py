@@ -416,6 +416,37 @@ class Attention(nn.Module):""" + ATTN_INIT + """
         s = s.masked_fill(~m, float("-inf"))
         y = torch.einsum("bkgts,bksd->bkgtd", s.softmax(-1), v).reshape(B, H, T, D)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))"""), ),
+    # the notebook's form: forward in steps that week 7 overrides, and a KV cache
+    "attention_steps_with_kv_cache": ("attention", f"""{HEADER}{GIVEN}
+
+class Attention(nn.Module):{ATTN_INIT}
+    def forward(self, x, cache=None):
+        B, T, _ = x.shape
+        start = 0 if cache is None else cache.pos
+        q, k, v = self.project(x)
+        q, k = self.rotate(q, k, torch.arange(start, start + T))
+        if cache is not None:
+            k, v = cache.update(k, v)
+        y = self.attend(q, k, v)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+    def project(self, x):
+        B, T, _ = x.shape
+        split = lambda t: t.view(B, T, -1, self.head_dim).transpose(1, 2)
+        return split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+
+    def rotate(self, q, k, positions):
+        return apply_rope(q, positions, self.rope_theta), apply_rope(k, positions, self.rope_theta)
+
+    def attend(self, q, k, v):
+        rep = self.n_heads // self.n_kv_heads
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        T, S = q.shape[2], k.shape[2]
+        i = torch.arange(S - T, S)[:, None]
+        j = torch.arange(S)[None, :]
+        m = (j <= i) if self.window is None else (j <= i) & (i - j < self.window)
+        return scaled_dot_product_attention(q, k, v, m)
+""", ),
     # ---- kv_cache_bytes
     "kv_one_line": ("kv_cache_bytes", kv("""
     tokens = seq_len if window is None else min(seq_len, window)

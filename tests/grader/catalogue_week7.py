@@ -32,6 +32,15 @@ START = ("start = 0 if cache is None else cache[0].pos", "start = 0")
 SAMPLE = ("""            probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
             next_token = torch.multinomial(probs, 1, generator=generator)  # (B, 1)""",)
 NUCLEUS_DROP = "drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p"
+LEARNED_CHECK = """            if start + T > self.config.max_seq_len:  # the one position scheme with an end
+                raise ValueError(f"positions up to {start + T - 1}, but the learned position "
+                                 f"table has {self.config.max_seq_len} rows (max_seq_len)")
+"""
+LEARNED_ADD = """        if self.config.pos == "learned":
+""" + LEARNED_CHECK + """            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
+"""
+ROPE_THETA_ARG = "cfg.rope_theta if rope else None"
+PLAIN_MLP = "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate, cfg.mlp)"
 
 # (exercise, code, a phrase the feedback must contain, or None)
 WRONG = {
@@ -43,16 +52,13 @@ WRONG = {
         MODEL, ("        self.router_logits = []\n        for i, layer", "        for i, layer")),
         "reset the list"),
     "minigpt_gelu_approximation_ignored": ("minigpt", patch(MODEL, (
-        "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate)",
-        "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias)")), "pass cfg.gelu_approximate"),
+        PLAIN_MLP, "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, activation=cfg.mlp)")),
+        "pass cfg.gelu_approximate"),
     "minigpt_loss_summed": ("minigpt", patch(
         MODEL, ("targets.flatten())", "targets.flatten(), reduction=\"sum\")")),
         "mean over the counted tokens"),
     "minigpt_no_learned_positions": ("minigpt", patch(
-        MODEL, ("""        if self.config.pos == "learned":
-            assert start + T <= self.config.max_seq_len, "past the learned positions"
-            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
-""", "")), "learned positions are not added"),
+        MODEL, (LEARNED_ADD, "")), "learned positions are not added"),
     "minigpt_embeddings_scaled": ("minigpt", patch(
         MODEL, ("x = self.embed_tokens(idx)  # (B, T, dim)",
                 "x = self.embed_tokens(idx) * self.config.dim**0.5")), "scaled by sqrt(dim)"),
@@ -177,6 +183,48 @@ WRONG |= {
         CROP[0], "next_input = idx[:, -model.config.max_seq_len + 1:]")), "max_seq_len"),
 }
 
+# the options of the experiments (issue 14): activations, positions, inputs past max_seq_len
+WRONG |= {
+    "minigpt_silu_mlp_secretly_gated": ("minigpt", patch(MODEL, (
+        'elif cfg.mlp == "swiglu":', 'elif cfg.mlp in ("swiglu", "silu"):')),
+        "only mlp='swiglu' is gated"),
+    "minigpt_plain_mlp_always_gelu": ("minigpt", patch(MODEL, (
+        PLAIN_MLP, "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate)")),
+        "pass cfg.mlp to GeluMLP"),
+    "minigpt_relu_mlp_computes_silu": ("minigpt", patch(MODEL, (
+        PLAIN_MLP, "GeluMLP(cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate, "
+        "'silu' if cfg.mlp == 'relu' else cfg.mlp)")), "your MLP computes SILU"),
+    # the week-7 notebook's old rule: RoPE unless the positions are learned
+    "minigpt_rope_unless_learned": ("minigpt", patch(MODEL, (
+        ROPE_THETA_ARG, "cfg.rope_theta if cfg.pos != 'learned' else None")),
+        "rotates queries and keys with RoPE"),
+    "minigpt_alibi_not_passed": ("minigpt", patch(MODEL, (
+        "                alibi=cfg.pos == \"alibi\")", "                )")),
+        "no ALiBi bias reaches the scores"),
+    "minigpt_alibi_for_every_unrotated_pos": ("minigpt", patch(MODEL, (
+        "alibi=cfg.pos == \"alibi\"", "alibi=cfg.pos != \"rope\"")), "adds ALiBi's bias"),
+    "minigpt_every_pos_refuses_long_inputs": ("minigpt", patch(MODEL, (
+        LEARNED_ADD, """        if start + T > self.config.max_seq_len:
+            raise ValueError("the sequence is longer than max_seq_len")
+        if self.config.pos == "learned":
+            x = x + self.embed_positions(torch.arange(start, start + T, device=idx.device))
+""")), "only learned positions are limited"),
+    "minigpt_learned_positions_clamped": ("minigpt", patch(MODEL, (LEARNED_ADD, """\
+        if self.config.pos == "learned":
+            positions = torch.arange(start, start + T, device=idx.device)
+            x = x + self.embed_positions(positions.clamp(max=self.config.max_seq_len - 1))
+""")), "instead of raising an error"),
+    "minigpt_learned_positions_wrap_around": ("minigpt", patch(MODEL, (LEARNED_ADD, """\
+        if self.config.pos == "learned":
+            positions = torch.arange(start, start + T, device=idx.device)
+            x = x + self.embed_positions(positions % self.config.max_seq_len)
+""")), "instead of raising an error"),
+    # nanoGPT's generate crops the context: the model itself keeps only the last max_seq_len
+    "minigpt_input_cropped_to_max_seq_len": ("minigpt", patch(MODEL, (
+        "        B, T = idx.shape\n", "        idx = idx[:, -self.config.max_seq_len:]\n"
+        "        B, T = idx.shape\n")), "max_seq_len"),
+}
+
 CORRECT = {
     # lm_head built first: named_parameters() then lists the tied matrix as lm_head.weight
     # only, yet embed_tokens.weight receives its gradient
@@ -256,6 +304,15 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 nn.init.normal_(p, std=0.02 / (2 * config.n_layers) ** 0.5)
 """))),
+    # learned positions past the table: an assert, as nanoGPT writes it (any error counts)
+    "minigpt_learned_limit_by_assert": ("minigpt", patch(MODEL, (LEARNED_CHECK, """\
+            assert start + T <= self.config.max_seq_len, "past the learned positions"
+"""))),
+    # the activation picked from a table of functions; ALiBi passed for its own pos only
+    "minigpt_activation_from_a_table": ("minigpt", patch(MODEL, (PLAIN_MLP, """GeluMLP(
+                cfg.dim, cfg.hidden_dim, cfg.bias, cfg.gelu_approximate,
+                {"gelu": "gelu", "relu": "relu", "silu": "silu"}[cfg.mlp])"""), (
+        ROPE_THETA_ARG, "(cfg.rope_theta if cfg.pos == 'rope' else None) if rope else None"))),
     # the loss written out: log-softmax, gather, mean over counted tokens
     "minigpt_manual_loss": ("minigpt", patch(MODEL, (
         "loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())", """\

@@ -139,6 +139,13 @@ def count_parameters(config, active=False):
         "q, kv = c.n_heads * hd", "q, kv = c.n_kv_heads * hd"), "only k_proj and v_proj"),
     "count_position_table_always": ("count_parameters", count().replace(
         'if c.pos == "learned" else 0', "if True else 0"), "rotary positions have no"),
+    # written when the MLP was SwiGLU or GELU: ReLU and SiLU counted as gated
+    "count_plain_mlp_only_for_gelu": ("count_parameters", count().replace(
+        'elif c.mlp == "swiglu":', 'elif c.mlp != "gelu":'), "only SwiGLU has three"),
+    # a position table for every pos but RoPE
+    "count_position_table_unless_rope": ("count_parameters", count().replace(
+        'if c.pos == "learned" else 0', 'if c.pos != "rope" else 0'),
+        "only learned positions have parameters"),
     "loss_no_data_term": ("chinchilla_loss", loss("    return E + A / N**alpha"),
                           "data term B / D^beta is missing"),
     "loss_no_parameter_term": ("chinchilla_loss", loss("    return E + B / D**beta"),
@@ -235,7 +242,7 @@ def count_parameters(config, active=False):
     if c.n_experts:
         k = c.top_k if active else c.n_experts
         mlp = d * c.n_experts + k * 3 * d * c.hidden_dim
-    elif c.mlp == "gelu":
+    elif c.mlp in ("gelu", "relu", "silu"):
         mlp = linear(d, c.hidden_dim) + linear(c.hidden_dim, d)
     else:
         mlp = 3 * d * c.hidden_dim

@@ -2,9 +2,12 @@
 
 Every attack in ``catalogue_attacks.ATTACKS`` is wrong code plus a trick. Each test grades it
 in the usual isolated worker and asserts (1) it scores no more than its baseline (the same
-wrong code without the trick, a stub, or zero), (2) a correct companion exercise in the same
-file still gets full marks, (3) for attacks that could leave something behind, a correct
-learner graded right afterwards in this process still gets full marks.
+wrong code without the trick, a stub, or zero), and its feedback says what happened where
+``PHRASES`` says so, (2) a correct companion exercise in the same file still gets full marks,
+(3) for attacks that could leave something behind, a correct learner graded right afterwards
+in this process still gets full marks. ``CORRECT_BUT_STOPPED`` is correct code that exits,
+hangs, crashes, runs out of memory or tampers with a result: it scores zero, and the one line
+that says why reaches the table, the feedback, the JSON, Gradescope and the gradebook.
 
 A test marked ``xfail(strict=True)`` is an attack that currently SUCCEEDS: a hole in the
 grader, described in its reason.
@@ -27,16 +30,20 @@ from pathlib import Path
 
 import pytest
 
+from autograder.classroom import Learner, problems
 from autograder.grading import ExerciseResult, grade_submission
 from autograder.registry import BY_NAME
+from autograder.report import as_gradescope, as_json, feedback, stop_line, table
 from autograder.sandbox import active_level
 from autograder.submission import read_submission
 from solutions import feedforward, normalization
 from tests.grader.catalogue_attacks import (
     ATTACKS,
     BASELINES,
+    CORRECT_BUT_STOPPED,
     CORRECT_WITH_TRICKS,
     NEEDS_STRICT,
+    PHRASES,
     SKIPPED,
 )
 from tests.grader.catalogue_week3 import HEADER
@@ -47,7 +54,8 @@ REFERENCE = {"rmsnorm": HEADER + inspect.getsource(normalization),
              "swiglu": HEADER + inspect.getsource(feedforward)}
 
 # hangs get a short wall-clock limit
-TIMEOUTS = {"infinite_loop_at_import": 5, "infinite_loop_in_forward": 5}
+TIMEOUTS = {"infinite_loop_at_import": 5, "infinite_loop_in_forward": 5,
+            "correct_then_hangs_at_import": 5, "correct_twice_then_hangs": 5}
 
 # attacks that could leave something behind: grade a correct learner right after them
 VICTIM_AFTER = {
@@ -163,10 +171,48 @@ def test_attack_earns_nothing(name, tmp_path, baseline_scores, grade):
     elapsed = time.monotonic() - start
     assert elapsed < (timeout or 30) + 20, f"grading took {elapsed:.0f} s"
     assert_within_bar(results[attacked], bar, baseline_scores)
+    if name in PHRASES:
+        result = results[attacked]
+        said = " | ".join([result.stopped, *(c.message for c in result.cases)])
+        assert PHRASES[name] in said, said
     for companion in companions:  # the other exercise in the same file is not disturbed
         assert_full_marks(results[companion])
     if name in VICTIM_AFTER:
         assert_victim_full_marks(grade)
+
+
+def _exercises(entry) -> list[str]:
+    return [entry] if isinstance(entry, str) else list(entry)
+
+
+@pytest.mark.grader
+@pytest.mark.parametrize("name", [pytest.param(k, marks=getattr(pytest.mark, _exercises(v[0])[0]),
+                                               id=k) for k, v in CORRECT_BUT_STOPPED.items()])
+def test_correct_code_that_stops_the_worker_scores_zero_and_says_why(name, tmp_path):
+    """COURSE.md: "A crash, hang, memory blow-up, exit, or tampering in one exercise scores
+    that exercise zero with a clear message, and the rest is graded" (even after some of its
+    cases passed; the control, ``rmsnorm_correct_that_counts_its_calls``, gets full marks)."""
+    exercises, code, phrases = CORRECT_BUT_STOPPED[name]
+    attacked, *companions = _exercises(exercises)
+    results = grade_all(tmp_path, code, [attacked, *companions], timeout_s=TIMEOUTS.get(name))
+    result = results[attacked]
+    assert result.score == 0, [(c.name, c.message) for c in result.cases if c.passed]
+    for phrase in phrases:
+        assert phrase in result.stopped, (phrase, result.stopped)
+    line = stop_line(result)
+    assert "\n" not in line and len(line) < 400, line
+    assert all(c.message == line and not c.passed for c in result.cases)
+    # one line, wherever results are shown
+    assert table([result]).count(line) == 1
+    assert feedback(result).endswith(f"FAILED  {line}")
+    assert as_json([result])["exercises"][0]["stopped"] == line
+    gradescope = as_gradescope([result])
+    assert f"{attacked}: {line}" in gradescope["output"].splitlines()
+    assert line in gradescope["tests"][0]["output"]
+    assert f"{attacked}: {line}" in problems(Learner("carol", [], [], set()), [result])
+    for companion in companions:  # the other exercise in the same file is graded
+        assert_full_marks(results[companion])
+        assert not results[companion].stopped
 
 
 @pytest.mark.grader

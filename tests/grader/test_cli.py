@@ -10,6 +10,7 @@ import pytest
 
 from autograder.registry import exercises_of
 from solutions import feedforward, normalization
+from tests.grader.catalogue_attacks import stops_on_call
 from tests.grader.catalogue_week3 import HEADER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,26 +87,33 @@ def test_a_broken_cell_costs_only_what_it_defines(tmp_path):
 
 
 def test_hang_crash_and_memory_blowup_cost_only_their_exercise(tmp_path):
+    """Each scores its whole exercise zero (the construction-only cases that passed before it
+    included), with one line naming it in the table, the JSON and Gradescope's output."""
     hang = RMSNORM.replace("        x32 = x.float()", "        while True:\n            pass")
     crash = SWIGLU.replace("        return self.down_proj", "        import os; os._exit(3)\n"
                            "        return self.down_proj")
     blowup = SWIGLU.replace("        return self.down_proj",
                             "        torch.ones(2**40)\n        return self.down_proj")
     for name, code, broken, intact, phrase in [
-        ("hang", hang + SWIGLU, "rmsnorm", "swiglu", "timed out"),
-        ("crash", RMSNORM + crash, "swiglu", "rmsnorm", "exited early"),
-        ("blowup", RMSNORM + blowup, "swiglu", "rmsnorm", "raised"),
+        ("hang", hang + SWIGLU, "rmsnorm", "swiglu", "timed out after 6 s while running case"),
+        ("crash", RMSNORM + crash, "swiglu", "rmsnorm", "exited early with status 3"),
+        ("blowup", RMSNORM + blowup, "swiglu", "rmsnorm", "ran out of memory"),
     ]:
         path = tmp_path / f"{name}.py"
         path.write_text(code)
         env = {"AUTOGRADER_TIMEOUT": "6", "PATH": "/usr/bin:/bin"}
-        proc = grade(path, "--json", tmp_path / f"{name}.json", env=env)
+        out, gradescope = tmp_path / f"{name}.json", tmp_path / f"{name}_gradescope.json"
+        proc = grade(path, "--json", out, "--gradescope", gradescope, env=env)
         assert proc.returncode == 0, proc.stderr
-        scores = {e["name"]: e for e in
-                  json.loads((tmp_path / f"{name}.json").read_text())["exercises"]}
-        assert scores[intact]["score"] == 10, name
-        assert scores[broken]["score"] <= 2, name  # only construction-time cases can pass
-        assert phrase in proc.stdout, (name, proc.stdout)
+        scores = {e["name"]: e for e in json.loads(out.read_text())["exercises"]}
+        assert scores[intact]["score"] == 10 and scores[intact]["stopped"] is None, name
+        assert scores[broken]["score"] == 0, name
+        line = scores[broken]["stopped"]
+        assert phrase in line and line.endswith("the whole exercise scores zero"), (name, line)
+        assert [c["message"] for c in scores[broken]["cases"]] == [line] * len(
+            scores[broken]["cases"])
+        assert proc.stdout.count(line) == 1, (name, proc.stdout)
+        assert f"{broken}: {line}" in json.loads(gradescope.read_text())["output"], name
 
 
 EMPTY_NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
@@ -155,6 +163,36 @@ def test_class_folder_gives_a_gradebook_and_per_learner_results(tmp_path, layout
     again = grade(folder, "--out", out)  # an existing gradebook is never replaced silently
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert "Traceback" not in again.stderr and gradebook(out) == rows
+
+
+def test_a_class_with_learners_who_exit_and_hang_grades_everyone_else(tmp_path):
+    """The rest is graded: carol's correct file ends with ``sys.exit(0)`` (both exercises zero,
+    said once each), frank's RMSNorm hangs on its third forward call (RMSNorm zero, SwiGLU
+    graded), alice is right; the gradebook's problem column names each stop."""
+    folder = tmp_path / "submitted"
+    files = {"alice": RMSNORM + SWIGLU, "carol": RMSNORM + SWIGLU + "\nimport sys\nsys.exit(0)\n",
+             "frank": stops_on_call("            while True:\n                pass")}
+    for learner, code in files.items():
+        (folder / learner).mkdir(parents=True)
+        (folder / learner / "answers.py").write_text(code)
+    out = tmp_path / "grades"
+    env = {"AUTOGRADER_TIMEOUT": "6", "PATH": "/usr/bin:/bin"}
+    proc = grade(folder, "--out", out, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = gradebook(out)
+    assert (float(rows["alice"]["rmsnorm"]), float(rows["alice"]["swiglu"])) == (10, 10)
+    assert (float(rows["carol"]["rmsnorm"]), float(rows["carol"]["swiglu"])) == (0, 0)
+    assert (float(rows["frank"]["rmsnorm"]), float(rows["frank"]["swiglu"])) == (0, 10)
+    assert rows["alice"]["problem"] == ""
+    for name in ("rmsnorm", "swiglu"):
+        assert f"{name}: your code exited early with sys.exit(0)" in rows["carol"]["problem"]
+    assert "rmsnorm: your code timed out after 6 s while running case" in rows["frank"]["problem"]
+    assert "swiglu" not in rows["frank"]["problem"]
+    results = json.loads((out / "frank" / "results.json").read_text())
+    rmsnorm = next(t for t in results["tests"] if t["name"].endswith("(rmsnorm)"))
+    assert rmsnorm["score"] == 0 and "timed out" in rmsnorm["output"]
+    assert "timed out" in (out / "frank" / "feedback.txt").read_text()
+    assert "sys.exit(0)" in proc.stdout  # the class summary says it too
 
 
 def test_nbgrader_layout_is_recognised_at_every_level(tmp_path):
@@ -294,7 +332,8 @@ def test_without_the_fork_server_every_job_starts_a_fresh_interpreter(tmp_path):
     hang = RMSNORM.replace("        x32 = x.float()", "        while True:\n            pass")
     path = tmp_path / "hang.py"
     path.write_text(hang + SWIGLU)
-    env = {**os.environ, "AUTOGRADER_FORK": "0", "AUTOGRADER_TIMEOUT": "8"}
+    # a fresh interpreter per job imports torch each time: slow on a busy machine
+    env = {**os.environ, "AUTOGRADER_FORK": "0", "AUTOGRADER_TIMEOUT": "20"}
     proc = grade(path, "--json", tmp_path / "r.json", env=env)
     scores = {e["name"]: e["score"] for e in
               json.loads((tmp_path / "r.json").read_text())["exercises"]}

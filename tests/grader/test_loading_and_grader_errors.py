@@ -1,11 +1,15 @@
-"""Two promises of the grader framework.
+"""Three promises of the grader framework.
 
 1. Each exercise of a notebook is loaded on its own: its answer cell whole, and from the other
    cells only the definitions it uses. A crash while one exercise loads (``os._exit`` in the
    RMSNorm class body) costs that exercise only, never a correct SwiGLU next to it.
-2. A bug in the grader's own check code is an *internal grader error*: labelled as such for the
+2. An abnormal stop of the worker (an exit, a hang, a crash, running out of memory) or a
+   tampered result scores the whole exercise zero, with one line that says what happened; an
+   ordinary exception costs only the case that raised it, and an ordinary exception while
+   loading another cell's code is only a note.
+3. A bug in the grader's own check code is an *internal grader error*: labelled as such for the
    learner, counted in the JSON, reported to the instructor; a malformed or forged result from
-   the worker stays an ordinary failure.
+   the worker is tampering, never a grader error.
 """
 
 from __future__ import annotations
@@ -14,11 +18,10 @@ import ast
 import dataclasses
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from autograder.grading import Case, ExerciseResult, _judge, grade_submission
+from autograder.grading import Case, ExerciseResult, Tampered, _judge, grade_submission
 from autograder.registry import BY_NAME
 from autograder.report import as_gradescope, as_json, feedback, internal_warning, table
 from autograder.submission import notebook_submission
@@ -62,7 +65,8 @@ def test_os_exit_in_one_class_body_costs_that_exercise_only():
     results = grade(week3_notebook(rmsnorm=exit_in_class_body))
     assert results["swiglu"].score == results["swiglu"].max_score, results["swiglu"].failures
     assert results["rmsnorm"].score == 0
-    assert any("exited early" in c.message for c in results["rmsnorm"].cases)
+    assert "exited early" in results["rmsnorm"].stopped
+    assert all("exited early" in c.message for c in results["rmsnorm"].cases)
 
 
 def test_a_helper_from_another_cell_comes_without_that_cells_other_code():
@@ -97,6 +101,62 @@ def test_each_exercise_loads_only_what_it_uses_with_its_line_numbers():
     assert any("_exit" in c["source"] for c in own)  # its own cell comes whole
 
 
+# ----------------------------------------------------------------- abnormal stops
+
+
+def raises_for_4d_input(source: str) -> str:
+    """A learner's RMSNorm with a bug for one kind of input: it raises an ordinary error."""
+    head = "    def forward(self, x"
+    assert head in source
+    at = source.index(head)
+    body = source.index("\n", at) + 1
+    check = "        if x.dim() == 4:\n            raise ValueError('only 3-d inputs, please')\n"
+    return source[:body] + check + source[body:]
+
+
+def test_an_ordinary_exception_in_one_case_costs_that_case_only():
+    result = grade(week3_notebook(rmsnorm=raises_for_4d_input), names=("rmsnorm",))["rmsnorm"]
+    assert not result.stopped
+    assert 0 < result.score < result.max_score
+    lost = [c for c in result.failures if "only 3-d inputs" in c.message]
+    assert lost and len(lost) == len(result.failures), result.failures
+    assert all(c.passed for c in result.cases if c not in lost)
+
+
+def test_an_ordinary_exception_while_loading_another_cell_is_a_note():
+    """A cell the learner added whose import fails: loaded for every exercise (imports always
+    come), it is a note, and both exercises are graded in full."""
+    results = grade(week3_notebook(extra_cells=["import not_a_module_of_this_course\n"]))
+    for result in results.values():
+        assert result.score == result.max_score and not result.stopped, result.failures
+        assert any("ModuleNotFoundError" in n for n in result.notes), result.notes
+
+
+def sys_exit_after_the_answer(source: str) -> str:
+    return source + "\nimport sys\nsys.exit(0)\n"
+
+
+def test_an_exit_at_load_scores_the_exercise_zero_and_says_so():
+    """A correct RMSNorm cell that ends with ``sys.exit(0)``: zero, with one line naming the
+    exit, in the table, the feedback, the JSON and Gradescope's output; SwiGLU is graded."""
+    results = grade(week3_notebook(rmsnorm=sys_exit_after_the_answer))
+    rmsnorm, swiglu = results["rmsnorm"], results["swiglu"]
+    assert swiglu.score == swiglu.max_score and not swiglu.stopped
+    assert rmsnorm.score == 0
+    assert "exited early with sys.exit(0)" in rmsnorm.stopped
+    assert "while loading" in rmsnorm.stopped
+    line = f"{rmsnorm.stopped}: the whole exercise scores zero"
+    assert "\n" not in line
+    assert table([rmsnorm, swiglu]).count(line) == 1
+    assert feedback(rmsnorm).splitlines() == [f"FAILED  {line}"]
+    data = as_json([rmsnorm, swiglu])["exercises"]
+    assert data[0]["stopped"] == line and data[1]["stopped"] is None
+    assert all(c["message"] == line for c in data[0]["cases"])
+    gradescope = as_gradescope([rmsnorm, swiglu])
+    assert f"rmsnorm: {line}" in gradescope["output"].splitlines()
+    assert gradescope["tests"][0]["output"] == feedback(rmsnorm)
+
+
 # ----------------------------------------------------------------- internal grader errors
 
 
@@ -105,12 +165,11 @@ def buggy_check(result: dict) -> None:
 
 
 CALL = {"kind": "function", "symbol": "f", "inputs": [0], "args": [], "kwargs": {}}
-OUTCOME = SimpleNamespace(stopped=None, stopped_at=None)
 
 
 def test_a_bug_in_the_check_on_a_well_formed_result_is_an_internal_grader_error():
     well_formed = {"ok": True, "output": 1.0, "inputs_after": [0]}
-    message, internal = _judge(Case("case", CALL, buggy_check), well_formed, OUTCOME, 0)
+    message, internal = _judge(Case("case", CALL, buggy_check), well_formed)
     assert internal and message.startswith("internal grader error")
     assert "not in your code" in message and "TypeError" in message
 
@@ -119,10 +178,14 @@ def test_a_bug_in_the_check_on_a_well_formed_result_is_an_internal_grader_error(
     {"ok": True},  # fields missing
     {"ok": True, "output": 1.0, "inputs_after": "not a list"},
     {"ok": True, "output": 1.0, "inputs_after": [0, 0, 0]},  # not one per input
+    None,  # no result file
+    {"unreadable": True},  # a file torch.load could not read
+    {"ok": "yes"},
+    {"ok": False, "error": "passed"},
 ])
-def test_a_malformed_or_forged_result_stays_an_ordinary_failure(forged):
-    message, internal = _judge(Case("case", CALL, buggy_check), forged, OUTCOME, 0)
-    assert not internal and message and "internal grader error" not in message
+def test_a_malformed_or_forged_result_is_tampering_not_a_grader_error(forged):
+    with pytest.raises(Tampered):
+        _judge(Case("case", CALL, buggy_check), forged)
 
 
 def test_internal_errors_reach_the_feedback_the_json_and_the_instructor(monkeypatch):

@@ -101,7 +101,8 @@ def test_given_code_holds_imports_symbols_and_the_constants_they_need():
     assert "import torch" in code and "from solutions" not in code
     assert "class MiniGPT" not in code
     namespace: dict = {}
-    exec(given_code("solutions.normalization:RMSNorm") + code, namespace)
+    exec(given_code("solutions.positions:ROPE_THETA") + given_code(
+        "solutions.normalization:RMSNorm") + code, namespace)
     assert namespace["GPTConfig"].preset("tiny").dim == 64
     with pytest.raises(ValueError, match="no top-level Nope"):
         given_code("solutions.model:Nope")
@@ -166,3 +167,21 @@ def test_locked_cells_keep_decorators_and_drop_course_imports(tmp_path):
     namespace: dict = {}
     exec(source, namespace)
     assert namespace["Config"](dim=8).dim == 8
+
+
+def test_locked_cells_keep_literal_constants_a_definition_may_name(tmp_path):
+    """``ROPE_THETA = 10000.0`` in a locked cell reaches the worker (an answer's default may
+    name it); other assignments, which may run anything, and dunder names do not."""
+    from autograder.submission import read_notebook
+
+    locked = {"nbgrader": {"grade": False, "locked": True, "solution": False}}
+    cell = {"cell_type": "code", "metadata": locked, "source": (
+        "ROPE_THETA = 10000.0  # the base\nSIZES = (1, 2)\nx = torch.randn(3)\n"
+        "__builtins__ = {}\nA, B = 1, 2\n\ndef rope(theta=ROPE_THETA):\n    return theta\n")}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": [cell], "metadata": {}}))
+    sub = read_notebook(path)
+    assert sub.defined == {"ROPE_THETA", "SIZES", "rope"}
+    namespace: dict = {}
+    exec(sub.chunks[0]["source"], namespace)
+    assert namespace["rope"]() == 10000.0 and namespace["SIZES"] == (1, 2)

@@ -15,6 +15,7 @@ from torch.utils._pytree import tree_flatten
 from solutions.attention import causal_mask, scaled_dot_product_attention
 from solutions.efficient_attention import (
     Attention,
+    KVCache,
     kv_cache_bytes,
     repeat_kv,
     sliding_window_attention,
@@ -290,6 +291,33 @@ def test_attention_uses_rope_so_order_matters():
 
 
 # ---------------------------------------------------------------- kv_cache_bytes
+
+
+@pytest.mark.attention
+@pytest.mark.parametrize("window", [None, 1, 3, 6])
+def test_tokens_fed_through_a_kv_cache_give_the_full_forward(window):
+    """Prompt, then single tokens, then a chunk: the same outputs as one pass, and with a
+    window the cache stops growing at the window."""
+    torch.manual_seed(0)
+    attn = Attention(24, 6, 2, window=window, rope_theta=300.0)
+    x = torch.randn(2, 13, 24)
+    cache = KVCache(window)
+    cuts = [(0, 5), (5, 6), (6, 7), (7, 13)]
+    pieces = []
+    for a, b in cuts:
+        pieces.append(attn(x[:, a:b], cache))
+        assert cache.pos == b
+        assert cache.k.size(2) == (b if window is None else min(b, window))
+    assert_close(torch.cat(pieces, dim=1), attn(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.attention
+def test_attend_with_more_keys_than_queries_is_the_last_rows_of_the_full_attention():
+    """``attend``: T queries on S keys are the last T positions of an S-token attention."""
+    torch.manual_seed(0)
+    attn = Attention(16, 4, 2, window=3)
+    q, k, v = torch.randn(1, 4, 9, 4), torch.randn(1, 2, 9, 4), torch.randn(1, 2, 9, 4)
+    assert_close(attn.attend(q[:, :, -2:], k, v), attn.attend(q, k, v)[:, :, -2:])
 
 
 @pytest.mark.kv_cache_bytes

@@ -8,12 +8,18 @@ from torch.testing import assert_close
 from solutions.model import (
     PRESETS,
     CachedAttention,
+    FastRMSNorm,
     GPTConfig,
     KVCache,
     MiniGPT,
+    RMSNormFunction,
     filter_logits,
     generate,
+    pairs_side_by_side,
+    rotate_pairs,
 )
+from solutions.normalization import RMSNorm
+from solutions.positions import apply_rope, interleaved_to_halves, rope_angles, rope_interleaved
 
 pytestmark = pytest.mark.minigpt
 
@@ -213,25 +219,74 @@ def test_filter_logits():
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny_gpt2", "tiny_mistral", "tiny_mixtral"])
-def test_fused_attention_switch_gives_the_same_logits(name):
-    """``use_sdpa`` (GQA, a window shorter than the sequence, GPT-2's learned positions and
-    biases): PyTorch's fused kernel and the course's attention agree, and gradients flow."""
+def test_fast_switch_gives_the_same_logits_and_gradients(name):
+    """``fast`` (GQA, a window shorter than the sequence, GPT-2's learned positions and biases,
+    experts): the fast paths and the course's own code agree, gradients included, and a
+    cache fed in pieces still gives the full forward."""
     torch.manual_seed(0)
     cfg = GPTConfig.preset(name)
-    model = MiniGPT(cfg).eval()
+    model = MiniGPT(cfg)
     idx = torch.randint(0, cfg.vocab_size, (2, 30))  # 30 > the Mistral window of 8
-    ours, _ = model(idx)
-    switched = [m for m in model.modules() if hasattr(m, "use_sdpa")]
-    assert len(switched) == cfg.n_layers
+
+    def logits_and_grads():
+        model.zero_grad()
+        logits, loss = model(idx[:, :-1], idx[:, 1:])
+        loss.backward()
+        return logits, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    ours, ours_grads = logits_and_grads()
+    switched = [m for m in model.modules() if hasattr(m, "fast")]
+    expected = cfg.n_layers * (3 if cfg.norm == "rmsnorm" else 1) + (cfg.norm == "rmsnorm")
+    assert len(switched) == expected  # every attention and every RMSNorm
     for m in switched:
-        m.use_sdpa = True
-    fused, loss = model(idx[:, :-1], idx[:, 1:])
-    assert_close(fused, ours[:, :-1], atol=1e-5, rtol=1e-4)
-    loss.backward()
-    assert model.embed_tokens.weight.grad is not None
-    # a cache still takes the course's path (the fused kernel has no offset positions)
+        m.fast = True
+    fast, fast_grads = logits_and_grads()
+    assert_close(fast, ours, atol=1e-5, rtol=1e-4)
+    for n, grad in ours_grads.items():
+        assert_close(fast_grads[n], grad, atol=1e-6, rtol=1e-4, msg=n)
     with torch.no_grad():
         cache = model.new_cache()
-        pieces = [model(idx[:, :20], cache=cache)[0], model(idx[:, 20:], cache=cache)[0]]
-    assert_close(torch.cat(pieces, dim=1), ours, atol=1e-5, rtol=1e-4)
-    assert CachedAttention.use_sdpa is False  # set per module, not for every model
+        pieces = [model(idx[:, a:b], cache=cache)[0] for a, b in ((0, 20), (20, 21), (21, 30))]
+        assert_close(torch.cat(pieces, dim=1), model(idx)[0], atol=1e-5, rtol=1e-4)
+    assert CachedAttention.fast is False and FastRMSNorm.fast is False  # set per module
+
+
+def test_rotate_pairs_is_apply_rope_on_reordered_dimensions():
+    """RoPE on pairs side by side (one complex multiplication) equals ``apply_rope`` with the
+    dimensions reordered; and reordering q and k alike leaves every q . k unchanged."""
+    torch.manual_seed(0)
+    H, T, D = 3, 7, 8
+    q, k = torch.randn(2, H, T, D), torch.randn(2, H, T, D)
+    positions = torch.arange(5, 5 + T)
+    order = pairs_side_by_side(1, D)
+    assert order.tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+    assert torch.equal(interleaved_to_halves(D)[order], torch.arange(D))  # the inverse
+    angles = rope_angles(positions, D, 500.0)
+    assert_close(rotate_pairs(q[..., order], angles), apply_rope(q, positions, 500.0)[..., order])
+    assert_close(rotate_pairs(q, angles), rope_interleaved(q, positions, 500.0))  # week 4's
+    scores = apply_rope(q, positions) @ apply_rope(k, positions).transpose(-2, -1)
+    angles = rope_angles(positions, D)
+    pairs = rotate_pairs(q[..., order], angles) @ rotate_pairs(k[..., order], angles).mT
+    assert_close(pairs, scores, atol=1e-5, rtol=1e-5)
+    bf16 = rotate_pairs(q[..., order].bfloat16(), angles)
+    assert bf16.dtype == torch.bfloat16
+    assert_close(bf16.float(), rotate_pairs(q[..., order], angles), atol=3e-2, rtol=3e-2)
+    assert pairs_side_by_side(2, 4).tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+
+
+def test_rmsnorm_function_backward_by_hand():
+    """The hand-written backward agrees with autograd through the formula (gradcheck in
+    float64), and the module gives week 3's RMSNorm in float32 and falls back to it in bf16."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, w: RMSNormFunction.apply(a, w, 1e-5), (x, weight))
+    norm = FastRMSNorm(8, eps=0.5)  # a large eps, so that its place in the formula shows
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(8))
+    plain = RMSNorm(8, eps=0.5)
+    plain.load_state_dict(norm.state_dict())
+    x = torch.randn(4, 8) * 0.3
+    norm.fast = True
+    assert_close(norm(x), plain(x))
+    assert_close(norm(x.bfloat16()), plain(x.bfloat16()))  # the contract's order, not fast

@@ -187,9 +187,9 @@ def test_fused_adamw_on_cpu_takes_the_same_steps(chars):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_all_cuda_switches(chars):
     trainer = _trainer(chars, device="cuda", dtype="bfloat16", compile=True, tf32=True,
-                       fused_adamw=True, sdpa=True, max_iters=20)
+                       fused_adamw=True, fast=True, max_iters=20)
     history = trainer.fit(progress=False)
     assert trainer.raw_model.lm_head.weight.is_cuda
     assert trainer.optimizer.defaults["fused"]
-    assert all(m.use_sdpa for m in trainer.raw_model.modules() if hasattr(m, "use_sdpa"))
+    assert all(m.fast for m in trainer.raw_model.modules() if hasattr(m, "fast"))
     assert history[-1]["val"] < history[0]["val"]
