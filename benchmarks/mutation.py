@@ -475,16 +475,16 @@ FLOAT64_ANGLES = ("RoPE angles computed in float64: a correct variant the contra
 ABOVE_DIAGONAL = ("changes only the entries above the diagonal, which the contract leaves free "
                   "(the causal mask removes them)")
 JUSTIFIED: dict[tuple[str, int, str], str] = {
-    ("apply_rope", 39, "float32 -> float64"): FLOAT64_ANGLES,
-    ("apply_rope", 41, "float() -> double()"): FLOAT64_ANGLES,
-    ("alibi_bias", 125, "drop the call .clamp(...)"): ABOVE_DIAGONAL,
-    ("alibi_bias", 125, "0 -> -1"): ABOVE_DIAGONAL,
+    ("apply_rope", 41, "float32 -> float64"): FLOAT64_ANGLES,
+    ("apply_rope", 43, "float() -> double()"): FLOAT64_ANGLES,
+    ("alibi_bias", 127, "drop the call .clamp(...)"): ABOVE_DIAGONAL,
+    ("alibi_bias", 127, "0 -> -1"): ABOVE_DIAGONAL,
     ("load_balancing_loss", 106, "drop the call .float(...)"):
         "bfloat16 probabilities averaged in bfloat16: within bfloat16 rounding of the float32 "
         "mean, as the bfloat16 case allows (a float32 softmax of bfloat16 logits is right too)",
-    ("minigpt", 319, "float() -> double()"):
+    ("minigpt", 531, "float() -> double()"):
         "the loss computed in float64: the same value (the contract fixes no dtype for it)",
-    ("compute_optimal", 93, "/ -> //"):
+    ("compute_optimal", 105, "/ -> //"):
         "D rounded down to a whole number of tokens: less than one token off (relative 1e-10)",
     **dict.fromkeys([("sequence_logprobs", 40, change) for change in (
         "delete the statement", "drop the call .to(...)", "drop the call torch.promote_types(...)",

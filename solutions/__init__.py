@@ -15,6 +15,7 @@ from solutions.efficient_attention import (
     sliding_window_attention,
     sliding_window_mask,
 )
+from solutions.experiments import best_activation, extrapolation_limit
 from solutions.feedforward import SwiGLU, swiglu_hidden_dim
 from solutions.finetune import LoRALinear, add_lora, dpo_loss, sequence_logprobs, sft_loss
 from solutions.latent_attention import (
@@ -53,10 +54,10 @@ __all__ = [
     # week 2
     "merge_pair", "BPETokenizer", "GPT2_SPLIT_PATTERN",
     # week 3
-    "RMSNorm", "SwiGLU", "swiglu_hidden_dim",
+    "RMSNorm", "SwiGLU", "best_activation", "swiglu_hidden_dim",
     # week 4
-    "rope_angles", "apply_rope", "alibi_slopes", "alibi_bias", "rope_interleaved",
-    "interleaved_to_halves", "sinusoidal_positions",
+    "rope_angles", "apply_rope", "alibi_slopes", "alibi_bias", "extrapolation_limit",
+    "rope_interleaved", "interleaved_to_halves", "sinusoidal_positions",
     # week 5
     "repeat_kv", "sliding_window_mask", "Attention", "kv_cache_bytes", "sliding_window_attention",
     "KVCache",

@@ -1,6 +1,8 @@
-"""Week 3 graders: RMSNorm and SwiGLU."""
+"""Week 3 graders: RMSNorm, SwiGLU, and reading the activation experiment."""
 
 from __future__ import annotations
+
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -19,11 +21,13 @@ from autograder.exercises.common import (
     randn,
     reference_run,
     run_reference,
+    script_call,
     state_case,
     swiglu_state,
 )
 from autograder.grading import Case
 from solutions import RMSNorm, SwiGLU
+from solutions.experiments import best_activation
 
 # ---------------------------------------------------------------- RMSNorm
 
@@ -219,3 +223,163 @@ def swiglu_cases(gen: torch.Generator) -> list[Case]:
         _swiglu_case(gen, "bfloat16 in, bfloat16 out", (2, 6, 32), 48, dtype=torch.bfloat16),
         _swiglu_case(gen, "all-zero input gives zeros", (1, 3, 8), 16, zero=True),
     ]
+
+
+# ---------------------------------------------------------------- best_activation
+
+# The table travels as (name, runs) pairs and is rebuilt in the worker in that order; the
+# script only turns what came back into plain values, the check judges it.
+BEST_SCRIPT = """
+_table = {name: list(runs) for name, runs in pairs}
+_out = best_activation(_table)
+if isinstance(_out, (tuple, list)) and len(_out) == 2:
+    _name, _clear = _out
+    _flag = None
+    if type(_clear).__name__ in ("bool", "bool_"):  # a Python or a NumPy bool
+        _flag = bool(_clear)
+    elif (type(_clear).__name__ == "Tensor" and str(_clear.dtype) == "torch.bool"
+          and _clear.numel() == 1):
+        _flag = bool(_clear.item())
+    result = {"pair": True, "name": str(_name) if isinstance(_name, str) else None,
+              "name_type": type(_name).__name__, "clear": _flag,
+              "clear_type": type(_clear).__name__}
+else:
+    result = {"pair": False, "type": type(_out).__name__}
+"""
+
+Table = dict[str, list[float]]
+
+
+def _mean(runs: list[float]) -> float:
+    return sum(runs) / len(runs)
+
+
+def _name_mistakes(table: Table) -> dict[str, str]:
+    """The activation common wrong rankings pick, with the message each one earns."""
+    means = {k: _mean(v) for k, v in table.items()}
+    return {
+        "you picked the highest loss: the best activation has the LOWEST mean validation loss":
+            max(means, key=means.get),
+        "rank the activations by the mean over their runs, not by their single best run":
+            min(table, key=lambda k: min(table[k])),
+        "rank the activations by the mean over all their runs, not by the first run":
+            min(table, key=lambda k: table[k][0]),
+        "average the runs (sum / count): activations with fewer runs have smaller sums":
+            min(table, key=lambda k: sum(table[k])),
+    }
+
+
+def _clear_mistakes(table: Table) -> dict[str, bool]:
+    """What common wrong tests of "the lead is clear" say about the right winner."""
+    name, _ = best_activation(table)
+    means = {k: _mean(v) for k, v in table.items()}
+    enough = all(len(v) >= 2 for v in table.values())
+    worst = max(table[name])
+    others_best = min(min(v) for k, v in table.items() if k != name)
+    runner_up = sorted(means, key=means.get)[1]
+    noise = max((statistics.stdev(table[k]) if len(table[k]) > 1 else 0.0)
+                for k in (name, runner_up))
+    return {
+        "one run per activation says nothing about seed noise: with fewer than two runs of "
+        "any activation, the lead cannot be clear": worst < others_best,
+        "compare the winner with EVERY other activation, not only the runner-up: another one "
+        "may have a run as good as the winner's worst":
+            enough and worst < min(table[runner_up]),
+        "ranges that touch overlap: the winner's worst run must be strictly below every other "
+        "activation's best run": enough and worst <= others_best,
+        "the lead is clear when the ranges of runs do not overlap (the winner's worst run "
+        "below every other's best), not when the gap between means beats a standard deviation":
+            enough and means[runner_up] - means[name] > noise,
+        "compare the winner's worst run with the others' best runs, not the means":
+            enough and means[name] < others_best,
+    }
+
+
+def _best_case(name: str, table: Table, points: float = 1.0) -> Case:
+    expected = best_activation(table)
+    name_mistakes = {m: w for m, w in _name_mistakes(table).items() if w != expected[0]}
+    clear_mistakes = {m: w for m, w in _clear_mistakes(table).items() if w != expected[1]}
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        if not out["pair"]:
+            raise Mismatch(f"best_activation should return a pair (name, clear), got a "
+                           f"{out['type']}")
+        if out["name"] is None:
+            if out["name_type"] == "bool" and out["clear_type"] == "str":
+                raise Mismatch("return (name, clear) in that order: the name first")
+            raise Mismatch(f"the first item should be the activation's name (a str), got a "
+                           f"{out['name_type']}")
+        if out["clear"] is None:
+            raise Mismatch(f"the second item should be a bool (is the lead clear?), got a "
+                           f"{out['clear_type']}")
+        got = (out["name"], out["clear"])
+        if got == expected:
+            return
+        if got[0] not in table:
+            raise Mismatch(f"{got[0]!r} is not one of the table's activations {sorted(table)}")
+        if got[0] != expected[0]:
+            for message, wrong in name_mistakes.items():
+                if got[0] == wrong:
+                    raise Mismatch(message)
+            raise Mismatch(f"the lowest mean final loss is {expected[0]!r}'s, not {got[0]!r}'s")
+        for message, wrong in clear_mistakes.items():
+            if got[1] == wrong:
+                raise Mismatch(message)
+        raise Mismatch(f"{expected[0]!r} is right, but its lead is {'' if expected[1] else 'not '}"
+                       f"clear here (got clear={got[1]})")
+
+    pairs = [[k, list(v)] for k, v in table.items()]
+    return Case(name, script_call(BEST_SCRIPT, pairs=pairs), check, points)
+
+
+def best_activation_cases(gen: torch.Generator) -> list[Case]:
+    u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=gen))  # noqa: E731
+    names = ["relu", "gelu", "silu", "swiglu"]
+    order = torch.randperm(4, generator=gen).tolist()
+
+    def runs(center: float, n: int, half_width: float) -> list[float]:
+        return [round(center + u(-half_width, half_width), 4) for _ in range(n)]
+
+    # a clear winner: its runs sit well below everyone else's
+    base = u(1.6, 2.2)
+    clear = {names[i]: runs(base + 0.15 * rank, 3, 0.02) for rank, i in enumerate(order)}
+    # seed noise (+-0.05) larger than the gaps between the means (0.02): no clear lead
+    noisy = {names[i]: [round(c - 0.05, 4), *runs(c, 1, 0.01), round(c + 0.05, 4)]
+             for c, i in ((base + 0.02 * rank, i) for rank, i in enumerate(order))}
+    # the runner-up by mean is cleanly behind, but a third activation has one lucky run
+    lucky = {"relu": [2.00, 2.01, 2.02], "gelu": [2.10, 2.11, 2.12],
+             "silu": [2.015, 2.30, 2.31], "swiglu": [2.20, 2.21, 2.22]}
+    # the single lowest run belongs to an activation whose mean is not the lowest
+    best_run = {"relu": [1.80, 2.10, 2.11], "gelu": [1.95, 1.96, 1.97],
+                "silu": [2.05, 2.06, 2.07], "swiglu": [1.99, 2.00, 2.01]}
+    # the first seed misleads
+    first_seed = {"relu": [2.00, 2.10, 2.12], "gelu": [2.05, 1.95, 1.96],
+                  "silu": [2.20, 2.21, 2.22], "swiglu": [2.30, 2.31, 2.32]}
+    # different numbers of runs: the sums mislead, the means do not
+    uneven = {"relu": [2.10, 2.11], "gelu": [1.90, 1.91, 1.92, 1.93], "silu": [2.3, 2.31],
+              "swiglu": [2.4, 2.41, 2.42]}
+    # ranges that touch exactly
+    touching = {"relu": [2.0, 2.25], "gelu": [2.25, 2.5], "silu": [2.75, 3.0]}
+    # the gap between the means beats a standard deviation, yet the ranges overlap
+    overlap = {"relu": [2.0, 2.0, 2.0, 2.3], "gelu": [2.28, 2.29, 2.30], "silu": [2.6, 2.61]}
+    one_run = {names[i]: runs(base + 0.2 * rank, 1, 0.01) for rank, i in enumerate(order)}
+    mixed = dict(clear, **{names[order[-1]]: [round(base + 0.6, 4)]})
+    other_names = {"geglu": runs(base + 0.1, 2, 0.01), "tanh": runs(base, 2, 0.01),
+                   "swish": runs(base + 0.3, 2, 0.01)}
+    return [
+        _best_case("four activations, three seeds, a clear winner", clear, points=2),
+        _best_case("seed noise larger than the gaps: a winner, but not a clear one", noisy,
+                   points=2),
+        _best_case("the runner-up is behind, but a third activation has a run as good as the "
+                   "winner's worst", lucky),
+        _best_case("the lowest single run is not the lowest mean", best_run),
+        _best_case("the first seed points to the wrong activation", first_seed),
+        _best_case("different numbers of runs per activation", uneven),
+        _best_case("ranges that touch are not separated", touching),
+        _best_case("the means are far apart, the ranges still overlap", overlap),
+        _best_case("one run each: never clear", one_run),
+        _best_case("one activation has a single run: not clear", mixed),
+        _best_case("other names, two runs each", other_names),
+    ]
+

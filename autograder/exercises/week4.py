@@ -1,4 +1,5 @@
-"""Week 4 graders: apply_rope (rotary position embedding) and alibi_bias.
+"""Week 4 graders: apply_rope (rotary position embedding), alibi_bias, and reading the
+position experiment (extrapolation_limit).
 
 RoPE outputs are compared with a float64 computation of the same rotation, within a tolerance
 that grows with the largest angle of each row (its position): transformers computes the angles
@@ -22,9 +23,11 @@ from autograder.exercises.common import (
     expect_property,
     function_call,
     randn,
+    script_call,
 )
 from autograder.grading import Case
 from solutions import alibi_bias, apply_rope
+from solutions.experiments import extrapolation_limit
 from solutions.positions import ROPE_THETA
 
 # base tolerance per output dtype, as (relative to the value, relative to the row's scale)
@@ -509,3 +512,192 @@ def alibi_cases(gen: torch.Generator) -> list[Case]:
         _alibi_case(gen, "8 heads, seq 128", 8, 128),
         _alibi_property_case(gen),
     ]
+
+
+# ---------------------------------------------------------------- extrapolation_limit
+
+# The table travels as (scheme, [[length, loss], ...]) pairs, rebuilt in the worker in that
+# order (the cases shuffle it); the script only reports plain values, the check judges them.
+LIMIT_SCRIPT = """
+_table = {scheme: {int(n): float(loss) for n, loss in rows} for scheme, rows in pairs}
+if factor is None:
+    _out = extrapolation_limit(_table, train_len)
+else:
+    _out = extrapolation_limit(_table, train_len, factor)
+if isinstance(_out, dict):
+    _items = {}
+    for _key, _value in _out.items():
+        if _value is None:
+            _item = {"kind": "none"}
+        elif isinstance(_value, bool):
+            _item = {"kind": "bool", "value": _value}
+        elif hasattr(type(_value), "__index__"):  # int, or a NumPy / 0-d tensor integer
+            _item = {"kind": "int", "value": int(_value.__index__())}
+        elif isinstance(_value, float):
+            _item = {"kind": "float", "value": _value}
+        else:
+            _item = {"kind": type(_value).__name__}
+        _items[str(_key)] = _item
+    result = {"dict": True, "items": _items}
+else:
+    result = {"dict": False, "type": type(_out).__name__}
+"""
+
+Losses = dict[str, dict[int, float]]
+DEFAULT_FACTOR = 1.2
+
+
+def _limit_mistakes(table: Losses, train_len: int, factor: float,
+                    default: bool) -> dict[str, dict[str, int | None]]:
+    """What common wrong readings of the table return, with the message each one earns."""
+
+    def first(rows, broken) -> int | None:
+        return next((n for n, loss in rows if broken(loss)), None)
+
+    def each(pick) -> dict[str, int | None]:
+        return {scheme: pick(by_length) for scheme, by_length in table.items()}
+
+    def up(d: dict) -> list[tuple[int, float]]:
+        return sorted(d.items())
+
+    def last_holding(d: dict) -> int | None:
+        base = factor * d[train_len]
+        held = [n for n, loss in up(d) if loss <= base]
+        return held[-1] if held and len(held) < len(d) else None
+
+    m = {
+        "return the FIRST length where the loss is above factor x its training-length loss, "
+        "not the last length where it still holds": each(last_holding),
+        "compare with the loss at train_len, the training length, not with the lowest loss "
+        "of the row": each(lambda d: first(up(d), lambda x: x > factor * min(d.values()))),
+        "compare with the loss at train_len, not with the loss at the shortest length "
+        "evaluated": each(lambda d: first(up(d), lambda x: x > factor * up(d)[0][1])),
+        "factor multiplies the training-length loss (loss > factor * base), it is not added "
+        "to it": each(lambda d: first(up(d), lambda x: x > factor + d[train_len])),
+        "strictly greater: a loss of exactly factor x the training-length loss has not broken "
+        "down yet": each(lambda d: first(up(d), lambda x: x >= factor * d[train_len])),
+        "a length a scheme cannot run at has the loss inf and counts as broken down (learned "
+        "positions fail at the first length past their table)":
+            each(lambda d: first(up(d), lambda x: math.isfinite(x) and x > factor * d[train_len])),
+        "every scheme needs an entry: None when it holds up at every length evaluated":
+            {k: v for k, v in extrapolation_limit(table, train_len, factor).items()
+             if v is not None},
+    }
+    # built without a factor, a wrong default is the likeliest explanation: name it first
+    defaults = {f"extrapolation_limit(losses, train_len) must default to factor=1.2; yours "
+                f"behaves like factor={wrong}": extrapolation_limit(table, train_len, wrong)
+                for wrong in (1.5, 2.0, 1.0, 1.1, 1.25)} if default else {}
+    return defaults | m
+
+
+def _limit_case(name: str, table: Losses, train_len: int, factor: float | None = None,
+                gen: torch.Generator | None = None, points: float = 1.0) -> Case:
+    f = DEFAULT_FACTOR if factor is None else factor
+    expected = extrapolation_limit(table, train_len, f)
+    mistakes = {m: w for m, w in _limit_mistakes(table, train_len, f, factor is None).items()
+                if w != expected}
+    pairs = []
+    for scheme, by_length in table.items():
+        rows = [[n, loss] for n, loss in by_length.items()]
+        if gen is not None:  # shuffle the lengths: the dictionary's order is not theirs
+            rows = [rows[i] for i in torch.randperm(len(rows), generator=gen).tolist()]
+        pairs.append([scheme, rows])
+    # reading the rows in the order the learner receives them, without sorting
+    unsorted = {scheme: next((n for n, loss in rows if loss > f * table[scheme][train_len]),
+                             None) for scheme, rows in pairs}
+    if unsorted != expected:
+        mistakes = {"check the lengths in increasing order: the dictionary's order is not the "
+                    "lengths' order": unsorted, **mistakes}
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        if not out["dict"]:
+            raise Mismatch(f"extrapolation_limit should return a dict {{scheme: length or "
+                           f"None}}, got a {out['type']}")
+        got: dict[str, int | None] = {}
+        for scheme, item in out["items"].items():
+            if item["kind"] == "none":
+                got[scheme] = None
+            elif item["kind"] == "int":
+                got[scheme] = item["value"]
+            elif item["kind"] == "float" and float(item["value"]).is_integer():
+                raise Mismatch(f"the length for {scheme!r} should be an int (a length in "
+                               f"tokens), got the float {item['value']}")
+            elif item["kind"] == "bool":
+                raise Mismatch(f"the value for {scheme!r} should be a length (an int) or None, "
+                               f"got {item['value']}: use None, not False, for a scheme that "
+                               "never breaks down")
+            else:
+                raise Mismatch(f"the value for {scheme!r} should be a length (an int) or None, "
+                               f"got a {item['kind']}")
+        if got == expected:
+            return
+        for message, wrong in mistakes.items():
+            if got == wrong:
+                raise Mismatch(message)
+        if set(got) != set(expected):
+            raise Mismatch(f"the result should have one entry per scheme of the table, "
+                           f"{sorted(expected)}; got {sorted(got)}")
+        wrong_none = [k for k in expected if expected[k] is None and got[k] is not None]
+        if wrong_none and all(got[k] == expected[k] for k in expected if k not in wrong_none):
+            raise Mismatch(f"{wrong_none[0]!r} holds up at every length evaluated, so its "
+                           f"value is None; got {got[wrong_none[0]]}")
+        raise Mismatch(f"got {got}, expected {expected}")
+
+    call = script_call(LIMIT_SCRIPT, pairs=pairs, train_len=train_len, factor=factor)
+    return Case(name, call, check, points)
+
+
+def extrapolation_limit_cases(gen: torch.Generator) -> list[Case]:
+    u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=gen))  # noqa: E731
+    inf = math.inf
+    lengths = [64, 128, 256, 512]
+
+    def row(base: float, growth: list[float]) -> dict[int, float]:
+        return {n: round(base * g, 4) for n, g in zip(lengths, growth, strict=True)}
+
+    base = u(1.8, 2.4)
+    # the shape of the week's experiment: ALiBi holds, RoPE and NoPE break, learned cannot run
+    typical = {
+        "rope": row(base, [1.0, 1.3, u(1.6, 2.0), u(2.2, 3.0)]),
+        "alibi": row(base, [1.0, u(0.93, 0.99), u(0.92, 0.99), u(0.92, 1.0)]),
+        "none": row(base, [1.0, u(1.55, 1.9), u(2.0, 2.5), u(2.6, 3.2)]),
+        "learned": {64: round(base, 4), 128: inf, 256: inf, 512: inf},
+    }
+    k = u(1.35, 1.6)
+    # a length shorter than the training one, where the loss is higher (less context)
+    shorter = {
+        "rope": {32: 2.6, 64: 2.0, 128: 2.2, 256: 3.3},
+        "alibi": {32: 2.5, 64: 2.0, 128: 1.9, 256: 1.95},
+    }
+    # a longer context helps ALiBi: its lowest loss is not at the training length
+    dips = {
+        "alibi": {64: 2.0, 128: 1.5, 256: 2.4, 512: 2.6},
+        "rope": {64: 2.0, 128: 2.5, 256: 3.5, 512: 4.5},
+    }
+    exact = {"rope": {64: 2.0, 128: 3.0, 256: 3.5}, "alibi": {64: 2.0, 128: 2.5, 256: 3.0}}
+    small = {"rope": {64: 0.5, 128: 0.6, 256: 2.0}, "none": {64: 0.4, 128: 0.5, 256: 0.55}}
+    holds = {"alibi": row(base, [1.0, 0.97, 0.96, 0.96]),
+             "rope": row(base, [1.0, 1.02, 1.04, 1.08])}
+    gradual = {s: {n: round(base * (1 + rate * max(0, i)), 4) for i, n in
+                   zip(range(-1, 6), [32, 64, 128, 256, 512, 1024, 2048], strict=True)}
+               for s, rate in (("rope", u(0.1, 0.2)), ("alibi", u(0.0, 0.03)),
+                               ("none", u(0.25, 0.45)))}
+    return [
+        _limit_case("the week's four schemes, factor 1.2 (the default)", typical, 64, gen=gen,
+                    points=2),
+        _limit_case(f"the same table, factor {k:.2f}", typical, 64, factor=k, gen=gen,
+                    points=2),
+        _limit_case("lengths given in increasing order", typical, 64, factor=1.5),
+        _limit_case("a length shorter than the training length (train_len=64)", shorter, 64,
+                    factor=1.3, gen=gen),
+        _limit_case("the lowest loss is not at the training length", dips, 64, factor=1.2,
+                    gen=gen),
+        _limit_case("a loss of exactly 1.5 x the training loss has not broken down", exact, 64,
+                    factor=1.5),
+        _limit_case("small losses: factor multiplies", small, 64, factor=2.0, gen=gen),
+        _limit_case("schemes that hold at every length: None", holds, 64, factor=1.2, gen=gen),
+        _limit_case("trained at 128, evaluated from 32 to 2048", gradual, 128, factor=1.25,
+                    gen=gen),
+    ]
+

@@ -23,6 +23,7 @@
 # ```
 
 # %% role="locked"
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -210,11 +211,98 @@ for kind in ("written out", "built in"):
 # Written out, RMSNorm skips a reduction and a subtraction over the whole tensor, and it
 # usually shows. Built in, both are single fused kernels bound by memory traffic, so the gap
 # can shrink or vanish. Whatever your numbers say, that is the honest answer for your machine.
+
+# %% [markdown]
+# ## Experiment: which activation trains best?
+#
+# The lesson claims that gated feed-forward blocks train a little better than plain ones.
+# Here you test it. The course's experiment runner (`solutions/ablate.py`, on the week-7
+# trainer) trains the same small character-level model on tiny Shakespeare four times, changing
+# only the feed-forward block: a plain MLP four times as wide as the model with **ReLU**,
+# **GELU** or **SiLU**, and **SwiGLU** at the width that gives it the same number of parameters
+# (within 1 %). Every variant gets the same initial seed, the same batches in the same order,
+# the same number of steps and the same learning-rate schedule, and the whole comparison is
+# repeated with several seeds, because two runs that differ only in their seed also end at
+# different losses. The table gives the mean and standard deviation over the seeds, and the
+# plot the validation loss during training, with a band of one standard deviation.
+#
+# On a laptop this cell takes a few minutes; in the course's automated tests it runs a tiny
+# version for a few seconds (`COURSE_QUICK=1`), whose numbers mean nothing. The lesson shows
+# the full run, made with
+#
+# ```bash
+# python -m solutions.ablate activations
+# ```
+
+# %% role="locked"
+from solutions.ablate import markdown_table, plot_results, run_activations
+
+# nbgrader's grading and validation, and the course's tests (COURSE_QUICK=1), run a tiny
+# version of a few seconds: its numbers say nothing about the activations
+QUICK = (os.environ.get("COURSE_QUICK") == "1"
+         or os.environ.get("NBGRADER_EXECUTION") in ("autograde", "validate"))
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # a model this small trains fastest on one thread
+activations = run_activations(quick=QUICK)
+torch.set_num_threads(threads)
+print(markdown_table(activations))
+plot_results(activations)
+plt.show()
+
+# the results table the exercise below reads: each activation's final losses, one per seed
+final_losses = {name: [run["final_val"] for run in variant["runs"]]
+                for name, variant in activations["variants"].items()}
+print(final_losses)
+
+# %% [markdown]
+# ## Exercise 3: read the results
+#
+# A plot invites a conclusion; the question is which conclusion the numbers support. Write
+# `best_activation(final_losses)`, the rule that reads the table above:
+#
+# - `final_losses` maps each activation to the final validation loss of each of its runs, one
+#   per seed: `{"relu": [1.92, 1.95, 1.93], "swiglu": [1.85, 1.86, 1.88], ...}`;
+# - return `(name, clear)`: `name` is the activation with the **lowest mean** final loss, and
+#   `clear` is `True` only when its lead is larger than the seed noise, in the simplest sense:
+#   every activation has **at least two runs**, and the winner's **worst** run is **strictly
+#   lower** than every other activation's **best** run (the ranges of runs do not overlap, not
+#   even at one point).
+#
+# **Why a function and not a sentence?** "SwiGLU wins" is easy to write and impossible to
+# check: it depends on your run. A rule written as code can be checked on any table, including
+# the awkward ones (a single seed, a runner-up with one lucky run, ranges that touch), so the
+# grader can tell a sound reading from a lucky one; and you can apply the same rule to the
+# lesson's full run. Non-overlapping ranges is a deliberately strict, simple test: with three
+# seeds it is not a significance test, but when it passes, no seed could have changed the
+# ranking.
+
+# %% role="answer" exercise="best_activation"
+
+# %% role="test" exercise="best_activation"
+table = {"relu": [2.00, 2.02], "gelu": [2.10, 2.12], "swiglu": [1.90, 1.93]}
+assert best_activation(table) == ("swiglu", True), (
+    f"SwiGLU has the lowest mean and its worst run (1.93) beats every other run; got "
+    f"{best_activation(table)}")
+assert not best_activation({**table, "swiglu": [1.90, 2.01]})[1], (
+    "SwiGLU's worst run (2.01) is not below ReLU's best run (2.00): the ranges overlap")
+assert best_activation({"relu": [2.0], "swiglu": [1.5]}) == ("swiglu", False), (
+    "with one run per activation nothing is known about seed noise: clear must be False")
+assert best_activation({"relu": [1.8, 2.4, 2.4], "gelu": [2.0, 2.0, 2.1]})[0] == "gelu", (
+    "rank by the mean of the runs, not by the single best run")
+
+name, clear = best_activation(final_losses)
+print(f"lowest mean final validation loss: {name}; lead larger than the seed noise: {clear}")
+
+# %% [markdown]
+# Compare your verdict with the lesson's full run. A tiny model trained for a few minutes is
+# far from the regime of the papers, so neither a clear SwiGLU win nor a tie would be
+# surprising; what matters is that the conclusion says no more than the runs support.
 #
 # ## What you built
 #
 # - `RMSNorm`: LayerNorm without re-centering, computed in float32 for stability.
 # - `SwiGLU`: a gated feed-forward block with three bias-free projections.
+# - `best_activation`: a rule that says what a results table does and does not support.
 #
 # Both reappear in week 5 (inside attention blocks), week 6 (each expert of a mixture is a
 # SwiGLU) and week 7, where you assemble them into your own GPT. Next: take the
@@ -230,7 +318,6 @@ for kind in ("written out", "built in"):
 
 # %% role="locked"
 # NBVAL_SKIP
-import os
 import subprocess
 import sys
 

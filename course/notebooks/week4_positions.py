@@ -29,6 +29,7 @@
 
 # %% role="locked"
 import math
+import os
 
 import matplotlib.pyplot as plt
 import torch
@@ -363,12 +364,110 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Experiment: which positions survive a longer input?
+#
+# The lesson cites Press et al. (2022): trained on short sequences, a model with ALiBi keeps
+# its loss on longer ones, while sinusoidal and rotary positions get much worse past the
+# training length. Here you run a small version of that experiment. The course's experiment
+# runner (`solutions/ablate.py`, on the week-7 trainer) trains the same small character-level
+# model on tiny Shakespeare four times, changing only how it is told about positions: **RoPE**,
+# **ALiBi** (with this week's slopes), **learned** absolute positions, and **none** at all (NoPE:
+# only the causal mask says anything about order). All four train on windows of 64
+# characters, with the same seed, the same batches and the same schedule. Then each is
+# evaluated on windows of 64, 128, 256 and 512 characters. A learned table has no row for
+# position 64 and beyond, so that model cannot run there at all: its loss there is recorded as
+# infinite.
+#
+# On a laptop this cell takes a few minutes; in the course's automated tests it runs a tiny
+# version for a few seconds (`COURSE_QUICK=1`), whose numbers mean nothing. The lesson shows
+# the full run, made with
+#
+# ```bash
+# python -m solutions.ablate positions
+# ```
+
+# %% role="locked"
+from solutions.ablate import markdown_table, plot_results, run_positions
+
+# nbgrader's grading and validation, and the course's tests (COURSE_QUICK=1), run a tiny
+# version of a few seconds: its numbers say nothing about the positions
+QUICK = (os.environ.get("COURSE_QUICK") == "1"
+         or os.environ.get("NBGRADER_EXECUTION") in ("autograde", "validate"))
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # a model this small trains fastest on one thread
+positions = run_positions(quick=QUICK)
+torch.set_num_threads(threads)
+print(markdown_table(positions))
+plot_results(positions)
+plt.show()
+
+# the results table the exercise below reads: each scheme's mean loss at each length, inf
+# where it cannot run (learned positions past their table)
+TRAIN_LEN = positions["settings"]["train_length"]
+position_losses = {name: {int(n): got.get("mean", math.inf) for n, got in variant["lengths"].items()}
+                   for name, variant in positions["variants"].items()}
+print(position_losses)
+
+# %% [markdown]
+# ## Exercise 3: read the results
+#
+# "Extrapolates" needs a definition before it can be checked. Write
+# `extrapolation_limit(losses, train_len, factor=1.2)`:
+#
+# - `losses` maps each scheme to `{length: mean validation loss at that length}`, for
+#   example `{"rope": {64: 1.9, 128: 2.4, 256: 3.1, 512: 3.6}, "learned": {64: 1.9, 128: inf,
+#   ...}, ...}`; a length a scheme cannot run at has the loss `math.inf`;
+# - `train_len` is the length the models were trained at; every scheme has an entry there;
+# - a scheme has **broken down** at a length when its loss there is **strictly greater** than
+#   `factor` times its own loss at `train_len`;
+# - return `{scheme: the shortest length at which it has broken down}`, with `None` for a
+#   scheme that holds up at every length evaluated. Check the lengths in increasing order,
+#   whatever the order of the dictionary.
+#
+# **Why a function and not a sentence?** "ALiBi extrapolates" is easy to write and
+# impossible to check. Turned into a rule (which length, compared with what, how much worse
+# counts as broken), the claim can be tested on any table, including the awkward ones (a
+# longer context that *lowers* the loss, a scheme that cannot run at all), so the grader can
+# check your reasoning rather than one run's numbers, and you can apply the same rule to the
+# lesson's full run. The factor is a choice, and the rule makes it visible: the default, 1.2
+# (20 % worse than at the training length), is about the smallest change that stands out from
+# the seed noise of the lesson's run; try 1.5 on your results and see what it hides.
+
+# %% role="answer" exercise="extrapolation_limit"
+
+# %% role="test" exercise="extrapolation_limit"
+table = {"rope": {64: 2.0, 128: 2.6, 256: 3.2, 512: 4.0},
+         "alibi": {64: 2.0, 128: 1.9, 256: 1.9, 512: 2.0},
+         "learned": {64: 2.0, 128: math.inf, 256: math.inf, 512: math.inf}}
+assert extrapolation_limit(table, 64, factor=1.5) == {"rope": 256, "alibi": None,
+                                                     "learned": 128}, (
+    f"with factor 1.5: rope passes 3.0 at 256, alibi never does, learned cannot run at 128; "
+    f"got {extrapolation_limit(table, 64, factor=1.5)}")
+assert extrapolation_limit(table, 64)["rope"] == 128, "the default factor is 1.2: 2.6 > 2.4"
+shuffled = {"rope": {512: 4.0, 256: 3.2, 64: 2.0, 128: 2.6}}
+assert extrapolation_limit(shuffled, 64, factor=1.5) == {"rope": 256}, (
+    "check the lengths in increasing order")
+assert extrapolation_limit({"rope": {64: 2.0, 128: 3.0}}, 64, factor=1.5) == {"rope": None}, (
+    "3.0 is exactly 1.5 x 2.0: broken down means strictly greater")
+
+limits = extrapolation_limit(position_losses, TRAIN_LEN)
+for scheme, length in limits.items():
+    verdict = "holds up at every length" if length is None else f"breaks down at {length}"
+    print(f"{scheme:>8}: {verdict}")
+
+# %% [markdown]
+# Compare your verdicts with the lesson's full run, which also says how far this tiny
+# experiment is from Press et al.'s models, trained on thousands of tokens with billions of
+# parameters.
+#
 # ## What you built
 #
 # - `apply_rope`: rotate pairs $(x_i, x_{i + d/2})$ by position-dependent angles, so that
 #   attention scores depend on relative positions; the form `transformers` uses for Llama,
 #   Mistral and Mixtral.
 # - `alibi_bias`: a fixed, linear distance penalty per head, added to the scores.
+# - `extrapolation_limit`: a definition of "extrapolates" that a results table can be
+#   checked against.
 #
 # RoPE comes back in week 5, inside the `Attention` module (applied to queries and keys after
 # the projections, before the KV cache), and in week 7 in your own GPT. Next: take the
@@ -384,7 +483,6 @@ plt.show()
 
 # %% role="locked"
 # NBVAL_SKIP
-import os
 import subprocess
 import sys
 

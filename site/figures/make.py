@@ -58,6 +58,7 @@ from solutions import (  # noqa: E402
     sinusoidal_positions,
     sliding_window_mask,
 )
+from solutions.ablate import load_results, plot_results  # noqa: E402
 from solutions.data import load_dataset, load_text  # noqa: E402
 from solutions.deepseek_moe import (  # noqa: E402
     DeepSeekMoE,
@@ -403,6 +404,13 @@ def swiglu_gate() -> plt.Figure:
 # ---------------------------------------------------------------- week 4
 
 
+@figure("week3/activation_experiment")
+def activation_experiment() -> plt.Figure:
+    """The committed full run of ``python -m solutions.ablate activations`` (its JSON under
+    site/assets/ablations/), drawn by the runner's own plot in this page's theme."""
+    return plot_results(load_results("activations"))
+
+
 @figure("week4/sinusoidal")
 def sinusoidal() -> plt.Figure:
     pe = sinusoidal_positions(64, 64)
@@ -474,6 +482,12 @@ def alibi() -> plt.Figure:
 
 
 # ---------------------------------------------------------------- week 5
+
+
+@figure("week4/positions_experiment")
+def positions_experiment() -> plt.Figure:
+    """The committed full run of ``python -m solutions.ablate positions``."""
+    return plot_results(load_results("positions"))
 
 
 @figure("week5/receptive_field")

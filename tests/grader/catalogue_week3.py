@@ -253,3 +253,77 @@ class RMSNorm(nn.Module):{RMSNORM_REFERENCE_INIT}
         u = x64 @ self.up_proj.weight.double().T
         return ((g * torch.sigmoid(g) * u) @ self.down_proj.weight.double().T).to(x.dtype)""")),
 }
+
+
+# ---------------------------------------------------------------- best_activation
+# Learners' readings of the activation experiment's results table, one mistake each.
+
+def best(body: str, header: str = "") -> str:
+    return f"{header}\ndef best_activation(final_losses):\n{body}\n"
+
+
+BEST_MEANS = """    means = {k: sum(v) / len(v) for k, v in final_losses.items()}
+    name = min(means, key=means.get)
+"""
+
+WRONG.update({
+    "best_highest_loss": ("best_activation", best("""    means = {k: sum(v) / len(v) for k, v in final_losses.items()}
+    name = max(means, key=means.get)
+    others = min(min(v) for k, v in final_losses.items() if k != name)
+    return name, all(len(v) > 1 for v in final_losses.values()) and max(final_losses[name]) < others"""),
+        "the LOWEST mean"),
+    "best_single_best_run": ("best_activation", best("""    name = min(final_losses, key=lambda k: min(final_losses[k]))
+    others = min(min(v) for k, v in final_losses.items() if k != name)
+    return name, all(len(v) > 1 for v in final_losses.values()) and max(final_losses[name]) < others"""),
+        "not by their single best run"),
+    "best_summed_runs": ("best_activation", best("""    name = min(final_losses, key=lambda k: sum(final_losses[k]))
+    others = min(min(v) for k, v in final_losses.items() if k != name)
+    return name, all(len(v) > 1 for v in final_losses.values()) and max(final_losses[name]) < others"""),
+        "average the runs"),
+    "best_single_seed_is_clear": ("best_activation", best(BEST_MEANS + """    others = min(min(v) for k, v in final_losses.items() if k != name)
+    return name, max(final_losses[name]) < others"""), "says nothing about seed noise"),
+    "best_only_runner_up": ("best_activation", best(BEST_MEANS + """    runner_up = sorted(means, key=means.get)[1]
+    enough = all(len(v) > 1 for v in final_losses.values())
+    return name, enough and max(final_losses[name]) < min(final_losses[runner_up])"""),
+        "EVERY other activation"),
+    "best_touching_ranges": ("best_activation", best(BEST_MEANS + """    others = min(min(v) for k, v in final_losses.items() if k != name)
+    return name, all(len(v) > 1 for v in final_losses.values()) and max(final_losses[name]) <= others"""),
+        "ranges that touch overlap"),
+    "best_gap_beats_std": ("best_activation", best(BEST_MEANS + """    runner_up = sorted(means, key=means.get)[1]
+    noise = max(statistics.stdev(final_losses[k]) for k in (name, runner_up))
+    enough = all(len(v) > 1 for v in final_losses.values())
+    return name, enough and means[runner_up] - means[name] > noise""", "import statistics"),
+        "not when the gap between means beats a standard deviation"),
+    "best_clear_never": ("best_activation", best(BEST_MEANS + "    return name, False"), ""),
+    "best_swapped_order": ("best_activation", best(BEST_MEANS + """    others = min(min(v) for k, v in final_losses.items() if k != name)
+    return all(len(v) > 1 for v in final_losses.values()) and max(final_losses[name]) < others, name"""),
+        "the name first"),
+    "best_hard_coded_swiglu": ("best_activation", best("    return 'swiglu', True"), ""),
+})
+
+CORRECT.update({
+    "best_numpy": ("best_activation", best("""    names = list(final_losses)
+    means = np.array([np.mean(final_losses[k]) for k in names])
+    i = int(np.argmin(means))
+    worst = np.max(final_losses[names[i]])
+    rivals = [np.min(final_losses[k]) for k in names if k != names[i]]
+    return names[i], bool(min(len(v) for v in final_losses.values()) >= 2) and worst < min(rivals)""",
+        "import numpy as np")),
+    "best_statistics_loops": ("best_activation", best("""    best_name, best_mean = None, float("inf")
+    for name, runs in final_losses.items():
+        m = statistics.mean(runs)
+        if m < best_mean:
+            best_name, best_mean = name, m
+    if any(len(runs) < 2 for runs in final_losses.values()):
+        return (best_name, False)
+    for name, runs in final_losses.items():
+        if name != best_name and min(runs) <= max(final_losses[best_name]):
+            return (best_name, False)
+    return (best_name, True)""", "import statistics")),
+    "best_torch_list": ("best_activation", best("""    names = sorted(final_losses)
+    means = torch.stack([torch.tensor(final_losses[k], dtype=torch.float64).mean() for k in names])
+    name = names[int(means.argmin())]
+    enough = all(len(v) >= 2 for v in final_losses.values())
+    rivals = [min(v) for k, v in final_losses.items() if k != name]
+    return [name, enough and max(final_losses[name]) < min(rivals)]""", "import torch")),
+})

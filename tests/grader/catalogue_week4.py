@@ -304,3 +304,75 @@ def apply_rope(x, positions, theta=10000.0):
     "alibi_positive_above_diagonal": ("alibi_bias", alibi(
         SLOPES + DISTANCE + "    return (-slopes[:, None, None] * distance).float()")),
 }
+
+
+# ---------------------------------------------------------------- extrapolation_limit
+# Learners' readings of the position experiment's results table, one mistake each.
+
+def limit(body: str, header: str = "", factor: str = "1.2") -> str:
+    return f"{header}\ndef extrapolation_limit(losses, train_len, factor={factor}):\n{body}\n"
+
+
+REFERENCE_LIMIT = """    out = {}
+    for scheme, by_length in losses.items():
+        base = by_length[train_len]
+        out[scheme] = next((n for n in sorted(by_length) if by_length[n] > factor * base), None)
+    return out"""
+
+WRONG.update({
+    "limit_unsorted": ("extrapolation_limit", limit("""    out = {}
+    for scheme, by_length in losses.items():
+        base = by_length[train_len]
+        out[scheme] = next((n for n, loss in by_length.items() if loss > factor * base), None)
+    return out"""), "increasing order"),
+    "limit_last_holding": ("extrapolation_limit", limit("""    out = {}
+    for scheme, by_length in losses.items():
+        held = [n for n in sorted(by_length) if by_length[n] <= factor * by_length[train_len]]
+        out[scheme] = held[-1] if len(held) < len(by_length) else None
+    return out"""), "not the last length where it still holds"),
+    "limit_min_baseline": ("extrapolation_limit", limit(
+        REFERENCE_LIMIT.replace("by_length[train_len]", "min(by_length.values())")),
+        "not with the lowest loss"),
+    "limit_first_length_baseline": ("extrapolation_limit", limit(
+        REFERENCE_LIMIT.replace("by_length[train_len]", "by_length[min(by_length)]")),
+        "shortest length"),
+    "limit_additive": ("extrapolation_limit", limit(
+        REFERENCE_LIMIT.replace("factor * base", "base + factor")), "not added"),
+    "limit_greater_or_equal": ("extrapolation_limit", limit(
+        REFERENCE_LIMIT.replace("> factor * base", ">= factor * base")), "strictly greater"),
+    "limit_skips_inf": ("extrapolation_limit", limit(REFERENCE_LIMIT.replace(
+        "if by_length[n] > factor * base", "if math.isfinite(by_length[n]) and by_length[n] > factor * base"),
+        "import math"), "counts as broken down"),
+    "limit_drops_holding_schemes": ("extrapolation_limit", limit("""    out = {}
+    for scheme, by_length in losses.items():
+        for n in sorted(by_length):
+            if by_length[n] > factor * by_length[train_len]:
+                out[scheme] = n
+                break
+    return out"""), "every scheme needs an entry"),
+    "limit_false_for_never": ("extrapolation_limit", limit(
+        REFERENCE_LIMIT.replace("None)", "False)")), "use None, not False"),
+    "limit_default_one_and_a_half": ("extrapolation_limit", limit(REFERENCE_LIMIT, factor="1.5"),
+                                     "must default to factor=1.2"),
+    "limit_longest_for_never": ("extrapolation_limit", limit(
+        REFERENCE_LIMIT.replace("None)", "max(by_length))")), ""),
+})
+
+CORRECT.update({
+    "limit_reference_form": ("extrapolation_limit", limit(REFERENCE_LIMIT)),
+    "limit_numpy_ratios": ("extrapolation_limit", limit("""    result = {}
+    for scheme, by_length in losses.items():
+        lengths = np.array(sorted(by_length))
+        ratio = np.array([by_length[n] for n in lengths]) / by_length[train_len]
+        over = np.nonzero(ratio > factor)[0]
+        result[scheme] = lengths[over[0]] if len(over) else None
+    return result""", "import numpy as np")),
+    "limit_loops_items": ("extrapolation_limit", limit("""    limits = {}
+    for scheme in losses:
+        limits[scheme] = None
+        for length, loss in sorted(losses[scheme].items()):
+            if loss / losses[scheme][train_len] > factor:
+                limits[scheme] = length
+                break
+    return limits""")),
+})

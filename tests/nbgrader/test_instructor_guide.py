@@ -146,7 +146,7 @@ def kernel_killer(solution: str) -> str:
 def learners(course: Path) -> dict[str, dict[str, str] | str | None]:
     """Each learner's answer cells (None: untouched; a str: the whole file)."""
     key = answers(course)
-    right = {"rmsnorm": key["rmsnorm"], "swiglu": key["swiglu"]}
+    right = {name: key[name] for name in ("rmsnorm", "swiglu", "best_activation")}
     return {
         "alice": right,
         "bob": {**right, "rmsnorm": WRONG_RMSNORM},
@@ -238,7 +238,7 @@ def test_a_first_class_runs_exactly_as_the_instructor_guide_says(tmp_path):
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
-        assert gb.find_assignment("week3").max_score == 20
+        assert gb.find_assignment("week3").max_score == 30
         assert sorted(s.student.id for s in gb.assignment_submissions("week3")) == names
     # the guide's "warning you can ignore" is the one nbgrader gives
     assert "Attribute 'checksum' for cell test_rmsnorm has changed" in autograde_log
@@ -248,17 +248,17 @@ def test_a_first_class_runs_exactly_as_the_instructor_guide_says(tmp_path):
     assert sorted(export) == names
     score = {n: float(export[n]["raw_score"]) for n in names}
     shown = "\n".join(f"{n}: {r['raw_score']} {r['problem']}" for n, r in export.items())
-    assert {float(row["max_score"]) for row in export.values()} == {20}, shown
-    assert score["alice"] == 20 and score["erin"] == 0, shown
-    assert 10 <= score["bob"] <= 13, shown  # SwiGLU right; RMSNorm is LayerNorm
-    assert score["carol"] == 10, shown  # the kernel died, all graded: SwiGLU is right
+    assert {float(row["max_score"]) for row in export.values()} == {30}, shown
+    assert score["alice"] == 30 and score["erin"] == 0, shown
+    assert 20 <= score["bob"] <= 23, shown  # the rest right; RMSNorm is LayerNorm
+    assert score["carol"] == 20, shown  # the kernel died, all graded: the rest is right
     assert "kernel died" in export["carol"]["problem"], shown
     assert score["dave"] == 0, shown
     assert export["dave"]["problem"].startswith("grading failed"), shown
     assert "not a readable notebook" in export["dave"]["problem"], shown
-    assert 10 <= score["frank"] <= 11, shown  # the hang costs RMSNorm's forward cases only
+    assert 20 <= score["frank"] <= 21, shown  # the hang costs RMSNorm's forward cases only
     assert score["mallory"] <= score["bob"], shown  # rigging the kernel earns nothing
-    assert score["eve"] == 10, shown  # the instructor's notebook is out of the worker's reach
+    assert score["eve"] == 20, shown  # the instructor's notebook is out of the worker's reach
     assert not export["alice"]["problem"] and not export["erin"]["problem"], shown
 
     # feedback for everyone who could be graded, naming the mistakes
@@ -271,14 +271,14 @@ def test_a_first_class_runs_exactly_as_the_instructor_guide_says(tmp_path):
     # the grading command's own gradebook: the class's week for everyone
     gradebook = read_csv(course / "grades" / "gradebook.csv", "learner")
     assert sorted(gradebook) == names
-    assert list(gradebook["alice"]) == ["learner", "rmsnorm", "swiglu", "total", "max_total",
-                                        "problem"]
-    assert {float(row["max_total"]) for row in gradebook.values()} == {20}
-    assert float(gradebook["alice"]["total"]) == 20
+    assert list(gradebook["alice"]) == ["learner", "rmsnorm", "swiglu", "best_activation",
+                                        "total", "max_total", "problem"]
+    assert {float(row["max_total"]) for row in gradebook.values()} == {30}
+    assert float(gradebook["alice"]["total"]) == 30
     assert (float(gradebook["carol"]["rmsnorm"]), float(gradebook["carol"]["swiglu"])) == (0, 10)
     assert "not a readable Jupyter notebook" in gradebook["dave"]["problem"]
     one = next(p for c, p in terminal.ran if c.endswith("submitted/carol/week3"))
-    assert "10 / 20" in one.stdout and "exited early" in one.stdout
+    assert "20 / 30" in one.stdout and "exited early" in one.stdout
 
     # nothing the commands did shows in `git status`: tracked files unchanged, the rest ignored
     changed = [n for n, h in hashes.items()
