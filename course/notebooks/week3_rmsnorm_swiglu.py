@@ -318,6 +318,7 @@ print(f"lowest mean final validation loss: {name}; lead larger than the seed noi
 
 # %% role="locked"
 # NBVAL_SKIP
+import os
 import subprocess
 import sys
 

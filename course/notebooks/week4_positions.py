@@ -483,6 +483,7 @@ for scheme, length in limits.items():
 
 # %% role="locked"
 # NBVAL_SKIP
+import os
 import subprocess
 import sys
 
