@@ -298,3 +298,6 @@ def expect_inputs_untouched(result: dict, inputs: list[Tensor]) -> None:
         for a, b in zip(after, inputs, strict=True)
     ):
         raise Mismatch("your forward changed its input in place; work on a new tensor instead")
+
+
+# ---------------------------------------------------------------- weeks 5 to 9
