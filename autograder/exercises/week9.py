@@ -161,10 +161,8 @@ def _mla_mistakes(x: Tensor, state: dict, dims: tuple, theta: float, eps: float,
         "RoPE key (and attend with the rotated query)": m(rope="key_only"),
         "the shared RoPE key is not rotated: apply rope_interleaved to it as to the query's "
         "rope part": m(rope="query_only"),
-        "build the query and the key in the same order, [nope | rope]: yours puts the rope "
-        "part first in the query": m(rope_first="q"),
-        "build the query and the key in the same order, [nope | rope]: yours puts the rope "
-        "part first in the key": m(rope_first="k"),
+        **{f"build the query and the key in the same order, [nope | rope]: yours puts the "
+           f"rope part first in the {which}": m(rope_first=which[0]) for which in ("query", "key")},
         "the query and the key are swapped: the scores are q @ k^T (a row per query), so pass "
         "q first to the attention": m(order="kq"),
         SCALE_NOPE: m(scale="nope"),
