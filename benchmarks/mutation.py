@@ -490,7 +490,8 @@ JUSTIFIED: dict[tuple[str, int, str], str] = {
         "delete the statement", "drop the call .to(...)", "drop the call torch.promote_types(...)",
         "float32 -> bfloat16")],
         "bfloat16 logits kept in bfloat16: within bfloat16 rounding of the float32 sum, as the "
-        "bfloat16 case allows (the contract fixes no dtype; the notebook advises float32)"),
+        "bfloat16 case allows (the contract fixes no dtype; the notebook's own check asks for "
+        "float32)"),
     ("sequence_logprobs", 40, "float32 -> float64"):
         "the log-probabilities computed in float64: any floating dtype is accepted",
     **dict.fromkeys([("lora_linear", 136, change) for change in (

@@ -20,9 +20,11 @@ run), the step count, the learning-rate schedule, the evaluation batches (the tr
 fixed) and the evaluation windows. Differences between variants are compared with the
 spread between seeds: the table gives the mean and standard deviation over seeds.
 
-Python API (the week-3 and week-4 notebooks call it):
-    ``run_activations(quick=False, seeds=None, steps=None, progress=None) -> dict``
-    ``run_positions(quick=False, seeds=None, steps=None, progress=None) -> dict``
+Python API (the week-3 and week-4 notebooks call it with no arguments):
+    ``run_activations(quick=None, seeds=None, steps=None, progress=None, threads=1) -> dict``
+    ``run_positions(quick=None, seeds=None, steps=None, progress=None, threads=1) -> dict``
+    (``quick=None``: ``quick_from_environment()``; ``threads``: CPU threads while training,
+    restored afterwards, ``None`` to leave torch's setting alone),
     ``markdown_table(results) -> str``, ``plot_results(results) -> Figure`` (the figure
     follows matplotlib's current style), ``save_results(results, out_dir) -> [paths]``,
     ``load_results("activations" | "positions") -> dict`` (the committed full runs,
@@ -39,9 +41,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -84,6 +89,29 @@ FULL = Setup(dim=64, n_layers=2, n_heads=4, batch_size=16, steps=400, seeds=3, e
              eval_windows=32)
 QUICK = Setup(dim=32, n_layers=1, n_heads=2, batch_size=8, steps=24, seeds=2, eval_iters=2,
               eval_windows=4)
+
+
+def quick_from_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether to run the tiny version (a few seconds; its numbers mean nothing): when the
+    course's tests set ``COURSE_QUICK=1``, or while nbgrader grades or validates a notebook
+    (``NBGRADER_EXECUTION`` is ``autograde`` or ``validate``). ``environ``: ``os.environ``."""
+    env = os.environ if environ is None else environ
+    return (env.get("COURSE_QUICK") == "1"
+            or env.get("NBGRADER_EXECUTION") in ("autograde", "validate"))
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[int]:
+    """Run the block on ``n`` CPU threads, then restore torch's count (``None``: leave it).
+    Yields the count in force. A model this small trains fastest on one thread: more mostly
+    wait on each other."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def model_config(setup: Setup, vocab_size: int, **change) -> GPTConfig:
@@ -185,6 +213,7 @@ def _summarise(variant: dict) -> None:
 
 def _settings(setup: Setup, device: str) -> dict:
     return {**asdict(setup), "train_length": TRAIN_LENGTH, "device": device,
+            "threads": torch.get_num_threads(),
             "torch": torch.__version__, "data": "tiny Shakespeare, characters (course/data)",
             "seed_values": list(range(setup.seeds))}
 
@@ -200,11 +229,21 @@ def _command(experiment: str, quick: bool, seeds: int | None, steps: int | None)
     return "python -m solutions.ablate " + " ".join(args)
 
 
-def run_activations(quick: bool = False, seeds: int | None = None, steps: int | None = None,
-                    progress: bool | None = None, device: str = "cpu",
-                    data: Dataset | None = None) -> dict:
+def run_activations(quick: bool | None = None, seeds: int | None = None,
+                    steps: int | None = None, progress: bool | None = None,
+                    device: str = "cpu", data: Dataset | None = None,
+                    threads: int | None = 1) -> dict:
     """Train ReLU, GELU, SiLU (plain MLPs) and SwiGLU models for every seed; the results dict
-    of the module docstring. ``progress``: the trainer's bars (default: off when quick)."""
+    of the module docstring. ``quick``: the tiny version (default: ``quick_from_environment``);
+    ``progress``: the trainer's bars (default: off when quick); ``threads``: CPU threads while
+    training (``cpu_threads``)."""
+    quick = quick_from_environment() if quick is None else quick
+    with cpu_threads(threads):
+        return _activations(quick, seeds, steps, progress, device, data)
+
+
+def _activations(quick: bool, seeds: int | None, steps: int | None, progress: bool | None,
+                 device: str, data: Dataset | None) -> dict:
     setup = _setup(quick, seeds, steps)
     data = data or load_dataset("char")
     progress = (not quick) if progress is None else progress
@@ -222,11 +261,20 @@ def run_activations(quick: bool = False, seeds: int | None = None, steps: int | 
             "settings": _settings(setup, device), "variants": variants}
 
 
-def run_positions(quick: bool = False, seeds: int | None = None, steps: int | None = None,
-                  progress: bool | None = None, device: str = "cpu",
-                  data: Dataset | None = None, lengths: tuple[int, ...] = EVAL_LENGTHS) -> dict:
+def run_positions(quick: bool | None = None, seeds: int | None = None,
+                  steps: int | None = None, progress: bool | None = None,
+                  device: str = "cpu", data: Dataset | None = None,
+                  lengths: tuple[int, ...] = EVAL_LENGTHS, threads: int | None = 1) -> dict:
     """Train RoPE, ALiBi, no-position and learned-position models at 64 characters for every
-    seed, then evaluate each at ``lengths``; the results dict of the module docstring."""
+    seed, then evaluate each at ``lengths``; the results dict of the module docstring.
+    ``quick``, ``progress`` and ``threads`` as in ``run_activations``."""
+    quick = quick_from_environment() if quick is None else quick
+    with cpu_threads(threads):
+        return _positions(quick, seeds, steps, progress, device, data, lengths)
+
+
+def _positions(quick: bool, seeds: int | None, steps: int | None, progress: bool | None,
+               device: str, data: Dataset | None, lengths: tuple[int, ...]) -> dict:
     setup = _setup(quick, seeds, steps)
     data = data or load_dataset("char")
     progress = (not quick) if progress is None else progress
@@ -387,15 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (small models: more threads mostly wait on each other)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
     run = run_activations if args.experiment == "activations" else run_positions
     start = time.perf_counter()
     results = run(quick=args.quick, seeds=args.seeds, steps=args.steps, progress=False,
-                  device=args.device)
+                  device=args.device, threads=args.threads)
     results["command"] = "python -m solutions.ablate " + " ".join(
         sys.argv[1:] if argv is None else argv)
     results["settings"]["seconds"] = round(time.perf_counter() - start, 1)
-    results["settings"]["threads"] = args.threads
     print(markdown_table(results))
     for path in save_results(results, args.out):
         print(f"wrote {path}")

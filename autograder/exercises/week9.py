@@ -85,13 +85,15 @@ def _mla_variant(x: Tensor, state: dict, dims: tuple, theta: float = ROPE_THETA,
                  eps: float = 1e-6, *, rope: str = "pairs", scale: str = "full",
                  q_eps: float | None | str = "same", kv_eps: float | None | str = "same",
                  kv_a: str = "latent_first", kv_b: str = "per_head", q_split: str = "nope_first",
-                 causal: bool = True) -> Tensor:
+                 rope_first: str = "", order: str = "qk", causal: bool = True) -> Tensor:
     """MLA in float64 on the weights and inputs as the learner has them: the reference and
     the known mistakes. ``rope``: "pairs" (right), "halves", "none", "whole" (the full query
-    and key); ``scale``: "full" (right), "nope", "none"; ``q_eps``/``kv_eps``: the epsilon of
-    each RMSNorm (None skips it); ``kv_a``: split order of kv_a_proj_with_mqa; ``kv_b``:
-    "per_head" ([key | value] per head, right) or "blocks" (all keys, then all values);
-    ``q_split``: "nope_first" (right) or "rope_first"."""
+    and key), "key_only", "query_only" (only one of the two rotated); ``scale``: "full"
+    (right), "nope", "none"; ``q_eps``/``kv_eps``: the epsilon of each RMSNorm (None skips
+    it); ``kv_a``: split order of kv_a_proj_with_mqa; ``kv_b``: "per_head" ([key | value] per
+    head, right) or "blocks" (all keys, then all values); ``q_split``: "nope_first" (right) or
+    "rope_first"; ``rope_first``: "q" or "k" builds that one as [rope | nope] (the other as
+    [nope | rope]); ``order``: "qk" (right) or "kq" (the query and key swapped)."""
     _, H, q_lora, r, nope, rope_dim, v = dims
     w = {k: t.to(x.dtype).double() for k, t in state.items()}
     x = x.double()
@@ -126,16 +128,20 @@ def _mla_variant(x: Tensor, state: dict, dims: tuple, theta: float = ROPE_THETA,
         val = v_flat.view(B, T, H, v).transpose(1, 2)
     k_rope = k_rope[:, None].expand(B, H, T, rope_dim)
 
-    rot = {"pairs": rope_interleaved, "halves": apply_rope, "whole": rope_interleaved}.get(rope)
+    rot = {"pairs": rope_interleaved, "halves": apply_rope, "whole": rope_interleaved,
+           "key_only": rope_interleaved, "query_only": rope_interleaved}.get(rope)
     if rope == "whole":
         q = rot(torch.cat((q_nope, q_rope), -1), pos, theta)
         k = rot(torch.cat((k_nope, k_rope), -1), pos, theta)
     else:
-        if rot is not None:
-            q_rope, k_rope = rot(q_rope, pos, theta), rot(k_rope, pos, theta)
-        q, k = torch.cat((q_nope, q_rope), -1), torch.cat((k_nope, k_rope), -1)
+        if rot is not None and rope != "key_only":
+            q_rope = rot(q_rope, pos, theta)
+        if rot is not None and rope != "query_only":
+            k_rope = rot(k_rope, pos, theta)
+        q = torch.cat((q_rope, q_nope) if rope_first == "q" else (q_nope, q_rope), -1)
+        k = torch.cat((k_rope, k_nope) if rope_first == "k" else (k_nope, k_rope), -1)
     factor = {"full": (nope + rope_dim) ** -0.5, "nope": nope**-0.5, "none": 1.0}[scale]
-    scores = q @ k.transpose(-2, -1) * factor
+    scores = (q @ k.transpose(-2, -1) if order == "qk" else k @ q.transpose(-2, -1)) * factor
     if causal:
         scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
     y = scores.softmax(-1) @ val  # (B, H, T, v)
@@ -151,6 +157,14 @@ def _mla_mistakes(x: Tensor, state: dict, dims: tuple, theta: float, eps: float,
         ROPE_WHOLE: m(rope="whole"),
         "no RoPE: rotate the rope part of the query and the shared RoPE key with "
         "rope_interleaved(..., positions=arange(T), rope_theta)": m(rope="none"),
+        "the query's rope part is not rotated: apply rope_interleaved to it as to the shared "
+        "RoPE key (and attend with the rotated query)": m(rope="key_only"),
+        "the shared RoPE key is not rotated: apply rope_interleaved to it as to the query's "
+        "rope part": m(rope="query_only"),
+        **{f"build the query and the key in the same order, [nope | rope]: yours puts the "
+           f"rope part first in the {which}": m(rope_first=which[0]) for which in ("query", "key")},
+        "the query and the key are swapped: the scores are q @ k^T (a row per query), so pass "
+        "q first to the attention": m(order="kq"),
         SCALE_NOPE: m(scale="nope"),
         "the scores are not scaled: divide by sqrt(qk_nope_head_dim + qk_rope_head_dim)":
             m(scale="none"),
@@ -356,9 +370,14 @@ def _moe_input(gen, shape, state, top_k, kw, dtype, zero=False, every_expert=Fal
 
 def _moe_variant(x: Tensor, state: dict, top_k: int, kw: dict, *, score="sigmoid",
                  weights_from="unbiased", groups="top2", bias_in_choice=True, norm="given",
-                 scale="after", shared="added", on_inputs=False) -> Tensor:
+                 scale="after", shared="added", on_inputs=False, bias_sign=1.0,
+                 invert_groups=False, weighted=True, accumulate="add") -> Tensor:
     """DeepSeekMoE in float64 on the weights and inputs as the learner has them: the
-    reference (all defaults) and the known mistakes."""
+    reference (all defaults) and the known mistakes. ``norm``: "given", "always", "never" or
+    "mean" (divided by the mean, not the sum); ``scale``: "after" (right), "before", "none",
+    "total" (shared experts too), "divide"; ``shared``: "added" (right), "missing", "only" (no
+    routed experts); ``accumulate``: "add" (right) or "last" (each token keeps only its
+    highest-numbered expert, as ``index_copy_`` in a loop over the experts does)."""
     kw = _full_kw(kw)
     w = {k: t.to(x.dtype).double() for k, t in state.items()}
     xf = x.reshape(-1, x.shape[-1]).double()  # (N, dim)
@@ -367,7 +386,7 @@ def _moe_variant(x: Tensor, state: dict, top_k: int, kw: dict, *, score="sigmoid
     logits = xf @ w["gate.weight"].T
     s = logits.sigmoid() if score == "sigmoid" else logits.softmax(-1)
     bias = w["gate.e_score_correction_bias"] if bias_in_choice else torch.zeros(E).double()
-    biased = s + bias
+    biased = s + bias_sign * bias
     if groups == "none":
         allowed = torch.ones(N, E, dtype=torch.bool)
     else:
@@ -379,32 +398,40 @@ def _moe_variant(x: Tensor, state: dict, top_k: int, kw: dict, *, score="sigmoid
         kept = group_score.topk(keep, -1).indices
         allowed = torch.zeros(N, G, dtype=torch.bool).scatter(1, kept, True)
         allowed = allowed.repeat_interleave(E // G, 1)
+        if invert_groups:
+            allowed = ~allowed
     chosen = biased.masked_fill(~allowed, -math.inf).topk(top_k, -1).indices  # (N, k)
     weights = (biased if weights_from == "biased" else s).gather(1, chosen)
     factor = kw["routed_scaling_factor"]
     if scale == "before":
         weights = weights * factor
-    normalise = {"given": kw["norm_topk_prob"], "always": True, "never": False}[norm]
+    normalise = {"given": kw["norm_topk_prob"], "always": True, "never": False,
+                 "mean": True}[norm]
     if normalise:
-        weights = weights / weights.sum(-1, keepdim=True)
+        total = weights.mean(-1, keepdim=True) if norm == "mean" else weights.sum(-1, True)
+        weights = weights / total
     if scale == "after":
         weights = weights * factor
+    elif scale == "divide":
+        weights = weights / factor
 
     def swiglu(p: str, h: Tensor) -> Tensor:
         g, u = h @ w[p + "gate_proj.weight"].T, h @ w[p + "up_proj.weight"].T
         return (F.silu(g) * u) @ w[p + "down_proj.weight"].T
 
     routed = torch.zeros_like(xf)
+    counted = chosen == chosen.amax(-1, keepdim=True) if accumulate == "last" else \
+        torch.ones_like(chosen, dtype=torch.bool)
     for slot in range(top_k):
-        wt = weights[:, slot, None]
+        wt = weights[:, slot, None] if weighted else torch.ones(N, 1, dtype=torch.float64)
         for e in range(E):
-            rows = chosen[:, slot] == e
+            rows = (chosen[:, slot] == e) & counted[:, slot]
             if rows.any():
                 h = xf[rows] * wt[rows] if on_inputs else xf[rows]
                 out = swiglu(f"experts.{e}.", h)
                 routed[rows] += out if on_inputs else out * wt[rows]
-    y = routed
-    if shared == "added":
+    y = routed if shared != "only" else torch.zeros_like(xf)
+    if shared in ("added", "only"):
         y = y + swiglu("shared_experts.", xf)
     if scale == "total":
         y = y * factor
@@ -429,13 +456,27 @@ def _moe_mistakes(x: Tensor, state: dict, top_k: int, kw: dict) -> tuple[dict, d
         "experts' output too": m(scale="total"),
         "the routing weights must multiply the experts' outputs, not their inputs":
             m(on_inputs=True),
+        "add e_score_correction_bias to the sigmoid scores, do not subtract it (a raised bias "
+        "makes an under-used expert more likely to be chosen)": m(bias_sign=-1.0),
+        "the routed experts' outputs are not weighted: multiply each chosen expert's output by "
+        "its routing weight": m(weighted=False),
+        "the routed experts are missing: add each token's top_k chosen experts, weighted, to "
+        "the shared experts' output": m(shared="only"),
     }
+    if top_k > 1:
+        y["a token's top_k experts must add up: index_copy_ (or an assignment) keeps only the "
+          "last expert written, index_add_ (or +=) sums them"] = m(accumulate="last")
+        if full["norm_topk_prob"]:
+            y["with norm_topk_prob divide the chosen scores by their sum, not their mean"] = \
+                m(norm="mean")
     if full["routed_scaling_factor"] != 1.0:
         y["the routed weights are not multiplied by routed_scaling_factor (after normalising "
           "them)"] = m(scale="none")
         if full["norm_topk_prob"]:
             y["multiply by routed_scaling_factor after normalising the weights: normalising "
               "afterwards cancels it"] = m(scale="before")
+        y["multiply the routed weights by routed_scaling_factor, do not divide by it"] = \
+            m(scale="divide")
     if full["norm_topk_prob"]:
         y["with norm_topk_prob the chosen scores must be divided by their sum"] = m(norm="never")
     else:
@@ -452,6 +493,9 @@ def _moe_mistakes(x: Tensor, state: dict, top_k: int, kw: dict) -> tuple[dict, d
             "of them": m(groups="sum"),
             "rate the groups on the biased scores (sigmoid + e_score_correction_bias), as the "
             "experts are chosen": m(groups="unbiased"),
+            "the group mask is inverted: choose the experts inside the topk_group best groups, "
+            "not outside them (masked_fill fills where its mask is True)":
+                m(invert_groups=True),
         }
     xf = x.reshape(-1, x.shape[-1]).double()
     logits = xf @ state["gate.weight"].to(x.dtype).double().T

@@ -110,6 +110,14 @@ def fg() -> str:
     return matplotlib.rcParams["text.color"]
 
 
+def finish(ax: plt.Axes, **grid) -> plt.Figure:
+    """The common end of a one-panel chart: a light grid (``grid``: ``ax.grid``'s options),
+    a legend without a frame; returns the axes' figure."""
+    ax.grid(**grid)
+    ax.legend(frameon=False)
+    return ax.figure
+
+
 # ---------------------------------------------------------------- shared computations
 
 
@@ -221,9 +229,7 @@ def why_scale() -> plt.Figure:
     ax.set(xscale="log", xlabel="head size d_k", ylabel="largest softmax weight (mean)",
            title="random queries and keys: attention collapses onto one key without scaling")
     ax.set_xticks(dims, [str(d) for d in dims])
-    ax.grid(alpha=0.5)
-    ax.legend(frameon=False)
-    return fig
+    return finish(ax, alpha=0.5)
 
 
 @figure("week1/next_token")
@@ -326,9 +332,7 @@ def compression() -> plt.Figure:
     ax.set(xscale="log", xlabel="vocabulary size (course BPE, trained on 90 % of the text)",
            ylabel="per token, on the other 10 %", title="bigger vocabularies, fewer tokens")
     ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.grid(alpha=0.5)
-    ax.legend(frameon=False)
-    return fig
+    return finish(ax, alpha=0.5)
 
 
 # ---------------------------------------------------------------- week 3
@@ -554,9 +558,7 @@ def kv_cache() -> plt.Figure:
                 + (f", window {c.window})" if c.window else ")"), color=C[n])
     ax.set(xlabel="tokens in context", ylabel="GiB per sequence (fp16)",
            title="the KV cache grows with context; GQA and a window cap it")
-    ax.grid(alpha=0.4)
-    ax.legend(frameon=False)
-    return fig
+    return finish(ax, alpha=0.4)
 
 
 # ---------------------------------------------------------------- week 6
@@ -619,22 +621,28 @@ def balance() -> plt.Figure:
 @figure("week6/total_vs_active")
 def total_vs_active() -> plt.Figure:
     """Total and active parameters of the course's presets, counted exactly."""
-    names = ["mistral_7b", "mixtral_8x7b", "llama2_70b"]
-    total = [count_parameters(GPTConfig.preset(n)) / 1e9 for n in names]
-    active = [count_parameters(GPTConfig.preset(n), active=True) / 1e9 for n in names]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    xs = torch.arange(len(names))
-    ax.bar((xs - 0.2).numpy(), total, width=0.4, label="total (must fit in memory)")
-    ax.bar((xs + 0.2).numpy(), active, width=0.4, label="active per token (compute)")
-    for x, t, a in zip(xs.tolist(), total, active, strict=True):
-        ax.text(x - 0.2, t, f"{t:.1f}", ha="center", va="bottom", fontsize=9)
-        ax.text(x + 0.2, a, f"{a:.1f}", ha="center", va="bottom", fontsize=9)
-    ax.set_xticks(xs.tolist(), names)
+    ax = total_active_bars(["mistral_7b", "mixtral_8x7b", "llama2_70b"], (6.4, 3.6),
+                           ("total (must fit in memory)", "active per token (compute)"), ".1f")
     ax.set(ylabel="billions of parameters", title="a sparse model pays memory for all experts, "
            "compute for two")
-    ax.grid(axis="y", alpha=0.4)
-    ax.legend(frameon=False)
-    return fig
+    return finish(ax, axis="y", alpha=0.4)
+
+
+def total_active_bars(names: list[str], figsize: tuple[float, float], labels: tuple[str, str],
+                      total_format: str) -> plt.Axes:
+    """Side-by-side bars of the total and the active parameters (billions, each written
+    above its bar) of the named presets, counted by ``count_parameters``."""
+    total = [count_parameters(GPTConfig.preset(n)) / 1e9 for n in names]
+    active = [count_parameters(GPTConfig.preset(n), active=True) / 1e9 for n in names]
+    _, ax = plt.subplots(figsize=figsize)
+    xs = torch.arange(len(names))
+    ax.bar((xs - 0.2).numpy(), total, width=0.4, label=labels[0])
+    ax.bar((xs + 0.2).numpy(), active, width=0.4, label=labels[1])
+    for x, t, a in zip(xs.tolist(), total, active, strict=True):
+        ax.text(x - 0.2, t, f"{t:{total_format}}", ha="center", va="bottom", fontsize=9)
+        ax.text(x + 0.2, a, f"{a:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(xs.tolist(), names)
+    return ax
 
 
 # ---------------------------------------------------------------- week 7
@@ -723,9 +731,7 @@ def cache_flops() -> plt.Figure:
     ax.plot(lengths, [f / 1e6 for f in with_cache], "s-", label="with KV cache")
     ax.set(xlabel="tokens so far", ylabel="MFLOPs for the next token",
            title="the cache turns each step's work from O(T·N) into O(N + T·d)")
-    ax.grid(alpha=0.4)
-    ax.legend(frameon=False)
-    return fig
+    return finish(ax, alpha=0.4)
 
 
 SPEED_PAGE = ROOT / "site" / "weeks" / "week7" / "speed.md"
@@ -886,9 +892,7 @@ def context_flops() -> plt.Figure:
     ax.set(xscale="log", yscale="log", xlabel="context length T",
            ylabel="training FLOPs per token", title="Llama-2 7B: attention overtakes the "
            "weights beyond a few ten thousand tokens")
-    ax.grid(alpha=0.4, which="both")
-    ax.legend(frameon=False)
-    return fig
+    return finish(ax, alpha=0.4, which="both")
 
 
 # ---------------------------------------------------------------- week 9
@@ -1000,22 +1004,11 @@ def llama4_layers() -> plt.Figure:
 
 @figure("week9/total_active")
 def frontier_total_active() -> plt.Figure:
-    names = ["mixtral_8x7b", "llama4_scout", "llama4_maverick", "deepseek_v3"]
-    total = [count_parameters(GPTConfig.preset(n)) / 1e9 for n in names]
-    active = [count_parameters(GPTConfig.preset(n), active=True) / 1e9 for n in names]
-    fig, ax = plt.subplots(figsize=(7.2, 3.8))
-    xs = torch.arange(len(names))
-    ax.bar((xs - 0.2).numpy(), total, width=0.4, label="total")
-    ax.bar((xs + 0.2).numpy(), active, width=0.4, label="active per token")
-    for x, t, a in zip(xs.tolist(), total, active, strict=True):
-        ax.text(x - 0.2, t, f"{t:.0f}", ha="center", va="bottom", fontsize=9)
-        ax.text(x + 0.2, a, f"{a:.1f}", ha="center", va="bottom", fontsize=9)
-    ax.set_xticks(xs.tolist(), names)
+    ax = total_active_bars(["mixtral_8x7b", "llama4_scout", "llama4_maverick", "deepseek_v3"],
+                           (7.2, 3.8), ("total", "active per token"), ".0f")
     ax.set(yscale="log", ylabel="billions of parameters (log)",
            title="text-only counts from count_parameters: memory grows, compute stays")
-    ax.grid(axis="y", alpha=0.4)
-    ax.legend(frameon=False)
-    return fig
+    return finish(ax, axis="y", alpha=0.4)
 
 
 # ---------------------------------------------------------------- week 10

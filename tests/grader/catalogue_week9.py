@@ -143,6 +143,18 @@ WRONG = {
         """        q_rope = rope_interleaved(q_rope, pos, self.rope_theta)
         k_rope = rope_interleaved(k_rope[:, None], pos, self.rope_theta).expand(B, H, T, self.rope)""",
         """        k_rope = k_rope[:, None].expand(B, H, T, self.rope)"""), "no RoPE"),
+    "mla_query_not_rotated": ("multi_head_latent_attention", mla_edit(
+        "        q_rope = rope_interleaved(q_rope, pos, self.rope_theta)\n", ""),
+        "query's rope part is not rotated"),
+    "mla_rope_key_not_rotated": ("multi_head_latent_attention", mla_edit(
+        "k_rope = rope_interleaved(k_rope[:, None], pos, self.rope_theta).expand(B, H, T, self.rope)",
+        "k_rope = k_rope[:, None].expand(B, H, T, self.rope)"), "RoPE key is not rotated"),
+    "mla_query_built_rope_first": ("multi_head_latent_attention", mla_edit(
+        "q = torch.cat((q_nope, q_rope), dim=-1)", "q = torch.cat((q_rope, q_nope), dim=-1)"),
+        "in the same order"),
+    "mla_query_and_key_swapped": ("multi_head_latent_attention", mla_edit(
+        "y = scaled_dot_product_attention(q, k, v, causal_mask(T))",
+        "y = scaled_dot_product_attention(k, q, v, causal_mask(T))"), "are swapped"),
     "mla_latent_not_normalised": ("multi_head_latent_attention", mla_edit(
         "        latent = self.kv_a_layernorm(latent)\n", ""), "kv_a_layernorm"),
     "mla_query_not_normalised": ("multi_head_latent_attention", mla_edit(
@@ -227,6 +239,23 @@ class MultiHeadLatentAttention(nn.Module):
     "moe_weights_on_inputs": ("deepseek_moe", moe_edit(
         "(expert(xf[tok]) * weights[tok, slot, None]).to(xf.dtype)",
         "expert((xf[tok] * weights[tok, slot, None]).to(xf.dtype))"), "not their inputs"),
+    "moe_bias_subtracted": ("deepseek_moe", moe_edit(
+        "biased = scores + self.gate.e_score_correction_bias",
+        "biased = scores - self.gate.e_score_correction_bias"), "do not subtract it"),
+    "moe_group_mask_inverted": ("deepseek_moe", moe_edit(
+        "chosen = biased.masked_fill(~allowed, ", "chosen = biased.masked_fill(allowed, "),
+        "group mask is inverted"),
+    "moe_normalised_by_the_mean": ("deepseek_moe", moe_edit(
+        "weights = weights / weights.sum(-1, keepdim=True)",
+        "weights = weights / weights.mean(-1, keepdim=True)"), "not their mean"),
+    "moe_scaling_factor_divides": ("deepseek_moe", moe_edit(
+        "weights = weights * self.scale", "weights = weights / self.scale"),
+        "do not divide by it"),
+    "moe_routed_outputs_unweighted": ("deepseek_moe", moe_edit(
+        "(expert(xf[tok]) * weights[tok, slot, None]).to(xf.dtype)",
+        "expert(xf[tok]).to(xf.dtype)"), "not weighted"),
+    "moe_index_copy_keeps_the_last_expert": ("deepseek_moe", moe_edit(
+        "routed.index_add_(0, tok, ", "routed.index_copy_(0, tok, "), "must add up"),
     "moe_bias_is_a_parameter": ("deepseek_moe", moe_edit(
         'self.gate.register_buffer("e_score_correction_bias", torch.zeros(n_routed_experts))',
         'self.gate.e_score_correction_bias = nn.Parameter(torch.zeros(n_routed_experts))'),

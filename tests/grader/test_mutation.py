@@ -3,10 +3,15 @@ promises and leaves alone what cannot change graded behaviour, and one small exe
 mutated, graded by the real grader and classified in seconds. The full run is a benchmark
 (its table is in the instructor guide), not a test."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from autograder.registry import EXERCISES
 from benchmarks import mutation
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SOURCE = '''
 def f(x, eps=1e-6, keep=True):
@@ -60,3 +65,32 @@ def test_one_small_exercise_is_mutated_graded_and_classified():
     assert not any(o.internal for o in outcomes)
     row = mutation.summary("compute_optimal", outcomes, 1.0)
     assert row["mutants"] == 8 and row["killed"] + row["equivalent"] + row["survivors"] == 8
+
+
+COUNTS = ("mutants", "killed", "equivalent", "survivors", "named", "internal", "seconds")
+
+
+def _guide_table() -> list[dict[str, str]]:
+    """The rows of the instructor guide's mutation table, as {column: cell}."""
+    guide = (ROOT / "site" / "instructors.md").read_text(encoding="utf-8")
+    section = guide.split("## How strong the graders are: mutation testing", 1)[1]
+    lines = [line for line in section.split("\n## ", 1)[0].splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    return [dict(zip(cells[0], row, strict=True)) for row in cells[2:]]
+
+
+def test_the_guides_mutation_table_covers_every_exercise_and_adds_up():
+    *rows, total = _guide_table()
+    assert total["exercise"] == "all"
+    assert {r["exercise"]: int(r["week"]) for r in rows} == {e.name: e.week for e in EXERCISES}
+    for r in rows:
+        n = {k: int(r[k]) for k in COUNTS}
+        assert n["killed"] + n["equivalent"] + n["survivors"] == n["mutants"], r
+        assert n["named"] <= n["killed"] and n["internal"] == 0, r
+        scored = n["killed"] + n["survivors"]
+        assert r["killed %"] == (f"{100 * n['killed'] / scored:.1f}" if scored else "-"), r
+        assert n["killed"] >= 0.97 * scored, f"{r['exercise']} kills under 97 %"
+    for k in COUNTS:
+        assert int(total[k]) == sum(int(r[k]) for r in rows), k
+    scored = int(total["killed"]) + int(total["survivors"])
+    assert total["killed %"] == f"{100 * int(total['killed']) / scored:.1f}"

@@ -1,9 +1,10 @@
 """Fixtures for the docs-site tests: strict builds, a local server, and chromium.
 
-One session builds the site three times, in parallel, into a folder served on 127.0.0.1:
-``repo`` from the real ``course/release``, ``fixture`` from ``fixtures/release`` (a small
-notebook with known math), and ``unreleased`` from an empty release folder. Each build's
-``site_url`` is its served URL, or Material's instant navigation falls back to full reloads.
+One session builds the site twice, in parallel, into a folder served on 127.0.0.1: ``repo``
+from the real ``course/release``, and ``fixture`` from ``fixtures/release``, whose only
+notebook is a small week-3 one with known math (so every other week's notebook page is the
+placeholder of an unreleased notebook). Each build's ``site_url`` is its served URL, or
+Material's instant navigation falls back to full reloads.
 """
 
 from __future__ import annotations
@@ -74,11 +75,7 @@ def server(server_root) -> str:
 
 @pytest.fixture(scope="session")
 def sites(server_root, server, tmp_path_factory) -> dict[str, BuiltSite]:
-    releases = {
-        "repo": None,
-        "fixture": FIXTURE_RELEASE,
-        "unreleased": tmp_path_factory.mktemp("empty-release"),
-    }
+    releases = {"repo": None, "fixture": FIXTURE_RELEASE}
     running = {}
     for name, release in releases.items():
         env = {
@@ -148,6 +145,17 @@ class Browsing:
     def goto(self, url: str) -> None:
         self.page.goto(url, wait_until="networkidle")
 
+    def new_page(self):
+        """Another tab in the same context, watched for console errors like the first."""
+        page = self.page.context.new_page()
+        self.watch(page)
+        return page
+
+    def watch(self, page) -> None:
+        page.on("console", lambda msg: msg.type == "error" and self.errors.append(
+            f"{page.url}: {msg.text}"))
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+
     def assert_clean(self) -> None:
         assert not self.external, f"requests that left 127.0.0.1: {self.external}"
         assert not self.errors, f"console errors: {self.errors}"
@@ -166,10 +174,8 @@ def browsing(chromium):
             route.abort()
 
     context.route("**/*", only_local)
-    page = context.new_page()
-    page.on("console", lambda msg: msg.type == "error" and state.errors.append(msg.text))
-    page.on("pageerror", lambda exc: state.errors.append(str(exc)))
-    state.page = page
+    state.page = context.new_page()
+    state.watch(state.page)
     yield state
     context.close()
     state.assert_clean()

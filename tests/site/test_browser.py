@@ -6,7 +6,6 @@ and on console errors (see the `browsing` fixture).
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -141,31 +140,84 @@ def try_again(quiz) -> None:
 
 def answer(page, quiz, correct: bool) -> None:
     """Answer one mkdocs-quiz question from the key, rightly or wrongly."""
+    key = quiz.locator("fieldset input").evaluate_all(
+        "inputs => inputs.map(i => [i.id, Boolean(i.getAttribute('data-correct'))])")
     inputs = options(quiz)
-    right = [i for i in inputs if i.get_attribute("data-correct")]
-    wrong = [i for i in inputs if not i.get_attribute("data-correct")]
+    right = [option for option, (_, ok) in zip(inputs, key, strict=True) if ok]
+    wrong = [option for option, (_, ok) in zip(inputs, key, strict=True) if not ok]
     assert submit(page, quiz, right if correct else wrong[:1]) == correct
 
 
-def first_option_robot(page, quiz) -> bool:
-    """Always the first option shown (alone, for a checkbox question)."""
-    return submit(page, quiz, options(quiz)[:1])
+# The robots of test_quiz_robots, run inside the page: one call answers every question of the
+# quiz, with the clicks a reader makes (the option's label, then Submit where there is one; Try
+# Again after a wrong answer), each on a visible, enabled control, reading mkdocs-quiz's
+# feedback after each answer. Returns, per question, whether the robot's first answer was right.
+#   first: always the first option shown (alone, for a checkbox question);
+#   retry: the options in the order shown (sets of them, smallest first, for checkboxes),
+#          pressing Try Again after each wrong answer until one is right;
+#   key:   exactly the options marked right.
+ROBOT = """robot => {
+  const clickable = (element, what) => {
+    if (!element || !element.checkVisibility() || element.disabled) {
+      throw new Error(`${what} is not there to click`);
+    }
+    return element;
+  };
+  const options = quiz => [...quiz.querySelectorAll("fieldset input")];
+  function submit(quiz, chosen) {
+    for (const option of chosen) {
+      clickable(document.querySelector(`label[for="${CSS.escape(option.id)}"]`),
+                `the label of ${option.id}`).click();
+    }
+    const button = quiz.querySelector("button[type=submit]");
+    if (button) clickable(button, `the Submit button of ${quiz.id}`).click();
+    const feedback = quiz.querySelector(".quiz-feedback:not(.hidden) .quiz-feedback-item");
+    if (!feedback) throw new Error(`${quiz.id}: no feedback after an answer`);
+    return !feedback.classList.contains("incorrect");
+  }
+  function tryAgain(quiz) {
+    clickable(quiz.querySelector(".quiz-reset-button"), `Try Again of ${quiz.id}`).click();
+    if (!quiz.querySelector(".quiz-feedback.hidden")) {
+      throw new Error(`${quiz.id}: feedback still shown after Try Again`);
+    }
+  }
+  function* combinations(items, size, from = 0, chosen = []) {
+    if (chosen.length === size) { yield chosen; return; }
+    for (let i = from; i < items.length; i++) {
+      yield* combinations(items, size, i + 1, [...chosen, items[i]]);
+    }
+  }
+  function* tries(quiz) {
+    const shown = options(quiz);
+    const multiple = quiz.querySelector("button[type=submit]") !== null;
+    for (let size = 1; size <= (multiple ? shown.length : 1); size++) {
+      yield* combinations(shown, size);
+    }
+  }
+  const robots = {
+    first: quiz => submit(quiz, options(quiz).slice(0, 1)),
+    key: quiz => submit(quiz, options(quiz).filter(o => o.getAttribute("data-correct"))),
+    retry: quiz => {
+      const results = [];
+      for (const chosen of tries(quiz)) {
+        results.push(submit(quiz, chosen));
+        if (results.at(-1)) return results[0];
+        tryAgain(quiz);
+      }
+      throw new Error(`${quiz.id}: no combination of options was right`);
+    },
+  };
+  return [...document.querySelectorAll(".quiz")].map(robots[robot]);
+}"""
 
-
-def retry_robot(page, quiz) -> bool:
-    """Tries the options in the order shown (sets of them, smallest first, for checkboxes),
-    pressing Try Again after each wrong answer, until it is right. Returns its first result."""
-    shown = options(quiz)
-    multiple = quiz.locator("button[type=submit]").count() > 0
-    sizes = range(1, len(shown) + 1) if multiple else [1]
-    tries = [list(c) for size in sizes for c in itertools.combinations(shown, size)]
-    results = []
-    for chosen in tries:
-        results.append(submit(page, quiz, chosen))
-        if results[-1]:
-            return results[0]
-        try_again(quiz)
-    raise AssertionError("no combination of options was right")
+# Per question: options shown, explanations among them, and the options' source positions.
+QUESTIONS = """() => [...document.querySelectorAll(".quiz")].map(quiz => {
+  const shown = quiz.querySelectorAll("fieldset > div");
+  return {options: shown.length,
+          explained: [...shown].map(o => o.querySelectorAll(".answer-feedback").length)
+            .reduce((a, b) => a + b, 0),
+          values: [...quiz.querySelectorAll("fieldset input")].map(i => Number(i.value))};
+})"""
 
 
 def pass_box(page) -> tuple[str, str]:
@@ -247,13 +299,24 @@ def test_quiz_first_answer_counts_reset_reload_and_best(browsing, repo_site):
     browsing.assert_clean()
 
 
+# Pages load this many at a time, in tabs of one context: most of a page's time is the wait
+# for the network to go quiet, which the tabs spend together.
+TABS = 4
+
+
 def test_every_page_offline_without_console_errors(browsing, repo_site):
     pages = repo_site.pages()
     assert len(pages) >= 6
-    for url in pages:
-        browsing.goto(url)
-        if browsing.page.locator(".arithmatex, .jp-RenderedMarkdown").count():
-            wait_for_mathjax(browsing.page)
+    tabs = [browsing.page] + [browsing.new_page() for _ in range(TABS - 1)]
+    for start in range(0, len(pages), TABS):
+        loading = list(zip(tabs, pages[start:start + TABS], strict=False))
+        for tab, url in loading:
+            tab.goto(url, wait_until="commit")
+        for tab, url in loading:
+            tab.wait_for_load_state("networkidle")
+            assert tab.url == url, f"{url} went to {tab.url}"
+            if tab.locator(".arithmatex, .jp-RenderedMarkdown").count():
+                wait_for_mathjax(tab)
         browsing.assert_clean()
 
 
@@ -272,21 +335,19 @@ def test_quiz_robots(browsing, repo_site, week):
     browsing.goto(repo_site.url + f"weeks/week{week}/quiz/")
     assert "Pass mark 70 %" in page.locator(".quiz-pass").first.inner_text()
     assert pass_box(page) == ("0 %", "not passed yet")
-    quizzes = page.locator(".quiz")
-    total = quizzes.count()
+    questions = page.evaluate(QUESTIONS)
+    total = len(questions)
     assert total >= 10, f"week {week}: {total} questions"
-    shuffled = 0
-    for i in range(total):
-        shown = quizzes.nth(i).locator("fieldset > div")
-        assert shown.count() >= 2
-        assert shown.locator(".answer-feedback").count() == shown.count(), (
+    for i, question in enumerate(questions):
+        assert question["options"] >= 2
+        assert question["explained"] == question["options"], (
             f"week {week}, question {i + 1}: an option without an explanation")
-        values = [int(option.get_attribute("value")) for option in options(quizzes.nth(i))]
-        shuffled += values != sorted(values)
+    shuffled = sum(q["values"] != sorted(q["values"]) for q in questions)
     assert shuffled >= total // 2, f"only {shuffled} of {total} questions shown shuffled"
     today = page.evaluate(TODAY)
 
-    firsts = [first_option_robot(page, quizzes.nth(i)) for i in range(total)]
+    firsts = page.evaluate(ROBOT, "first")
+    assert len(firsts) == total
     first_score = js_round(100 * sum(firsts) / total)
     assert first_score < PASS_MARK
     assert pass_box(page) == (f"{first_score} %", "not passed yet")
@@ -294,7 +355,7 @@ def test_quiz_robots(browsing, repo_site, week):
 
     reset_quiz(page)
     assert pass_box(page) == ("0 %", "not passed yet")
-    retried = [retry_robot(page, quizzes.nth(i)) for i in range(total)]
+    retried = page.evaluate(ROBOT, "retry")
     assert retried == firsts, "same shuffle: the retry robot's first tries are the first options"
     # mkdocs-quiz shows every question answered right now; the score kept the first answers.
     shown = page.locator(".quiz-feedback:not(.hidden) .quiz-feedback-item")
@@ -303,8 +364,7 @@ def test_quiz_robots(browsing, repo_site, week):
     assert pass_box(page) == (f"{first_score} %", "not passed yet")
 
     reset_quiz(page)
-    for i in range(total):
-        answer(page, quizzes.nth(i), correct=True)
+    assert page.evaluate(ROBOT, "key") == [True] * total
     assert pass_box(page) == ("100 %", "passed")
     assert best_record(page) == f"Your best: 100 % on {today} (passed)."
 

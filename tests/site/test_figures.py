@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = REPO / "site" / "assets" / "figures"
@@ -61,7 +62,11 @@ def test_the_script_draws_every_figure(tmp_path):
     """At small sizes, so that it stays quick: every figure function still runs and writes
     both versions as SVG."""
     make = load_make()
-    written = make.main(["--quick", "--out", str(tmp_path)])
+    threads = torch.get_num_threads()
+    try:
+        written = make.main(["--quick", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)  # main() pins torch to one thread: not the session's
     assert written == 0
     for name in make.FIGURES:
         for suffix in ("", "-dark"):

@@ -21,7 +21,8 @@ def test_lesson_figures_load_and_follow_the_theme(chromium, repo_site, scheme):
     page = context.new_page()
     try:
         for week in WEEKS:
-            page.goto(repo_site.url + f"weeks/{week}/lesson/", wait_until="networkidle")
+            # The load event waits for every image of the page, loaded or broken.
+            page.goto(repo_site.url + f"weeks/{week}/lesson/", wait_until="load")
             images = page.evaluate(IMAGES)
             assert len(images) >= 6, f"{week}: {len(images)} figure images"
             broken = [i["src"] for i in images if not i["loaded"]]

@@ -66,6 +66,51 @@ def test_recording_trainer_tells_different_batches_apart(data):
     assert digests[0] == digests[1] != digests[2]
 
 
+@pytest.mark.parametrize("env, quick", [
+    ({}, False), ({"COURSE_QUICK": "1"}, True), ({"COURSE_QUICK": "0"}, False),
+    ({"NBGRADER_EXECUTION": "autograde"}, True), ({"NBGRADER_EXECUTION": "validate"}, True),
+    ({"NBGRADER_EXECUTION": "feedback"}, False)])
+def test_quick_from_environment(env, quick, monkeypatch):
+    assert ablate.quick_from_environment(env) is quick
+    for name in ("COURSE_QUICK", "NBGRADER_EXECUTION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(ablate.os, "environ", {**ablate.os.environ, **env})
+    assert ablate.quick_from_environment() is quick  # os.environ by default
+
+
+@pytest.mark.parametrize("experiment", ["activations", "positions"])
+def test_runners_default_to_one_thread_and_the_environment(experiment, monkeypatch):
+    """What the notebooks rely on when they call the runner bare: quick as the environment
+    says, one thread while training, torch's own count again afterwards (also on error)."""
+    seen = []
+
+    def fake(quick, *args):
+        seen.append((quick, torch.get_num_threads()))
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(ablate, f"_{experiment}", fake)
+    run = getattr(ablate, f"run_{experiment}")
+    before = torch.get_num_threads()
+    for value in ("1", "0"):
+        monkeypatch.setenv("COURSE_QUICK", value)
+        monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+        with pytest.raises(RuntimeError, match="stop"):
+            run()
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        run(quick=True, threads=None)  # an explicit choice wins; None leaves the threads alone
+    assert seen == [(True, 1), (False, 1), (True, before)]
+
+
+def test_cpu_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with ablate.cpu_threads(1) as n:
+        assert n == torch.get_num_threads() == 1
+    with ablate.cpu_threads(None) as n:
+        assert n == before
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("setup", [ablate.QUICK, ablate.FULL])
 def test_mlps_have_equal_parameters_within_one_percent(setup, activations):
     counts = {mlp: ablate.count_parameters(ablate.model_config(setup, 65, mlp=mlp))
