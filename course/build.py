@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jupytext
@@ -163,8 +162,7 @@ def build(root: Path, week: int | None = None) -> list[Path]:
         write_notebook(build_source(text_path, wk), target)
         written.append(target)
         built_weeks.append(wk.folder)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # weeks are independent
-        list(pool.map(lambda week_dir: release(root, week_dir), built_weeks))
+    release(root, built_weeks)
     for week_dir in built_weeks:
         for released in sorted((root / "release" / week_dir).glob("*.ipynb")):
             write_notebook(nbformat.read(released, as_version=4), released)
@@ -172,17 +170,31 @@ def build(root: Path, week: int | None = None) -> list[Path]:
     return written
 
 
-def release(root: Path, week_dir: str) -> None:
-    """nbgrader's learner version of one week (``generate_assignment``)."""
+# nbgrader's generate_assignment for each week, all in one process: nbgrader's imports cost
+# seconds of CPU, several times what converting one week's notebook does
+GENERATE = """
+import sys
+from nbgrader.apps.generateassignmentapp import GenerateAssignmentApp
+
+root, db, *weeks = sys.argv[1:]
+for week in weeks:
+    app = GenerateAssignmentApp()
+    app.initialize([week, "--force", "--log-level=WARN", f"--CourseDirectory.root={root}",
+                    # the shipped release/, not nbgrader's own generated/ (nbgrader_config.py)
+                    "--CourseDirectory.release_directory=release",
+                    f"--CourseDirectory.db_url=sqlite:///{db}"])
+    app.start()  # exits with status 1 when a week fails
+"""
+
+
+def release(root: Path, week_dirs: list[str]) -> None:
+    """nbgrader's learner version of each week (``generate_assignment``)."""
+    if not week_dirs:
+        return
     with tempfile.TemporaryDirectory() as tmp:  # a throwaway gradebook: builds never share
-        subprocess.run(
-            [sys.executable, "-m", "nbgrader", "generate_assignment", week_dir, "--force",
-             "--log-level=WARN", f"--CourseDirectory.root={root}",
-             # the shipped release/, not nbgrader's own generated/ (nbgrader_config.py)
-             "--CourseDirectory.release_directory=release",
-             f"--CourseDirectory.db_url=sqlite:///{Path(tmp) / 'gradebook.db'}"],
-            cwd=root, check=True, env=venv_env(),
-        )
+        subprocess.run([sys.executable, "-c", GENERATE, str(root),
+                        str(Path(tmp) / "gradebook.db"), *week_dirs],
+                       cwd=root, check=True, env=venv_env())
 
 
 # --- what the registry generates outside the notebooks ------------------------------------

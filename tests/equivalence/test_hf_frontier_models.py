@@ -13,6 +13,8 @@ from torch.testing import assert_close
 
 from solutions.model import GPTConfig, MiniGPT, generate
 from solutions.scaling import count_parameters
+from tests.equivalence.hf import random_hf_model
+from tests.meta_models import on_meta, preset_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -57,16 +59,7 @@ MODELS = {"deepseek_v3": "DeepseekV3ForCausalLM", "deepseek_v2_lite_style": "Dee
 
 
 def _hf_model(name):
-    torch.manual_seed(0)
-    model = getattr(transformers, MODELS[name])(CONFIGS[name]()).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # fused experts start as torch.empty, routing biases as zeros
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-        for buffer_name, b in model.named_buffers():
-            if buffer_name.endswith("e_score_correction_bias"):
-                b.copy_(torch.randn(b.shape, generator=g) * 0.05)
-    return model
+    return random_hf_model(getattr(transformers, MODELS[name]), CONFIGS[name]())
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -136,8 +129,9 @@ def test_presets_count_what_transformers_builds(preset):
     hf_config = getattr(transformers, config_cls)(**overrides)
     with torch.device("meta"):
         hf = getattr(transformers, model_cls)(hf_config)
+    with on_meta():  # every module and shape of ours, without the (empty) random weights
         from_hf = MiniGPT.from_hf(hf).config
-        ours = MiniGPT(GPTConfig.preset(preset))
+    ours = preset_model(preset)
     config = GPTConfig.preset(preset)
     assert dataclasses.replace(from_hf, max_seq_len=config.max_seq_len) == config
     total = sum(p.numel() for p in hf.parameters())

@@ -7,6 +7,7 @@ import torch
 from torch.testing import assert_close
 
 from solutions.model import MiniGPT, generate
+from tests.equivalence.hf import random_hf_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -49,13 +50,7 @@ MODELS = {
 
 
 def _hf_model(name):
-    torch.manual_seed(0)
-    model = getattr(transformers, MODELS[name])(CONFIGS[name]()).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # fused experts (and some biases) start as torch.empty / zeros
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model
+    return random_hf_model(getattr(transformers, MODELS[name]), CONFIGS[name]())
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from solutions import GPTConfig, MiniGPT, chinchilla_loss, compute_optimal, count_parameters
+from solutions import GPTConfig, chinchilla_loss, compute_optimal, count_parameters
 from solutions.model import PRESETS
 from solutions.scaling import parameter_breakdown, training_flops
+from tests.meta_models import preset_model
 
 # NOTES.md: transformers' models instantiated on the meta device
 PUBLISHED = {"gpt2": 124_439_808, "gpt2_medium": 354_823_168, "gpt2_large": 774_030_080,
@@ -21,10 +22,8 @@ PUBLISHED = {"gpt2": 124_439_808, "gpt2_medium": 354_823_168, "gpt2_large": 774_
 @pytest.mark.count_parameters
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_count_equals_the_built_models_numel(name):
-    config = GPTConfig.preset(name)
-    with torch.device("meta"):
-        model = MiniGPT(config)
-    assert count_parameters(config) == sum(p.numel() for p in model.parameters())
+    model = preset_model(name)  # on the meta device
+    assert count_parameters(GPTConfig.preset(name)) == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.count_parameters
@@ -65,8 +64,7 @@ def test_breakdown_adds_up_to_the_count(name, active):
     parts = parameter_breakdown(config, active=active)
     assert set(parts) == {"embeddings", "attention", "mlp", "norms", "head"}
     assert sum(parts.values()) == count_parameters(config, active=active)
-    with torch.device("meta"):
-        model = MiniGPT(config)
+    model = preset_model(name)
     # the MLP share is what the model's mlp modules hold (all experts when not active)
     if not active:
         mlp = sum(p.numel() for layer in model.layers for p in layer.mlp.parameters())
