@@ -14,12 +14,15 @@ from autograder.exercises.common import (
     expect_inputs_untouched,
     expect_mask,
     function_call,
+    function_reference,
     future_batch,
     future_case,
     hidden_input,
     linear,
     module_call,
     module_case,
+    name_mistake,
+    randint,
     randn,
     reference_run,
     same_as,
@@ -72,26 +75,18 @@ def _repeat_kv_case(gen, name, shape, n_rep, dtype=torch.float32, grad=False,
                     transposed=False, points=1.0) -> Case:
     B, H, T, D = shape
     if transposed:  # (B, T, H, D) seen as (B, H, T, D): what k.view(...).transpose(1, 2) gives
-        x = randn(gen, B, T, H, D).to(dtype).transpose(1, 2)
+        x = randn(gen, B, T, H, D, dtype=dtype).transpose(1, 2)
     else:
-        x = randn(gen, *shape).to(dtype)
-    xr = x.clone().requires_grad_(grad)
-    out = repeat_kv(xr, n_rep)
-    grad_output = None
-    expected_grad = None
-    if grad:
-        grad_output = randn(gen, *out.shape, dtype=dtype)
-        out.backward(grad_output)
-        expected_grad = xr.grad
-    expected = out.detach().clone()
+        x = randn(gen, *shape, dtype=dtype)
+    grad_output = randn(gen, B, H * n_rep, T, D, dtype=dtype) if grad else None
+    expected, grads = function_reference(lambda t: repeat_kv(t, n_rep), [x], grad_output)
     mistakes = _repeat_kv_mistakes(x, n_rep)
 
     def check(result: dict) -> None:
-        actual = result["output"]
-        _check_repeat_shape(actual, x, n_rep)
-        expect(actual, expected, mistakes=mistakes)
+        _check_repeat_shape(result["output"], x, n_rep)
+        expect(result["output"], expected, mistakes=mistakes)
         if grad:
-            expect_grads(result, {"inputs": [expected_grad]})
+            expect_grads(result, grads)
         expect_inputs_untouched(result, [x])
 
     call = function_call("repeat_kv", [x], [n_rep], grad_output=grad_output)
@@ -176,9 +171,7 @@ def _mask_case(name: str, T: int, window: int | None, args=None, kwargs=None,
 
 
 def sliding_window_mask_cases(gen: torch.Generator) -> list[Case]:
-    T1 = int(torch.randint(12, 40, (1,), generator=gen))
-    w1 = int(torch.randint(2, 8, (1,), generator=gen))
-    T2 = int(torch.randint(6, 20, (1,), generator=gen))
+    T1, w1, T2 = randint(gen, 12, 40), randint(gen, 2, 8), randint(gen, 6, 20)
     return [
         _mask_case("T = 5, window = 3: bool, 0 <= i - j < window", 5, 3, points=3),
         _mask_case(f"T = {T1}, window = {w1}", T1, w1, points=2),
@@ -250,7 +243,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
 
 def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
     T, dim = x.shape[1], x.shape[2]
-    v = lambda **kw: _attn_variant(x, w, n_heads, n_kv, window, theta, **kw)  # noqa: E731
+    v = lambda **kw: _attn_variant(x, w, n_heads, n_kv, window, **{"theta": theta, **kw})
     mistakes = {
         "no RoPE: rotate q and k with apply_rope(..., positions=arange(T), rope_theta) before "
         "the scores, so attention knows where tokens are": v(rope="none"),
@@ -272,13 +265,11 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
         "you scaled by 1/sqrt(dim); each head scales by 1/sqrt(head_dim)": v(scale=dim**-0.5),
     }
     if theta != ROPE_THETA:
-        mistakes["use the rope_theta given to the constructor, not 10000"] = \
-            _attn_variant(x, w, n_heads, n_kv, window, ROPE_THETA)
+        mistakes["use the rope_theta given to the constructor, not 10000"] = v(theta=ROPE_THETA)
     else:  # built without rope_theta: the default is graded
         for wrong in (500000.0, 1e6):
             mistakes[f"Attention(...) must default to rope_theta={ROPE_THETA}; yours behaves "
-                     f"like rope_theta={wrong:g}"] = _attn_variant(x, w, n_heads, n_kv, window,
-                                                                   wrong)
+                     f"like rope_theta={wrong:g}"] = v(theta=wrong)
     if window is not None:
         mistakes |= {
             OFF_BY_ONE: v(mask="plus1"),
@@ -321,7 +312,7 @@ def _attn_state_case(gen, name, dim, n_heads, n_kv) -> Case:
 def _attn_future_case(gen) -> Case:
     """A property: changing tokens cut.. leaves every output before cut unchanged."""
     dim, n_heads, n_kv, window, T = 32, 4, 2, 4, 11
-    cut = int(torch.randint(3, T - 1, (1,), generator=gen))
+    cut = randint(gen, 3, T - 1)
     weights = _attn_weights(gen, dim, n_heads, n_kv)
     batch = future_batch(gen, T, dim, cut)
     kwargs = {"n_kv_heads": n_kv, "window": window}
@@ -451,9 +442,7 @@ def _kv_case(name, args=(), kwargs=None, points=1.0, n_heads=None) -> Case:
         if isinstance(got, bool) or not isinstance(got, int):
             raise Mismatch(f"kv_cache_bytes should return an int, got {describe(got)}")
         if got != expected:
-            for message, wrong in mistakes.items():
-                if got == wrong:
-                    raise Mismatch(message)
+            name_mistake(mistakes, lambda wrong: got == wrong)
             raise Mismatch(f"got {got:,} bytes, expected {expected:,}")
 
     call = function_call("kv_cache_bytes", args=args, kwargs=kwargs)
@@ -461,7 +450,7 @@ def _kv_case(name, args=(), kwargs=None, points=1.0, n_heads=None) -> Case:
 
 
 def kv_cache_bytes_cases(gen: torch.Generator) -> list[Case]:
-    r = lambda lo, hi: int(torch.randint(lo, hi, (1,), generator=gen))  # noqa: E731
+    r = lambda lo, hi: randint(gen, lo, hi)
     L, H_kv, D, T = r(2, 40), r(1, 9), 2 ** r(4, 8), r(100, 5000)
     batch = r(2, 9)
     return [
