@@ -202,13 +202,13 @@ def _attn_weights(gen, dim: int, n_heads: int, n_kv: int) -> dict[str, Tensor]:
 
 def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
                   window: int | None, theta: float = ROPE_THETA, rope: str = "qk",
-                  kv_map: str = "div", mask: str = "ok", scale: float | None = None) -> Tensor:
+                  kv_map: str = "div", allowed: Tensor | None = None,
+                  scale: float | None = None) -> Tensor:
     """One variant of GQA attention in float64: the reference and the known mistakes.
 
     ``rope``: which of q, k, v are rotated ("qk" is right; "wide" rotates the full projections
     before the heads are split; "interleaved" pairs (2i, 2i+1)); ``kv_map``: "div" (h // n_rep,
-    right) or "mod" (h % n_kv, tiled); ``mask``: "ok", "causal" (window ignored), "plus1"
-    (i - j <= w), "minus1" (i - j < w - 1), "none", "nocausal" (i - j < w only).
+    right) or "mod" (h % n_kv, tiled); ``allowed``: a wrong (T, T) mask instead of the window's.
     """
     w = {k: t.to(x.dtype).double() for k, t in w.items()}  # the weights as the learner has them
     x = x.double()
@@ -218,9 +218,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     q, k, v = (x @ w[f"{p}_proj.weight"].T for p in "qkv")  # (B, T, H*D), (B, T, H_kv*D)
     if rope == "wide":
         q, k = apply_rope(q, pos, theta), apply_rope(k, pos, theta)
-    q = q.view(B, T, n_heads, D).transpose(1, 2)
-    k = k.view(B, T, n_kv, D).transpose(1, 2)
-    v = v.view(B, T, n_kv, D).transpose(1, 2)
+    q, k, v = (t.view(B, T, -1, D).transpose(1, 2) for t in (q, k, v))  # (B, H or H_kv, T, D)
     rot = rope_interleaved if rope == "interleaved" else apply_rope
     if rope in ("qk", "q", "qkv", "interleaved"):
         q = rot(q, pos, theta)
@@ -231,11 +229,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     heads = torch.arange(n_heads)
     idx = heads // (n_heads // n_kv) if kv_map == "div" else heads % n_kv
     k, v = k[:, idx], v[:, idx]
-    win = math.inf if window is None else window
-    allowed = {"ok": sliding_window_mask(T, window), "causal": _band(T, 0, math.inf),
-               "plus1": _band(T, 0, win + 1), "minus1": _band(T, 0, win - 1),
-               "none": _band(T, -math.inf, math.inf),
-               "nocausal": _band(T, -math.inf, win)}[mask]
+    allowed = sliding_window_mask(T, window) if allowed is None else allowed
     scores = q @ k.transpose(-2, -1) * (D**-0.5 if scale is None else scale)
     y = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v  # (B, H, T, D)
     return y.transpose(1, 2).reshape(B, T, n_heads * D) @ w["o_proj.weight"].T
@@ -260,7 +254,7 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
         "(repeat_interleave), not h % n_kv_heads (what x.repeat(1, n_rep, 1, 1) tiles)":
             v(kv_map="mod"),
         "your attention is not causal: a token must not attend to later tokens (mask j > i)":
-            v(mask="none"),
+            v(allowed=torch.ones(T, T, dtype=torch.bool)),
         "the scores are not scaled: divide by sqrt(head_dim)": v(scale=1.0),
         "you scaled by 1/sqrt(dim); each head scales by 1/sqrt(head_dim)": v(scale=dim**-0.5),
     }
@@ -270,15 +264,10 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
         for wrong in (500000.0, 1e6):
             mistakes[f"Attention(...) must default to rope_theta={ROPE_THETA}; yours behaves "
                      f"like rope_theta={wrong:g}"] = v(theta=wrong)
-    if window is not None:
-        mistakes |= {
-            OFF_BY_ONE: v(mask="plus1"),
-            NOT_CAUSAL_WINDOW: v(mask="nocausal"),
-        }
-        if window > 1:
-            mistakes[SHORT_BY_ONE] = v(mask="minus1")
-        if window < T:
-            mistakes[WINDOW_IGNORED] = v(mask="causal")
+    if window is not None:  # the window's mistakes, as sliding_window_mask's grader has them
+        masks = _mask_mistakes(T, window)
+        mistakes |= {message: v(allowed=masks[message]) for message in (
+            OFF_BY_ONE, NOT_CAUSAL_WINDOW, SHORT_BY_ONE, WINDOW_IGNORED)}
     return mistakes
 
 

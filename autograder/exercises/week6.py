@@ -126,44 +126,41 @@ def _moe_mistakes(x: Tensor, state: dict, n_experts: int, top_k: int):
     def combine(dense_w: Tensor) -> Tensor:
         return (dense_w[..., None] * outs).sum(1).reshape(shape)
 
+    routed = lambda weights, chosen: combine(dense(weights, chosen))  # the k chosen, weighted
+    renormalised = lambda p: p / p.sum(-1, keepdim=True)
     probs = logits.softmax(-1)
     top_p, chosen = probs.topk(top_k, dim=-1)
-    renorm = top_p / top_p.sum(-1, keepdim=True)
+    renorm = renormalised(top_p)
     arg = probs.argmax(-1, keepdim=True)
-    over_tokens = logits.softmax(0)
-    tok_p, tok_chosen = over_tokens.topk(top_k, dim=-1)
-    on_inputs = sum(expert(e, dense(renorm, chosen)[:, e:e + 1] * xf)
-                    for e in range(n_experts)).reshape(shape)
+    tok_p, tok_chosen = logits.softmax(0).topk(top_k, dim=-1)  # softmax over the tokens
+    low_p, low = probs.topk(top_k, dim=-1, largest=False)
     y_mistakes = {}
     if top_k > 1:
         y_mistakes["only one expert per token is used: take the top_k best experts "
-                   "(torch.topk), not the argmax"] = combine(dense(torch.ones_like(arg.double()),
-                                                                   arg))
+                   "(torch.topk), not the argmax"] = routed(torch.ones_like(arg.double()), arg)
         y_mistakes["only one expert per token is used (the argmax, weighted by its "
-                   "probability): take the top_k best experts with torch.topk"] = combine(
-            dense(probs.gather(1, arg), arg))
+                   "probability): take the top_k best experts with torch.topk"] = routed(
+            probs.gather(1, arg), arg)
     if top_k < n_experts:
         y_mistakes["the k chosen weights are not renormalised: divide the top-k "
-                   "probabilities by their sum so that they add up to 1"] = combine(
-            dense(top_p, chosen))
+                   "probabilities by their sum so that they add up to 1"] = routed(top_p, chosen)
         y_mistakes["every expert is used, weighted by its probability: keep only the top_k "
                    "best experts of each token"] = combine(probs)
-        low_p, low = probs.topk(top_k, dim=-1, largest=False)
         y_mistakes["you chose the k LEAST likely experts: take the top_k largest "
-                    "probabilities (torch.topk's default)"] = combine(
-            dense(low_p / low_p.sum(-1, keepdim=True), low))
+                    "probabilities (torch.topk's default)"] = routed(renormalised(low_p), low)
     if top_k > 1:
         y_mistakes["the chosen experts' outputs are summed without their routing weights: "
-                   "weight each by its renormalised probability"] = combine(
-            dense(torch.ones_like(renorm), chosen))
+                   "weight each by its renormalised probability"] = routed(
+            torch.ones_like(renorm), chosen)
     y_mistakes.update({
-        "the routing weights must multiply the experts' outputs, not their inputs":
-            on_inputs,
+        "the routing weights must multiply the experts' outputs, not their inputs": sum(
+            expert(e, dense(renorm, chosen)[:, e:e + 1] * xf)
+            for e in range(n_experts)).reshape(shape),
         "the softmax must run over the experts (the last dimension of the router logits), "
-        "not over the tokens": combine(dense(tok_p / tok_p.sum(-1, keepdim=True), tok_chosen)),
+        "not over the tokens": routed(renormalised(tok_p), tok_chosen),
         "the routing weights must be probabilities: take a softmax of the router logits "
-        "(over all experts, in float32) before choosing and renormalising": combine(
-            dense(logits.gather(1, chosen), chosen)),
+        "(over all experts, in float32) before choosing and renormalising": routed(
+            logits.gather(1, chosen), chosen),
     })
     logit_mistakes = {
         "return the raw router logits, gate(x), not their softmax: the load-balancing loss "
