@@ -10,10 +10,11 @@ from torch import Tensor
 from autograder.compare import Mismatch, close, describe
 from autograder.exercises.common import (
     expect,
-    expect_grads,
+    expect_answer,
     expect_inputs_untouched,
     expect_mask,
     function_call,
+    function_case,
     function_reference,
     future_batch,
     future_case,
@@ -21,7 +22,6 @@ from autograder.exercises.common import (
     linear,
     module_call,
     module_case,
-    name_mistake,
     randint,
     randn,
     reference_run,
@@ -82,15 +82,12 @@ def _repeat_kv_case(gen, name, shape, n_rep, dtype=torch.float32, grad=False,
     expected, grads = function_reference(lambda t: repeat_kv(t, n_rep), [x], grad_output)
     mistakes = _repeat_kv_mistakes(x, n_rep)
 
-    def check(result: dict) -> None:
+    def check_output(result: dict) -> None:
         _check_repeat_shape(result["output"], x, n_rep)
         expect(result["output"], expected, mistakes=mistakes)
-        if grad:
-            expect_grads(result, grads)
-        expect_inputs_untouched(result, [x])
 
-    call = function_call("repeat_kv", [x], [n_rep], grad_output=grad_output)
-    return Case(name, call, check, points)
+    return function_case(name, "repeat_kv", [x], expected, grads or None, grad_output,
+                         points=points, check_output=check_output, args=[n_rep])
 
 
 def repeat_kv_cases(gen: torch.Generator) -> list[Case]:
@@ -430,9 +427,7 @@ def _kv_case(name, args=(), kwargs=None, points=1.0, n_heads=None) -> Case:
                            "arithmetic (*, //), no true division")
         if isinstance(got, bool) or not isinstance(got, int):
             raise Mismatch(f"kv_cache_bytes should return an int, got {describe(got)}")
-        if got != expected:
-            name_mistake(mistakes, lambda wrong: got == wrong)
-            raise Mismatch(f"got {got:,} bytes, expected {expected:,}")
+        expect_answer(got, expected, mistakes, f"got {got:,} bytes, expected {expected:,}")
 
     call = function_call("kv_cache_bytes", args=args, kwargs=kwargs)
     return Case(name, call, check, points)
