@@ -59,10 +59,7 @@ from solutions.model import GPTConfig, MiniGPT  # noqa: E402
 from solutions.train import TRAIN_PRESETS, TrainConfig, Trainer  # noqa: E402
 
 TARGET = 1.47
-# each switch of the ladder, as the TrainConfig field and value that turns it off
-SWITCHES = {"bf16 autocast": ("dtype", "float32"), "TF32": ("tf32", False),
-            "fused AdamW": ("fused_adamw", False), "torch.compile": ("compile", False),
-            "fast paths": ("fast", False)}
+SWITCHES = train_speed.SWITCHES  # the ladder's switches: each one's TrainConfig field, off
 WEEK7 = ROOT / "course" / "source" / "week7" / "minigpt.ipynb"
 
 
@@ -189,8 +186,7 @@ def ladder(args: argparse.Namespace) -> dict:
               tf32=True, fused_adamw=True, compile=device.type == "cuda", fast=True,
               max_iters=10**6, **base)
     configs = {"everything on": on}
-    configs.update({f"without {name}": {**on, field: value}
-                    for name, (field, value) in SWITCHES.items()})
+    configs.update({f"without {name}": {**on, s.field: s.off} for name, s in SWITCHES.items()})
     rows, results = [], {}
     for name, fields in configs.items():
         if name != "everything on" and fields == on:  # e.g. bf16 is already off on a CPU

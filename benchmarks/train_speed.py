@@ -8,6 +8,7 @@ optionally nanoGPT's model at the same shapes; and a time-boxed run to a validat
     python benchmarks/train_speed.py --train-seconds 60       # shakespeare-char for 60 s
     python benchmarks/train_speed.py --ops                    # two operations, alone
     python benchmarks/train_speed.py --profile                # per part and per operator
+    python benchmarks/train_speed.py --ladder --shapes cpu    # each speed switch off in turn
 
 Shapes: nanoGPT's shakespeare-char (6 layers, 6 heads, width 384, block 256, batch 64) and its
 CPU example (4 layers, 4 heads, width 128, block 64, batch 12), vocabulary 65, dropout 0 for
@@ -37,6 +38,13 @@ loss), timed on the inputs it receives in a real forward pass, and the whole pas
 time of each operator PyTorch dispatches in a whole pass (a ``TorchDispatchMode`` times each
 one as it runs), the median over as many passes.
 
+``--ladder`` runs the trainer's own step (``Trainer.train_step``: real batches of tiny
+Shakespeare, AdamW, clipping) of the Llama-style model with every speed switch of
+``SWITCHES`` that works on the device on, then with each one off in turn, all of them
+alternating step by step; a switch that does nothing on the device (TF32 on a CPU), or
+cannot run (``torch.compile`` on a CPU without a C++ compiler), gets a row that says so
+instead of a time. ``benchmarks/gpu_proof.py`` runs its GPU ladder from the same list.
+
 MFU = (6 N + 12 L H Q T) x tokens/s / peak, nanoGPT's estimate (after PaLM, Chowdhery et al.
 2022, appendix B), with N the weights of the matmuls (every nn.Linear, the LM head included,
 embedding lookups excluded), L layers, H heads, Q head size, T block. The peak: on CUDA the
@@ -51,11 +59,14 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import os
 import platform
+import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -71,6 +82,25 @@ SHAPES = {  # name: (layers, heads, width, block, batch)
     "shakespeare_char": (6, 6, 384, 256, 64),
     "cpu": (4, 4, 128, 64, 12),
 }
+
+
+class Switch(NamedTuple):
+    """A speed switch of the trainer: the ``TrainConfig`` field, its value on and off, and
+    whether it does anything on a CPU."""
+
+    field: str
+    on: object
+    off: object
+    cpu: bool
+
+
+# the trainer's speed switches (the speed page's table); the ladders of this script and of
+# benchmarks/gpu_proof.py turn them off one at a time
+SWITCHES = {"bf16 autocast": Switch("dtype", "bfloat16", "float32", cpu=True),
+            "TF32": Switch("tf32", True, False, cpu=False),  # CUDA matmuls only
+            "fused AdamW": Switch("fused_adamw", True, False, cpu=True),
+            "torch.compile": Switch("compile", True, False, cpu=True),
+            "fast paths": Switch("fast", True, False, cpu=True)}
 GPU_PEAKS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 clock = time.perf_counter  # --clock cpu: time.process_time, the CPU time of this process
 
@@ -496,6 +526,93 @@ def profile_models(args: argparse.Namespace) -> None:
           "whole pass")
 
 
+def cxx_compiler() -> str | None:
+    """The C++ compiler ``torch.compile`` would build CPU kernels with (``$CXX``, else the
+    first of g++, c++, clang++ on the PATH), or None."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    return next((found for name in names if (found := shutil.which(name))), None)
+
+
+def ladder_rows(shape_name: str, device: torch.device, steps: int, warmup: int,
+                can_compile: bool = True) -> list[dict]:
+    """The trainer's step of the Llama-style model at ``shape_name`` with every switch of
+    ``SWITCHES`` that applies on ``device`` on ("everything on"), then each one off, stepped
+    in alternation. One row per configuration: ``configuration``, ``switches`` (its
+    ``TrainConfig`` fields), and either ``ms_per_step``
+    (median), ``tokens_per_s`` and ``vs_on`` (the median over rounds of this step time / the
+    everything-on one of the same round), or ``note`` (why it has no time). ``can_compile``:
+    False where ``torch.compile`` cannot run (a CPU without a C++ compiler)."""
+    from solutions.data import load_dataset
+    from solutions.train import Trainer
+
+    shape = SHAPES[shape_name]
+    _, _, _, block, batch = shape
+    notes = {name: "does nothing on a CPU (CUDA matmuls only)" for name, s in SWITCHES.items()
+             if device.type == "cpu" and not s.cpu}
+    if not can_compile:
+        notes["torch.compile"] = ("not measured: no C++ compiler here (inductor, compile's "
+                                  "CPU backend, writes C++)")
+    on = {s.field: s.on if name not in notes else s.off for name, s in SWITCHES.items()}
+    configs = {"everything on": on}
+    configs.update({f"without {name}": {**on, s.field: s.off}
+                    for name, s in SWITCHES.items() if name not in notes})
+    data = load_dataset("char")
+    trainers = {}
+    for name, switches in configs.items():
+        torch.manual_seed(0)
+        cfg = TrainConfig(batch_size=batch, block_size=block, max_iters=10**6,
+                          device=str(device), **switches)
+        trainers[name] = Trainer(ours(shape, "llama", fast=True), data, cfg)
+    for trainer in trainers.values():
+        for _ in range(warmup):  # the first step compiles, where compile is on
+            trainer.train_step()
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(steps):  # alternate, so that load changes hit every configuration alike
+        for name, trainer in trainers.items():
+            start = clock()
+            trainer.train_step()  # reads the loss back: waits for a GPU
+            times[name].append(clock() - start)
+    rows = []
+    for name in ["everything on", *(f"without {n}" for n in SWITCHES)]:
+        switch = name.removeprefix("without ")
+        if switch in notes:
+            rows.append({"configuration": name, "switches": None, "note": notes[switch]})
+            continue
+        seconds = statistics.median(times[name])
+        rows.append({"configuration": name, "switches": configs[name],
+                     "ms_per_step": 1000 * seconds,
+                     "tokens_per_s": batch * block / seconds,
+                     "vs_on": statistics.median(a / b for a, b in zip(
+                         times[name], times["everything on"], strict=True))})
+    return rows
+
+
+def ladder(args: argparse.Namespace, device: torch.device) -> None:
+    """``--ladder``: :func:`ladder_rows` at each shape, printed."""
+    compiler = cxx_compiler()
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, device {device}, {args.clock} clock; C++ "
+          f"compiler for torch.compile: {compiler or 'none'}")
+    print("the trainer's step (Trainer.train_step: a real batch, forward, backward, clipping, "
+          "AdamW)\nof the Llama-style model, every switch on, then each off in turn, "
+          f"alternating step by step;\nmedians of {args.steps} rounds after {args.warmup} "
+          "warm-up steps each\n")
+    header = f"{'shape':<17} {'configuration':<24} {'ms/step':>9} {'tokens/s':>10} {'vs on':>7}"
+    print(header)
+    print("-" * len(header))
+    for shape_name in args.shapes:
+        for r in ladder_rows(shape_name, device, args.steps, args.warmup,
+                             can_compile=device.type != "cpu" or compiler is not None):
+            if "note" in r:
+                print(f"{shape_name:<17} {r['configuration']:<24} {r['note']}")
+            else:
+                print(f"{shape_name:<17} {r['configuration']:<24} {r['ms_per_step']:>9.1f} "
+                      f"{r['tokens_per_s']:>10,.0f} {r['vs_on']:>6.2f}x")
+    print("\nms/step and tokens/s: medians; vs on: the median over rounds of this step time "
+          "divided\nby the everything-on step's of the same round (above 1: turning the switch "
+          "off costs time)")
+
+
 def time_boxed_run(device: torch.device, seconds: float, max_iters: int = 2500,
                    eval_iters: int = 200, eval_interval: int = 250, compile: bool = False,
                    fast: bool = True, progress: bool = False, preset: str = "shakespeare_char",
@@ -588,6 +705,8 @@ def main() -> None:
     p.add_argument("--profile", action="store_true",
                    help="instead: per part and per operator, GPT-2 style against Llama style")
     p.add_argument("--top-ops", type=int, default=16, help="with --profile: operators shown")
+    p.add_argument("--ladder", action="store_true",
+                   help="instead: the trainer's step, every speed switch on, then each off")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -599,6 +718,8 @@ def main() -> None:
         ops(args)
     elif args.profile:
         profile_models(args)
+    elif args.ladder:
+        ladder(args, device)
     elif args.train_seconds:
         train_to_loss(args, device)
     else:

@@ -111,22 +111,67 @@ def module_case(name: str, symbol: str, args, kwargs, state: dict, x: Tensor, ex
                 grads=None, grad_output: Tensor | None = None, mistakes=None, tol=None,
                 points: float = 1.0, check_output=None, check_grads=None) -> Case:
     """The usual case of a module exercise: the learner's ``symbol(*args, **kwargs)`` with the
-    weights ``state`` runs on ``x`` in x's dtype (backpropagating ``grad_output``); its output
-    must equal ``expected`` (naming ``mistakes``; or ``check_output(result)`` judges it), its
-    gradients ``grads`` (``check_grads(result, grads)``, by default ``expect_grads``), and it
-    must leave ``x`` as it was."""
+    weights ``state`` runs on ``x`` in x's dtype (backpropagating ``grad_output``), judged by
+    ``output_check``."""
+    call = module_call(symbol, args, kwargs, state, [x], dtype=x.dtype, grad_output=grad_output)
+    return Case(name, call, output_check(expected, [x], mistakes, tol, grads if grad_output
+                                         is not None else None, check_output, check_grads),
+                points)
+
+
+def function_case(name: str, symbol: str, inputs: list, expected, grads=None,
+                  grad_output: Tensor | None = None, mistakes=None, tol=None,
+                  points: float = 1.0, check_output=None, grad_names=None, **call) -> Case:
+    """The usual case of a function exercise: ``symbol(*inputs, **call)`` (``args``,
+    ``kwargs``), backpropagating ``grad_output``, judged by ``output_check``."""
+    check_grads = None if grad_names is None else (
+        lambda result, grads: expect_grads(result, grads, grad_names))
+    return Case(name, function_call(symbol, inputs, grad_output=grad_output, **call),
+                output_check(expected, inputs, mistakes, tol, grads, check_output, check_grads),
+                points)
+
+
+def output_check(expected, inputs: list[Tensor], mistakes=None, tol=None, grads=None,
+                 check_output=None, check_grads=None) -> Callable[[dict], None]:
+    """The output must equal ``expected`` (naming ``mistakes``; or ``check_output(result)``
+    judges it), the gradients ``grads`` when given (``check_grads(result, grads)``, by default
+    ``expect_grads``), and the ``inputs`` must be left as they were."""
 
     def check(result: dict) -> None:
         if check_output is None:
             expect(result["output"], expected, mistakes=mistakes, **(tol or {}))
         else:
             check_output(result)
-        if grad_output is not None:
+        if grads is not None:
             (check_grads or expect_grads)(result, grads)
-        expect_inputs_untouched(result, [x])
+        expect_inputs_untouched(result, inputs)
 
-    call = module_call(symbol, args, kwargs, state, [x], dtype=x.dtype, grad_output=grad_output)
+    return check
+
+
+def property_case(name: str, call: dict, shape, holds: str, prop: Callable,
+                  value: Callable[[dict], None], points: float = 1.0) -> Case:
+    """A property case (see ``expect_property``): ``prop(y)`` on the learner's output when it
+    is ``well_formed`` for ``shape``, ``value(result)`` for the comparison with the reference."""
+
+    def check(result: dict) -> None:
+        expect_property(holds, prop, lambda: value(result), result["output"], shape)
+
     return Case(name, call, check, points)
+
+
+def twin_case(name: str, call: dict, shape, inputs: list[Tensor], expected: Tensor,
+              mistakes: dict, holds: str, prop: Callable, points: float = 1.0) -> Case:
+    """A property case on a batch of an input and a changed copy of it (``prop(y)`` compares
+    their outputs): the output has ``shape``, its first ``len(expected)`` rows equal
+    ``expected`` (naming ``mistakes``), and the ``inputs`` are left as they were."""
+
+    def value(result: dict) -> None:
+        expect_shape(result["output"], shape)
+        expect(result["output"][:len(expected)], expected, mistakes=mistakes)
+        expect_inputs_untouched(result, inputs)
+
+    return property_case(name, call, shape, holds, prop, value, points)
 
 
 def state_case(name: str, symbol: str, args, shapes: dict[str, tuple[int, ...]], kwargs=None,
@@ -153,13 +198,21 @@ def future_batch(gen: torch.Generator, T: int, dim: int, cut: int, scale: float 
 
 def future_case(name: str, symbol: str, args, kwargs, state: dict, batch: Tensor, cut: int,
                 expected: Tensor, mistakes: dict, hint: str, points: float = 2.0) -> Case:
-    """The property case of causal attention on a ``future_batch``: see
-    ``expect_no_future_leak``."""
+    """The property case of causal attention on a ``future_batch``: the second sequence differs
+    from the first only from token ``cut`` on, so no output before ``cut`` may differ between
+    the two (see ``twin_case``)."""
+    T = batch.shape[1]
 
-    def check(result: dict) -> None:
-        expect_no_future_leak(result, batch, cut, expected, mistakes, hint)
+    def prop(y: Tensor) -> None:
+        diff = (y[0, :cut] - y[1, :cut]).abs().amax(-1)  # (cut,)
+        changed = [i for i in range(cut) if diff[i] > 1e-5 + 1e-4 * y[0, i].abs().max()]
+        if changed:
+            raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
+                           f"position(s) {changed}: an output depends on a future token ({hint})")
 
-    return Case(name, module_call(symbol, args, kwargs, state, [batch]), check, points)
+    return twin_case(name, module_call(symbol, args, kwargs, state, [batch]), batch.shape,
+                     [batch], expected, mistakes, "no output depends on a future token", prop,
+                     points)
 
 
 def expect_mask(actual, expected: Tensor, mistakes: dict, hint: str = "") -> None:
@@ -228,29 +281,6 @@ def well_formed(y, shape) -> bool:
             and bool(torch.isfinite(y).all()))
 
 
-def expect_no_future_leak(result: dict, batch: Tensor, cut: int, expected: Tensor,
-                          mistakes: dict, hint: str) -> None:
-    """The property case of causal attention: ``batch`` holds one sequence twice, the second
-    with tokens ``cut..`` changed, so no output before ``cut`` may differ between the two; the
-    first ``len(expected)`` rows must also equal ``expected``."""
-    y = result["output"]
-    T = batch.shape[1]
-
-    def prop(y: Tensor) -> None:
-        diff = (y[0, :cut] - y[1, :cut]).abs().amax(-1)  # (cut,)
-        changed = [i for i in range(cut) if diff[i] > 1e-5 + 1e-4 * y[0, i].abs().max()]
-        if changed:
-            raise Mismatch(f"changing only tokens {cut}..{T - 1} changed your output at "
-                           f"position(s) {changed}: an output depends on a future token ({hint})")
-
-    def value() -> None:
-        expect_shape(y, batch.shape)
-        expect(y[:len(expected)], expected, mistakes=mistakes)
-        expect_inputs_untouched(result, [batch])
-
-    expect_property("no output depends on a future token", prop, value, y, batch.shape)
-
-
 def expect_shape(y, shape, what: str = "your output") -> None:
     if type(y) is not Tensor or y.shape != shape:
         raise Mismatch(f"{what} should have shape {tuple(shape)}, got {describe(y)}")
@@ -280,10 +310,13 @@ def expect_graph(result: dict, what: str = "output") -> None:
                        ".item(), numpy or torch.no_grad()?), so nothing can be trained")
 
 
-def expect_grads(result: dict, grads: dict, mistakes=None) -> None:
+def expect_grads(result: dict, grads: dict, names=None) -> None:
+    """Gradients equal to ``grads`` (``"inputs"``: a list, named by ``names``, else "the
+    input"; ``"params"``: by name)."""
     expect_graph(result)
     for i, expected in enumerate(grads.get("inputs", [])):
-        expect(result["input_grads"][i], expected, "gradient with respect to the input")
+        what = "the input" if names is None else names[i]
+        expect(result["input_grads"][i], expected, f"gradient with respect to {what}")
     for name, expected in grads.get("params", {}).items():
         got = result.get("param_grads", {}).get(name)
         if got is None:
@@ -298,6 +331,23 @@ def expect_inputs_untouched(result: dict, inputs: list[Tensor]) -> None:
         for a, b in zip(after, inputs, strict=True)
     ):
         raise Mismatch("your forward changed its input in place; work on a new tensor instead")
+
+
+def known_mistakes(mistakes: dict, expected) -> dict:
+    """The ``mistakes`` (message -> wrong answer) whose answer differs from ``expected``."""
+    return {message: wrong for message, wrong in mistakes.items() if wrong != expected}
+
+
+def expect_answer(got, expected, mistakes: dict, otherwise: str | None = None) -> None:
+    """A plain answer (a name, a flag, a dict) equal to ``expected``; else the message of the
+    first known mistake it equals, else ``otherwise`` (when given)."""
+    if got == expected:
+        return
+    for message, wrong in mistakes.items():
+        if got == wrong:
+            raise Mismatch(message)
+    if otherwise is not None:
+        raise Mismatch(otherwise)
 
 
 # ---------------------------------------------------------------- weeks 5 to 9

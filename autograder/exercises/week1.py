@@ -9,13 +9,9 @@ from torch import Tensor
 
 from autograder.compare import Mismatch
 from autograder.exercises.common import (
-    expect,
-    expect_graph,
-    expect_inputs_untouched,
     expect_mask,
-    expect_property,
-    expect_shape,
     function_call,
+    function_case,
     future_batch,
     future_case,
     hidden_input,
@@ -26,6 +22,7 @@ from autograder.exercises.common import (
     script_call,
     state_case,
     tolerance,
+    twin_case,
 )
 from autograder.grading import Case
 from solutions import MultiHeadAttention, causal_mask, scaled_dot_product_attention
@@ -172,7 +169,7 @@ def _sdpa_reference(q, k, v, mask, grad_output=None):
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
     out = scaled_dot_product_attention(*leaves, mask)
     out.backward(grad_output)
-    return out.detach(), [t.grad for t in leaves]
+    return out.detach(), {"inputs": [t.grad for t in leaves]}
 
 
 def _visible_mask(gen, shape, T_k: int) -> Tensor:
@@ -200,19 +197,9 @@ def _sdpa_case(gen, name, q_shape, T_k=None, d_v=None, mask="causal", dtype=torc
     inputs = [q, k, v] + ([m] if m is not None else [])
     grad_output = randn(gen, *lead, T_q, d_v, dtype=dtype) if grad else None
     expected, grads = _sdpa_reference(q, k, v, m, grad_output)
-    mistakes = _sdpa_mistakes(q, k, v, m)
-    tol = tolerance(dtype)
-
-    def check(result: dict) -> None:
-        expect(result["output"], expected, mistakes=mistakes, **tol)
-        if grad:
-            expect_graph(result)
-            for i, what in enumerate("qkv"):
-                expect(result["input_grads"][i], grads[i], f"gradient with respect to {what}")
-        expect_inputs_untouched(result, inputs)
-
-    return Case(name, function_call("scaled_dot_product_attention", inputs,
-                                     grad_output=grad_output), check, points)
+    return function_case(name, "scaled_dot_product_attention", inputs, expected, grads,
+                         grad_output, _sdpa_mistakes(q, k, v, m), tolerance(dtype), points,
+                         grad_names="qkv")
 
 
 def _sdpa_hidden_keys_case(gen) -> Case:
@@ -228,25 +215,15 @@ def _sdpa_hidden_keys_case(gen) -> Case:
     expected, _ = _sdpa_reference(q, k, v, m)
     inputs = [q2, k2, v2, m]
 
-    mistakes = _sdpa_mistakes(q, k, v, m)
+    def prop(y) -> None:
+        if not torch.allclose(y[0, :, :cut], y[1, :, :cut], rtol=1e-4, atol=1e-5):
+            raise Mismatch(f"changing only keys and values {cut}..{T - 1}, which the mask "
+                           f"hides from queries 0..{cut - 1}, changed those queries' outputs")
 
-    def check(result: dict) -> None:
-        y = result["output"]
-
-        def prop(y) -> None:
-            if not torch.allclose(y[0, :, :cut], y[1, :, :cut], rtol=1e-4, atol=1e-5):
-                raise Mismatch(f"changing only keys and values {cut}..{T - 1}, which the mask "
-                               f"hides from queries 0..{cut - 1}, changed those queries' outputs")
-
-        def value() -> None:
-            expect_shape(y, q2.shape)
-            expect(y[:1], expected, mistakes=mistakes)
-            expect_inputs_untouched(result, inputs)
-
-        expect_property("the hidden keys had no influence", prop, value, y, q2.shape)
-
-    return Case("property: keys hidden by the mask have no influence",
-                function_call("scaled_dot_product_attention", inputs), check)
+    return twin_case("property: keys hidden by the mask have no influence",
+                     function_call("scaled_dot_product_attention", inputs), q2.shape, inputs,
+                     expected, _sdpa_mistakes(q, k, v, m), "the hidden keys had no influence",
+                     prop)
 
 
 def sdpa_cases(gen: torch.Generator) -> list[Case]:

@@ -29,6 +29,7 @@ SYMBOL = "BPETokenizer"
 PATTERN = GPT2_SPLIT_PATTERN
 EOT, SEP = "<|endoftext|>", "<|sep|>"
 GET_MERGES = ("__getattribute__", ["merges"], {})
+MERGES = ("merges",)
 
 # ---------------------------------------------------------------- hidden texts
 
@@ -396,18 +397,17 @@ def _check_decode(got, ids: list[int], merges: dict, specials, text: str) -> Non
                    f"expected {expected[max(0, k - 10):k + 10]!r}")
 
 
-def _call(steps: list, args=(), kwargs=None) -> dict:
-    return {"kind": "methods", "symbol": SYMBOL, "args": list(args), "kwargs": kwargs or {},
-            "steps": [list(s) for s in steps]}
-
-
-def _kwargs(pattern=None, specials=None) -> dict:
-    out = {}
-    if pattern is not None:
-        out["pattern"] = pattern
+def _bpe_case(name: str, steps: list[tuple], judge, pattern=None, specials=None,
+              points: float = 1.0) -> Case:
+    """``BPETokenizer(pattern, specials)`` built in the worker, then ``steps`` called on it in
+    order, each ``(method, *args)`` (``MERGES`` reads back ``merges``); ``judge`` receives
+    the list of what the steps returned."""
+    kwargs = {} if pattern is None else {"pattern": pattern}
     if specials is not None:
-        out["special_tokens"] = dict(specials)
-    return out
+        kwargs["special_tokens"] = dict(specials)
+    steps = [list(GET_MERGES) if s == MERGES else [s[0], list(s[1:]), {}] for s in steps]
+    call = {"kind": "methods", "symbol": SYMBOL, "args": [], "kwargs": kwargs, "steps": steps}
+    return Case(name, call, lambda result: judge(_steps(result, len(steps))), points)
 
 
 # ---------------------------------------------------------------- cases
@@ -416,8 +416,8 @@ def _kwargs(pattern=None, specials=None) -> dict:
 def _untrained_encode_case(gen) -> Case:
     texts = [_unicode(gen, 40), "", "Hello, world!\n", _unicode(gen, 25)]
 
-    def check(result: dict) -> None:
-        for text, got in zip(texts, _steps(result, len(texts)), strict=True):
+    def judge(steps: list) -> None:
+        for text, got in zip(texts, steps, strict=True):
             got = _ids(got, "encode")
             expected = list(text.encode("utf-8"))
             if got != expected:
@@ -426,29 +426,27 @@ def _untrained_encode_case(gen) -> Case:
                 raise Mismatch(f"an untrained tokenizer should encode {text[:20]!r} as its UTF-8 "
                                f"bytes {_short(expected)}, got {_short(got)}")
 
-    steps = [("encode", [t], {}) for t in texts]
-    return Case("untrained: encode gives the UTF-8 bytes (emoji, several scripts)",
-                _call(steps), check)
+    return _bpe_case("untrained: encode gives the UTF-8 bytes (emoji, several scripts)",
+                     [("encode", t) for t in texts], judge)
 
 
 def _untrained_decode_case(gen) -> Case:
     texts = [_unicode(gen, 40), "", "naïve café 😀 日本", _unicode(gen, 30)]
 
-    def check(result: dict) -> None:
-        for text, got in zip(texts, _steps(result, len(texts)), strict=True):
+    def judge(steps: list) -> None:
+        for text, got in zip(texts, steps, strict=True):
             _check_decode(got, list(text.encode("utf-8")), {}, None, text)
 
-    steps = [("decode", [list(t.encode("utf-8"))], {}) for t in texts]
-    return Case("untrained: decode joins the bytes of all tokens before decoding UTF-8",
-                _call(steps), check)
+    return _bpe_case("untrained: decode joins the bytes of all tokens before decoding UTF-8",
+                     [("decode", list(t.encode("utf-8"))) for t in texts], judge)
 
 
 def _invalid_utf8_case(gen) -> Case:
     data = [0xE2, 0x82, ord("A"), 0xF0, 0x9F, ord(" "), 0xFF]
     expected = bytes(data).decode("utf-8", "replace")
 
-    def check(result: dict) -> None:
-        got = _text_result(_steps(result, 1)[0])
+    def judge(steps: list) -> None:
+        got = _text_result(steps[0])
         if got == bytes(data).decode("utf-8", "ignore"):
             raise Mismatch(IGNORE_ERRORS)
         if got != expected:
@@ -456,39 +454,34 @@ def _invalid_utf8_case(gen) -> Case:
                            "UTF-8 decode with errors='replace' (U+FFFD), as in GPT-2; got "
                            f"{got!r}")
 
-    return Case("decode of bytes that are not valid UTF-8 uses errors='replace'",
-                _call([("decode", [data], {})]), check, points=0.5)
+    return _bpe_case("decode of bytes that are not valid UTF-8 uses errors='replace'",
+                     [("decode", data)], judge, points=0.5)
+
+
+# the merges of a training with one known mistake: key -> (message, _train_variant's options)
+TRAIN_MISTAKES = {"largest": (TIE_LARGEST, {"tie": "largest"}),
+                  "first": (TIE_FIRST, {"tie": "first"}), "stale": (STALE, {"stale": True}),
+                  "rtl": (RTL, {"rtl": True}), "overlap": (NO_OVERLAP, {"overlap": False})}
 
 
 def _train_case(gen, name: str, text: str, vocab_size: int, pattern=None,
                 variants_of=("largest", "first", "stale", "rtl", "overlap", "no_presplit"),
                 encode: list[str] = (), points: float = 1.0) -> Case:
     ref = _trained(text, vocab_size, pattern)
-    all_variants = {
-        "largest": (TIE_LARGEST, dict(tie="largest")),
-        "first": (TIE_FIRST, dict(tie="first")),
-        "stale": (STALE, dict(stale=True)),
-        "rtl": (RTL, dict(rtl=True)),
-        "overlap": (NO_OVERLAP, dict(overlap=False)),
-    }
     variants = {}
     for key in variants_of:
-        if key == "no_presplit":
-            if pattern is not None:
-                variants[TRAIN_NO_PRESPLIT] = _train_variant(text, vocab_size, None)
-            else:
-                variants[TRAIN_PRESPLIT] = _train_variant(text, vocab_size, PATTERN)
-            continue
-        message, options = all_variants[key]
-        variants[message] = _train_variant(text, vocab_size, pattern, **options)
+        if key == "no_presplit":  # trained with the other choice of pre-split
+            message, options = ((TRAIN_NO_PRESPLIT, {"pattern": None}) if pattern is not None
+                                else (TRAIN_PRESPLIT, {"pattern": PATTERN}))
+        else:
+            message, options = TRAIN_MISTAKES[key]
+        variants[message] = _train_variant(text, vocab_size, **{"pattern": pattern, **options})
     variants = {m: v for m, v in variants.items() if v != list(ref.merges)}
     if variants.get(TIE_LARGEST, 0) == variants.get(TIE_FIRST, 1):  # the same wrong merges
         variants = {TIE_SMALLEST: variants.pop(TIE_LARGEST), **variants}
         del variants[TIE_FIRST]
-    encode = list(encode)
 
-    def check(result: dict) -> None:
-        steps = _steps(result, 2 + len(encode))
+    def judge(steps: list) -> None:
         if steps[0] is not None:
             raise Mismatch(f"train should return None (it changes the tokenizer), got "
                            f"{describe(steps[0])}")
@@ -498,9 +491,8 @@ def _train_case(gen, name: str, text: str, vocab_size: int, pattern=None,
             _check_encoding(got, text_, merges, pattern, None, f"encode({text_[:16]!r})",
                             known=("frequency", "no_presplit", "rtl", "presplit"))
 
-    steps = [("train", [text, vocab_size], {}), GET_MERGES] + [("encode", [t], {})
-                                                              for t in encode]
-    return Case(name, _call(steps, kwargs=_kwargs(pattern)), check, points)
+    steps = [("train", text, vocab_size), MERGES] + [("encode", t) for t in encode]
+    return _bpe_case(name, steps, judge, pattern, points=points)
 
 
 def _conflicts(merges: dict, limit: int = 6) -> list[str]:
@@ -530,14 +522,13 @@ def _encode_case(gen, vocabulary) -> Case:
     held_out = (_text(gen, vocabulary[::-1], 80) + " ".join(glued) + "".join(_conflicts(
         ref.merges)) + _unicode(gen, 20))
 
-    def check(result: dict) -> None:
-        steps = _steps(result, 3)
-        merges = _parse_merges(steps[1])
-        _check_encoding(steps[2], held_out, merges, PATTERN, None, "a held-out text")
+    def judge(steps: list) -> None:
+        _check_encoding(steps[2], held_out, _parse_merges(steps[1]), PATTERN, None,
+                        "a held-out text")
 
-    steps = [("train", [text, vocab_size], {}), GET_MERGES, ("encode", [held_out], {})]
-    return Case("encode a held-out text: merges applied in the order they were learned",
-                _call(steps, kwargs=_kwargs(PATTERN)), check, points=2)
+    return _bpe_case("encode a held-out text: merges applied in the order they were learned",
+                     [("train", text, vocab_size), MERGES, ("encode", held_out)], judge,
+                     PATTERN, points=2)
 
 
 def _round_trip_case(gen, vocabulary) -> Case:
@@ -548,8 +539,7 @@ def _round_trip_case(gen, vocabulary) -> Case:
                _text(gen, vocabulary, 10)]
     ref_ids = [ref.encode(s) for s in samples]
 
-    def check(result: dict) -> None:
-        steps = _steps(result, 2 + 2 * len(samples))
+    def judge(steps: list) -> None:
         merges = _parse_merges(steps[1])
         vocab = _vocab_of(merges)
         for s, got in zip(samples, steps[2:2 + len(samples)], strict=True):
@@ -563,11 +553,10 @@ def _round_trip_case(gen, vocabulary) -> Case:
         for s, ids, got in zip(samples, ref_ids, steps[2 + len(samples):], strict=True):
             _check_decode(got, ids, merges, None, s)
 
-    steps = ([("train", [text, vocab_size], {}), GET_MERGES]
-             + [("encode", [s], {}) for s in samples]
-             + [("decode", [ids], {}) for ids in ref_ids])
-    return Case("round trip after training: decode(encode(s)) == s on random Unicode",
-                _call(steps, kwargs=_kwargs(PATTERN)), check, points=2)
+    steps = ([("train", text, vocab_size), MERGES] + [("encode", s) for s in samples]
+             + [("decode", ids) for ids in ref_ids])
+    return _bpe_case("round trip after training: decode(encode(s)) == s on random Unicode",
+                     steps, judge, PATTERN, points=2)
 
 
 def _special_untrained_case(gen) -> Case:
@@ -575,18 +564,16 @@ def _special_untrained_case(gen) -> Case:
     specials = {EOT: 256, SEP: 257, EOT + "\n": 258}
     text = (_unicode(gen, 8) + EOT + "hello world" + SEP + SEP + _unicode(gen, 8) + " " + EOT
             + "\n" + _unicode(gen, 4) + EOT)
-    tok = BPETokenizer(PATTERN, specials)
-    expected = tok.encode(text)
+    expected = BPETokenizer(PATTERN, specials).encode(text)
 
-    def check(result: dict) -> None:
-        got, decoded = _steps(result, 2)
-        _check_encoding(got, text, {}, PATTERN, specials, "special tokens",
+    def judge(steps: list) -> None:
+        _check_encoding(steps[0], text, {}, PATTERN, specials, "special tokens",
                         known=("specials_split", "shortest_first"))
-        _check_decode(decoded, expected, {}, specials, text)
+        _check_decode(steps[1], expected, {}, specials, text)
 
-    steps = [("encode", [text], {}), ("decode", [expected], {})]
-    return Case(f"special tokens (untrained): {EOT} is one token, never split by the pattern",
-                _call(steps, kwargs=_kwargs(PATTERN, specials)), check)
+    return _bpe_case(f"special tokens (untrained): {EOT} is one token, never split by the "
+                     "pattern", [("encode", text), ("decode", expected)], judge, PATTERN,
+                     specials)
 
 
 def _special_trained_case(gen, vocabulary) -> Case:
@@ -595,11 +582,9 @@ def _special_trained_case(gen, vocabulary) -> Case:
     specials = {EOT: vocab_size, SEP: vocab_size + 1}
     a, b = _text(gen, vocabulary, 12), _text(gen, vocabulary, 12)
     both = a + EOT + b + SEP
-    ref = _trained(text, vocab_size, PATTERN, specials)
-    ref_both = ref.encode(both)
+    ref_both = _trained(text, vocab_size, PATTERN, specials).encode(both)
 
-    def check(result: dict) -> None:
-        steps = _steps(result, 6)
+    def judge(steps: list) -> None:
         merges = _parse_merges(steps[1])
         _check_encoding(steps[4], both, merges, PATTERN, specials, "text with special tokens",
                         known=("specials_split", "frequency", "no_presplit", "rtl"))
@@ -609,11 +594,10 @@ def _special_trained_case(gen, vocabulary) -> Case:
                            "encode(b): a special token cuts the text in two")
         _check_decode(steps[5], ref_both, merges, specials, both)
 
-    steps = [("train", [text, vocab_size], {}), GET_MERGES, ("encode", [a], {}),
-             ("encode", [b], {}), ("encode", [both], {}), ("decode", [ref_both], {})]
-    return Case("special tokens after training: encode(a + special + b) == "
-                "encode(a) + [id] + encode(b)", _call(steps, kwargs=_kwargs(PATTERN, specials)),
-                check)
+    steps = [("train", text, vocab_size), MERGES, ("encode", a), ("encode", b),
+             ("encode", both), ("decode", ref_both)]
+    return _bpe_case("special tokens after training: encode(a + special + b) == encode(a) + "
+                     "[id] + encode(b)", steps, judge, PATTERN, specials)
 
 
 def _retrain_case(gen, vocabulary) -> Case:
@@ -625,8 +609,7 @@ def _retrain_case(gen, vocabulary) -> Case:
     earlier = _trained(first, vocab_size, PATTERN)
     sample = _text(gen, vocabulary, 20)
 
-    def check(result: dict) -> None:
-        steps = _steps(result, 5)
+    def judge(steps: list) -> None:
         merges = _parse_merges(steps[3])
         if any(p in earlier.merges and p not in ref.merges for p in merges):
             raise Mismatch(NOT_RESET)
@@ -636,31 +619,29 @@ def _retrain_case(gen, vocabulary) -> Case:
             raise Mismatch(STALE_ENCODE)
         _check_encoding(got, sample, merges, PATTERN, None, "encode after a second train")
 
-    steps = [("train", [first, vocab_size], {}), ("encode", [sample], {}),
-             ("train", [second, vocab_size], {}), GET_MERGES, ("encode", [sample], {})]
-    return Case("train twice: the second training starts from scratch, encode follows it",
-                _call(steps, kwargs=_kwargs(PATTERN)), check)
+    steps = [("train", first, vocab_size), ("encode", sample), ("train", second, vocab_size),
+             MERGES, ("encode", sample)]
+    return _bpe_case("train twice: the second training starts from scratch, encode follows it",
+                     steps, judge, PATTERN)
 
 
 def _early_stop_case(gen) -> Case:
     text = _word(gen, "abc", 4, 7)
-    vocab_size = 300
-
     return _train_case(gen, f"degenerate: {text!r} with vocab_size=300 stops when no pair is "
-                       "left", text, vocab_size, None, encode=[text], points=0.5,
+                       "left", text, 300, None, encode=[text], points=0.5,
                        variants_of=("largest", "first", "stale", "rtl"))
 
 
 def _no_merge_case(gen, text: str, vocab_size: int) -> Case:
-    def check(result: dict) -> None:
-        merges = _parse_merges(_steps(result, 2)[1])
+    def judge(steps: list) -> None:
+        merges = _parse_merges(steps[1])
         if merges:
             raise Mismatch("an empty text, or vocab_size=256, leaves nothing to merge: "
                            f"`merges` should be empty, yours has {len(merges)}")
 
     what = "an empty text" if not text else "a text"
-    return Case(f"degenerate: train({what}, {vocab_size}) makes no merges",
-                _call([("train", [text, vocab_size], {}), GET_MERGES]), check, points=0.25)
+    return _bpe_case(f"degenerate: train({what}, {vocab_size}) makes no merges",
+                     [("train", text, vocab_size), MERGES], judge, points=0.25)
 
 
 def bpe_cases(gen: torch.Generator) -> list[Case]:

@@ -11,11 +11,10 @@ from torch import Tensor
 from autograder.compare import Mismatch
 from autograder.exercises.common import (
     expect,
-    expect_inputs_untouched,
-    expect_property,
-    expect_shape,
+    expect_answer,
     expect_state,
     hidden_input,
+    known_mistakes,
     module_call,
     module_case,
     randn,
@@ -24,6 +23,7 @@ from autograder.exercises.common import (
     script_call,
     state_case,
     swiglu_state,
+    twin_case,
 )
 from autograder.grading import Case
 from solutions import RMSNorm, SwiGLU
@@ -134,25 +134,17 @@ def _rmsnorm_scale_case(gen) -> Case:
     ref = RMSNorm(dim)
     ref.load_state_dict({"weight": weight})
     expected, _ = run_reference(ref, [x])
-    mistakes = _rmsnorm_mistakes(x[0], weight, ref.eps, default=True)
 
-    def check(result: dict) -> None:
-        y = result["output"]
+    def prop(y) -> None:
+        if not torch.allclose(y[0], y[1], rtol=1e-4, atol=1e-5):
+            raise Mismatch(f"scaling the input by {c:.1f} changed your output; RMSNorm "
+                           "divides by the RMS, so it should not")
 
-        def prop(y) -> None:
-            if not torch.allclose(y[0], y[1], rtol=1e-4, atol=1e-5):
-                raise Mismatch(f"scaling the input by {c:.1f} changed your output; RMSNorm "
-                               "divides by the RMS, so it should not")
-
-        def value() -> None:
-            expect_shape(y, batch.shape)
-            expect(y[0], expected[0], mistakes=mistakes)  # invariance lets a constant through
-            expect_inputs_untouched(result, [batch])
-
-        expect_property("scaling the input left your output unchanged", prop, value, y, batch.shape)
-
-    call = module_call("RMSNorm", (dim,), None, {"weight": weight}, [batch])
-    return Case("property: scaling the input does not change the output", call, check)
+    # the values are checked on the first input: the invariance lets a constant through
+    return twin_case("property: scaling the input does not change the output",
+                     module_call("RMSNorm", (dim,), None, {"weight": weight}, [batch]),
+                     batch.shape, [batch], expected, _rmsnorm_mistakes(x, weight, ref.eps, True),
+                     "scaling the input left your output unchanged", prop)
 
 
 def rmsnorm_cases(gen: torch.Generator) -> list[Case]:
@@ -297,8 +289,8 @@ def _clear_mistakes(table: Table) -> dict[str, bool]:
 
 def _best_case(name: str, table: Table, points: float = 1.0) -> Case:
     expected = best_activation(table)
-    name_mistakes = {m: w for m, w in _name_mistakes(table).items() if w != expected[0]}
-    clear_mistakes = {m: w for m, w in _clear_mistakes(table).items() if w != expected[1]}
+    name_mistakes = known_mistakes(_name_mistakes(table), expected[0])
+    clear_mistakes = known_mistakes(_clear_mistakes(table), expected[1])
 
     def check(result: dict) -> None:
         out = result["output"]
@@ -313,21 +305,14 @@ def _best_case(name: str, table: Table, points: float = 1.0) -> Case:
         if out["clear"] is None:
             raise Mismatch(f"the second item should be a bool (is the lead clear?), got a "
                            f"{out['clear_type']}")
-        got = (out["name"], out["clear"])
-        if got == expected:
-            return
-        if got[0] not in table:
-            raise Mismatch(f"{got[0]!r} is not one of the table's activations {sorted(table)}")
-        if got[0] != expected[0]:
-            for message, wrong in name_mistakes.items():
-                if got[0] == wrong:
-                    raise Mismatch(message)
-            raise Mismatch(f"the lowest mean final loss is {expected[0]!r}'s, not {got[0]!r}'s")
-        for message, wrong in clear_mistakes.items():
-            if got[1] == wrong:
-                raise Mismatch(message)
-        raise Mismatch(f"{expected[0]!r} is right, but its lead is {'' if expected[1] else 'not '}"
-                       f"clear here (got clear={got[1]})")
+        if out["name"] not in table:
+            raise Mismatch(f"{out['name']!r} is not one of the table's activations "
+                           f"{sorted(table)}")
+        expect_answer(out["name"], expected[0], name_mistakes, f"the lowest mean final loss is "
+                      f"{expected[0]!r}'s, not {out['name']!r}'s")
+        expect_answer(out["clear"], expected[1], clear_mistakes, f"{expected[0]!r} is right, but "
+                      f"its lead is {'' if expected[1] else 'not '}clear here (got clear="
+                      f"{out['clear']})")
 
     pairs = [[k, list(v)] for k, v in table.items()]
     return Case(name, script_call(BEST_SCRIPT, pairs=pairs), check, points)

@@ -18,10 +18,13 @@ from torch import Tensor
 
 from autograder.compare import Mismatch, describe
 from autograder.exercises.common import (
-    expect_grads,
+    expect_answer,
     expect_inputs_untouched,
-    expect_property,
     function_call,
+    function_case,
+    hidden_input,
+    known_mistakes,
+    property_case,
     randn,
     script_call,
 )
@@ -106,8 +109,6 @@ REPEAT_INTERLEAVE = ("your cos/sin tables repeat each angle twice in a row (repe
                      "the interleaved layout) while rotate_half pairs x[i] with "
                      "x[i + head_dim/2]: build them with cat((angles, angles), -1)")
 THETA_IGNORED = "you ignored the `theta` argument (rotated with theta = 10000 instead)"
-NOT_ROTATION = ("each pair (x[i], x[i + head_dim/2]) must be rotated by one angle: "
-                "(a cos - b sin, b cos + a sin)")
 COS_SIN_SWAPPED = ("cos and sin are swapped: x * cos + rotate_half(x) * sin, so that position 0 "
                    "(angle 0) leaves x unchanged")
 THETA_DEFAULT = "apply_rope(x, positions) must default to theta=10000.0; yours behaves like {}"
@@ -122,9 +123,9 @@ def _rope_mistakes(x: Tensor, positions: Tensor, theta: float,
     half = torch.arange(0, D, 2, dtype=torch.float64)
     out: dict[str, list] = {}
 
-    def add(message, inv_freq, rotate):
+    def add(message, inv_freq, rotate, at=positions):
         for f32 in (True, False):
-            angles = _angles(positions, inv_freq, f32)
+            angles = _angles(at, inv_freq, f32)
             out.setdefault(message, []).append((rotate(angles), angles.abs().amax(dim=-1)))
 
     inv = _inv_freq(D, theta)
@@ -132,10 +133,7 @@ def _rope_mistakes(x: Tensor, positions: Tensor, theta: float,
     add(WRONG_WAY, inv, lambda a: _rotate(x, -a))
     add(POSITIVE_EXPONENT, 1 / inv, lambda a: _rotate(x, a))
     if not torch.equal(positions, torch.arange(T)):
-        for f32 in (True, False):
-            angles = _angles(torch.arange(T), inv, f32)
-            out.setdefault(IGNORES_POSITIONS, []).append(
-                (_rotate(x, angles), angles.abs().amax(dim=-1)))
+        add(IGNORES_POSITIONS, inv, lambda a: _rotate(x, a), torch.arange(T))
     add(FULL_FREQS, _inv_freq(D, theta, torch.arange(D, dtype=torch.float64) / D),
         lambda a: _rotate_full(x, a))
     add(NO_TWO, _inv_freq(D, theta, half / 2 / D), lambda a: _rotate(x, a))
@@ -208,108 +206,88 @@ def _expect_rope(actual, x: Tensor, positions: Tensor, theta: float, what: str =
 
 def _rope_case(gen, name, shape, positions, theta=None, dtype=torch.float32, grad=False,
                zero=False, scale=1.0, points=1.0) -> Case:
-    x = torch.zeros(shape) if zero else randn(gen, *shape, scale=scale)
-    x = x.to(dtype)
+    x, grad_output = hidden_input(gen, shape, dtype, zero, scale, grad)
     positions = positions.long()
     th = ROPE_THETA if theta is None else theta
     kwargs = {} if theta is None else {"theta": theta}
-    grad_output = randn(gen, *shape, dtype=dtype) if grad else None
-    grads = {}
+    grads = None
     if grad:
         xr = x.clone().requires_grad_(True)
         apply_rope(xr, positions, th).backward(grad_output)
         grads = {"inputs": [xr.grad]}
     mistakes = _rope_mistakes(x, positions, th, default=theta is None)
+    return function_case(name, "apply_rope", [x, positions], None, grads, grad_output,
+                         points=points, kwargs=kwargs, check_output=lambda result: _expect_rope(
+                             result["output"], x, positions, th, mistakes=mistakes))
 
-    def check(result: dict) -> None:
-        _expect_rope(result["output"], x, positions, th, mistakes=mistakes)
-        if grad:
-            expect_grads(result, grads)
-        expect_inputs_untouched(result, [x, positions])
 
-    call = function_call("apply_rope", [x, positions], kwargs=kwargs, grad_output=grad_output)
-    return Case(name, call, check, points)
+def _rope_property_case(name: str, holds: str, x: Tensor, positions: Tensor, prop,
+                        untouched: bool = False) -> Case:
+    """A property of RoPE (theta 10000) on ``x`` at ``positions``; the values are checked too."""
+    mistakes = _rope_mistakes(x, positions, ROPE_THETA)
+
+    def value(result: dict) -> None:
+        _expect_rope(result["output"], x, positions, ROPE_THETA, mistakes=mistakes)
+        if untouched:
+            expect_inputs_untouched(result, [x, positions])
+
+    return property_case(name, function_call("apply_rope", [x, positions]), x.shape, holds,
+                         prop, value)
 
 
 def _rope_identity_case(gen) -> Case:
-    """Property: at position 0 every angle is 0, so RoPE returns x unchanged."""
     x = randn(gen, 2, 3, 5, 16)
-    positions = torch.zeros(5, dtype=torch.long)
-    mistakes = _rope_mistakes(x, positions, ROPE_THETA)
 
-    def check(result: dict) -> None:
-        y = result["output"]
+    def prop(y) -> None:
+        if not torch.allclose(y.double(), x.double(), rtol=1e-5, atol=1e-6):
+            raise Mismatch("with every position 0 all angles are 0, so RoPE must return x "
+                           "unchanged (cos 0 = 1, sin 0 = 0); yours changes it")
 
-        def prop(y) -> None:
-            if not torch.allclose(y.double(), x.double(), rtol=1e-5, atol=1e-6):
-                raise Mismatch("with every position 0 all angles are 0, so RoPE must return x "
-                               "unchanged (cos 0 = 1, sin 0 = 0); yours changes it")
-
-        def value() -> None:
-            _expect_rope(y, x, positions, ROPE_THETA, mistakes=mistakes)
-            expect_inputs_untouched(result, [x, positions])
-
-        expect_property("position 0 left x unchanged", prop, value, y, x.shape)
-
-    return Case("property: position 0 is the identity",
-                function_call("apply_rope", [x, positions]), check)
+    return _rope_property_case("property: position 0 is the identity",
+                               "position 0 left x unchanged", x,
+                               torch.zeros(5, dtype=torch.long), prop, untouched=True)
 
 
 def _rope_norm_case(gen) -> Case:
-    """Property: a rotation keeps the length of every vector."""
+    """A rotation keeps the length of every vector."""
     x = randn(gen, 3, 12, 32)
-    positions = torch.randint(0, 3000, (12,), generator=gen)
-    mistakes = _rope_mistakes(x, positions, ROPE_THETA)
 
-    def check(result: dict) -> None:
-        y = result["output"]
+    def prop(y) -> None:
+        before, after = x.double().norm(dim=-1), y.double().norm(dim=-1)
+        change = ((after - before).abs() / before).max().item()
+        if change > 1e-4:
+            raise Mismatch("RoPE rotates each pair (x[i], x[i + head_dim/2]) by an angle, so it "
+                           "must keep every vector's length; yours changes it by up to "
+                           f"{100 * change:.3g} %")
 
-        def prop(y) -> None:
-            before, after = x.double().norm(dim=-1), y.double().norm(dim=-1)
-            change = ((after - before).abs() / before).max().item()
-            if change > 1e-4:
-                raise Mismatch("RoPE rotates each pair (x[i], x[i + head_dim/2]) by an angle, "
-                               "so it must keep every vector's length; yours changes it by up "
-                               f"to {100 * change:.3g} %")
-
-        expect_property("every vector kept its norm", prop, lambda: _expect_rope(
-            y, x, positions, ROPE_THETA, mistakes=mistakes), y, x.shape)
-
-    return Case("property: every vector keeps its norm (positions up to 3000)",
-                function_call("apply_rope", [x, positions]), check)
+    return _rope_property_case("property: every vector keeps its norm (positions up to 3000)",
+                               "every vector kept its norm", x,
+                               torch.randint(0, 3000, (12,), generator=gen), prop)
 
 
 def _rope_relative_case(gen) -> Case:
-    """Property: q . k after RoPE depends only on the offset between the two positions.
-
-    x[0] holds the same q at every index and x[1] the same k; the positions come in pairs
-    (p, p + s) with one offset s, so the three dot products of the pairs must be equal."""
+    """q . k after RoPE depends only on the offset between the two positions: x[0] holds the
+    same q at every index and x[1] the same k; the positions come in pairs (p, p + s) with one
+    offset s, so the three dot products of the pairs must be equal."""
     D, offset = 16, int(torch.randint(1, 40, (1,), generator=gen))
     q, k = randn(gen, D), randn(gen, D)
     starts = [0] + torch.randint(50, 2000, (2,), generator=gen).tolist()
     positions = torch.tensor([p for s in starts for p in (s, s + offset)])
     x = torch.stack([q.expand(6, D), k.expand(6, D)]).contiguous()  # (2, 6, D)
     size = float(q.norm() * k.norm())
-    mistakes = _rope_mistakes(x, positions, ROPE_THETA)
 
-    def check(result: dict) -> None:
-        y = result["output"]
+    def prop(y) -> None:
+        yd = y.double()
+        dots = [float(yd[0, 2 * i] @ yd[1, 2 * i + 1]) for i in range(3)]
+        tol = size * (1e-5 + 4 * ANGLE_TOL * max(starts + [0]) + 4 * ANGLE_TOL * offset)
+        if max(dots) - min(dots) > tol:
+            listed = ", ".join(f"q at {starts[i]} . k at {starts[i] + offset}: {dots[i]:.4g}"
+                               for i in range(3))
+            raise Mismatch(f"after RoPE, q . k must depend only on the offset between the "
+                           f"positions (here {offset}), but yours gives {listed}")
 
-        def prop(y) -> None:
-            yd = y.double()
-            dots = [float(yd[0, 2 * i] @ yd[1, 2 * i + 1]) for i in range(3)]
-            tol = size * (1e-5 + 4 * ANGLE_TOL * max(starts + [0]) + 4 * ANGLE_TOL * offset)
-            if max(dots) - min(dots) > tol:
-                listed = ", ".join(f"q at {starts[i]} . k at {starts[i] + offset}: {dots[i]:.4g}"
-                                   for i in range(3))
-                raise Mismatch(f"after RoPE, q . k must depend only on the offset between the "
-                               f"positions (here {offset}), but yours gives {listed}")
-
-        expect_property("q . k depended only on the offset", prop, lambda: _expect_rope(
-            y, x, positions, ROPE_THETA, mistakes=mistakes), y, x.shape)
-
-    return Case("property: q . k after RoPE depends only on the offset",
-                function_call("apply_rope", [x, positions]), check)
+    return _rope_property_case("property: q . k after RoPE depends only on the offset",
+                               "q . k depended only on the offset", x, positions, prop)
 
 
 def rope_cases(gen: torch.Generator) -> list[Case]:
@@ -594,8 +572,7 @@ def _limit_case(name: str, table: Losses, train_len: int, factor: float | None =
                 gen: torch.Generator | None = None, points: float = 1.0) -> Case:
     f = DEFAULT_FACTOR if factor is None else factor
     expected = extrapolation_limit(table, train_len, f)
-    mistakes = {m: w for m, w in _limit_mistakes(table, train_len, f, factor is None).items()
-                if w != expected}
+    mistakes = known_mistakes(_limit_mistakes(table, train_len, f, factor is None), expected)
     pairs = []
     for scheme, by_length in table.items():
         rows = [[n, loss] for n, loss in by_length.items()]
@@ -630,11 +607,9 @@ def _limit_case(name: str, table: Losses, train_len: int, factor: float | None =
             else:
                 raise Mismatch(f"the value for {scheme!r} should be a length (an int) or None, "
                                f"got a {item['kind']}")
+        expect_answer(got, expected, mistakes)
         if got == expected:
             return
-        for message, wrong in mistakes.items():
-            if got == wrong:
-                raise Mismatch(message)
         if set(got) != set(expected):
             raise Mismatch(f"the result should have one entry per scheme of the table, "
                            f"{sorted(expected)}; got {sorted(got)}")

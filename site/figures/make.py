@@ -39,6 +39,9 @@ import torch.nn.functional as F  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from train_speed import SHAPES, SWITCHES  # noqa: E402  (the speed page's shapes and switches)
 
 from solutions import (  # noqa: E402
     BPETokenizer,
@@ -832,6 +835,40 @@ def step_breakdown() -> plt.Figure:
         ax.set_xlim(0, 1.7)
         ax.set(xlabel="time of the parts / GPT-2 style's total", title=name.replace("_", "-"))
     axes[-1].legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+@figure("week7/ladder")
+def speed_ladder() -> plt.Figure:
+    """The CPU ladder of the speed page: tokens/s with every switch on, then each one off."""
+    rows = []  # (configuration, tokens/s or None, the ratio or the note)
+    for line in speed_block("python benchmarks/train_speed.py --ladder"):
+        if not line.startswith(tuple(SHAPES)):
+            continue
+        rest = line.split(maxsplit=1)[1]
+        name = next(n for n in ("everything on", *(f"without {s}" for s in SWITCHES))
+                    if rest.startswith(n + " "))
+        cells = rest.removeprefix(name).split()  # ms/step, tokens/s, time vs on; or a note
+        if len(cells) == 3 and cells[2].endswith("x"):
+            rows.append((name, float(cells[1].replace(",", "")), cells[2]))
+        else:
+            rows.append((name, None, " ".join(cells)))
+    fig, ax = plt.subplots(figsize=(7.6, 0.45 * len(rows) + 1.4))
+    top = max(r[1] for r in rows if r[1] is not None)
+    for y, (name, rate, label) in enumerate(rows):
+        if rate is None:  # a switch with nothing to measure here: say why instead of a bar
+            ax.text(0.01 * top, y, label, va="center", fontsize=8, color=fg(), style="italic")
+            continue
+        ax.barh(y, rate, color=C[0] if name == "everything on" else C[1])
+        ax.text(rate, y, f" {rate:,.0f} ({label})", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.3)
+    ax.set(xlabel="tokens per second (median trainer step; in brackets: time vs everything on)",
+           title="the speed ladder on the 2-core CPU (not a GPU), CPU shape, one thread")
+    ax.grid(axis="x", alpha=0.4)
+    ax.set_axisbelow(True)
     fig.tight_layout()
     return fig
 

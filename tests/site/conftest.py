@@ -33,6 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Offline: every host name but 127.0.0.1 fails to resolve, and no proxy may resolve it.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--no-proxy-server",
 ]
 LOCAL_HOSTS = {"127.0.0.1"}
 
@@ -161,21 +164,30 @@ class Browsing:
         assert not self.errors, f"console errors: {self.errors}"
 
 
-@pytest.fixture
-def browsing(chromium):
-    context = chromium.new_context()
+def leaves_this_machine(url: str) -> bool:
+    host = urlsplit(url).hostname  # None for data:, blob: and about: URLs
+    return host is not None and host not in LOCAL_HOSTS
+
+
+def watched_page(chromium, **context_options) -> Browsing:
+    """A page in a fresh context that records requests leaving 127.0.0.1 and console errors.
+
+    The browser's own flags (CHROMIUM_ARGS) make those requests fail. Listening, rather than
+    routing every request through Python, keeps chromium's cache on, which Playwright turns
+    off for a context with routes.
+    """
+    context = chromium.new_context(**context_options)
     state = Browsing(page=None)
-
-    def only_local(route):
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            state.external.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_local)
+    context.on("request", lambda request: leaves_this_machine(request.url)
+               and state.external.append(request.url))
     state.page = context.new_page()
     state.watch(state.page)
+    return state
+
+
+@pytest.fixture
+def browsing(chromium):
+    state = watched_page(chromium)
     yield state
-    context.close()
+    state.page.context.close()
     state.assert_clean()

@@ -11,10 +11,30 @@ import math
 import pytest
 
 from autograder import registry
+from tests.site.conftest import watched_page
 
 pytestmark = [pytest.mark.site, pytest.mark.browser]
 
 PASS_MARK = 70
+
+
+def test_requests_off_this_machine_fail_and_are_recorded(chromium, server):
+    state = watched_page(chromium)
+    try:
+        state.page.goto(server)
+        url = "https://cdn.example.com/library.js"
+        outcome = state.page.evaluate(
+            "url => fetch(url, {mode: 'no-cors'}).then(() => 'loaded', () => 'failed')", url)
+        assert outcome == "failed", "chromium reached a host other than 127.0.0.1"
+        assert state.external == [url]
+        # The same server by another name is refused too: the browser resolves no names.
+        alias = server.replace("127.0.0.1", "localhost")
+        outcome = state.page.evaluate(
+            "url => fetch(url, {mode: 'no-cors'}).then(() => 'loaded', () => 'failed')", alias)
+        assert outcome == "failed", "chromium resolved localhost"
+        assert state.external == [url, alias]
+    finally:
+        state.page.context.close()
 
 
 def wait_for_mathjax(page) -> None:
