@@ -351,3 +351,27 @@ def expect_answer(got, expected, mistakes: dict, otherwise: str | None = None) -
 
 
 # ---------------------------------------------------------------- weeks 5 to 9
+
+
+def randint(gen: torch.Generator, lo: int, hi: int) -> int:
+    """A hidden integer in ``[lo, hi)``."""
+    return int(torch.randint(lo, hi, (1,), generator=gen))
+
+
+def name_mistake(mistakes: dict, matches: Callable[[object], bool]) -> None:
+    """Raise the message of the first of ``mistakes`` (message -> wrong value) whose value
+    ``matches`` the learner's; return if none does."""
+    for message, wrong in mistakes.items():
+        if matches(wrong):
+            raise Mismatch(message)
+
+
+def function_reference(function: Callable, inputs: list[Tensor], grad_output=None):
+    """The reference ``function(*inputs)`` run as the worker runs the learner's: its output
+    and, backpropagating ``grad_output``, ``{"inputs": [their gradients]}`` (else ``{}``)."""
+    inputs = [t.clone().requires_grad_(grad_output is not None) for t in inputs]
+    out = function(*inputs)
+    if grad_output is None:
+        return out.detach(), {}
+    out.backward(grad_output)
+    return out.detach(), {"inputs": [t.grad for t in inputs]}

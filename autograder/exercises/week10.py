@@ -101,6 +101,7 @@ def _logprob_mistakes(logits: Tensor, labels: Tensor, mask: Tensor) -> dict[str,
     m = mask.double()
     probs = logits.double().softmax(-1).gather(-1, labels[..., None])[..., 0]
     over_time = logits.double().log_softmax(1).gather(-1, labels[..., None])[..., 0]
+    over_batch = logits.double().log_softmax(0).gather(-1, labels[..., None])[..., 0]
     mistakes = {
         "you average over the masked tokens: sum them (a sequence's log-probability is the "
         "sum over its tokens)": (tok * m).sum(-1) / m.sum(-1),
@@ -117,6 +118,10 @@ def _logprob_mistakes(logits: Tensor, labels: Tensor, mask: Tensor) -> dict[str,
             -(tok * m).sum(-1),
         "the log-softmax must run over the vocabulary (the last dimension), not over the "
         "positions": (over_time * m).sum(-1),
+        "the log-softmax must run over the vocabulary, dim=-1, not over the batch (without "
+        "dim=, F.log_softmax picks dim 0 for a 3-D tensor)": (over_batch * m).sum(-1),
+        "sum the masked tokens' log-probabilities: a mean over the sequence divides the sum by "
+        "its length T": (tok * m).mean(-1),
     }
     for message, (tok_shifted, m_shifted) in _shifted_again(logits, labels, mask).items():
         mistakes[message] = (tok_shifted * m_shifted).sum(-1)
@@ -539,6 +544,7 @@ def _forward_mistakes(x: Tensor, lora_state: dict, r: int, alpha: float) -> dict
         "alpha // r is integer division: scaling = alpha / r": base + (alpha // r) * update,
         "the base layer's output is missing: base(x) + scaling * lora_B(lora_A(x))":
             (alpha / r) * update,
+        "the LoRA path is missing: add scaling * lora_B(lora_A(x)) to base(x)": base,
     }
     if b is not None:
         m["the base layer's bias is missing: call base(x) (weight and bias)"] = \
@@ -674,6 +680,8 @@ def _lora_merge_case(gen, name, fin, fout, r, alpha, bias) -> Case:
         "your merge forgets the scaling: W + (alpha / r) * B @ A": W + Bm @ A,
         "your merge uses r / alpha: W + (alpha / r) * B @ A": W + (r / alpha) * Bm @ A,
         "your merge returns the base weight alone: add (alpha / r) * B @ A": W,
+        "your merged weight is (alpha / r) * B @ A alone: add the base weight W to it":
+            (alpha / r) * Bm @ A,
     }
 
     def check(result: dict) -> None:

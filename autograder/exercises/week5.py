@@ -14,12 +14,15 @@ from autograder.exercises.common import (
     expect_inputs_untouched,
     expect_mask,
     function_call,
+    function_reference,
     future_batch,
     future_case,
     hidden_input,
     linear,
     module_call,
     module_case,
+    name_mistake,
+    randint,
     randn,
     reference_run,
     same_as,
@@ -72,26 +75,18 @@ def _repeat_kv_case(gen, name, shape, n_rep, dtype=torch.float32, grad=False,
                     transposed=False, points=1.0) -> Case:
     B, H, T, D = shape
     if transposed:  # (B, T, H, D) seen as (B, H, T, D): what k.view(...).transpose(1, 2) gives
-        x = randn(gen, B, T, H, D).to(dtype).transpose(1, 2)
+        x = randn(gen, B, T, H, D, dtype=dtype).transpose(1, 2)
     else:
-        x = randn(gen, *shape).to(dtype)
-    xr = x.clone().requires_grad_(grad)
-    out = repeat_kv(xr, n_rep)
-    grad_output = None
-    expected_grad = None
-    if grad:
-        grad_output = randn(gen, *out.shape, dtype=dtype)
-        out.backward(grad_output)
-        expected_grad = xr.grad
-    expected = out.detach().clone()
+        x = randn(gen, *shape, dtype=dtype)
+    grad_output = randn(gen, B, H * n_rep, T, D, dtype=dtype) if grad else None
+    expected, grads = function_reference(lambda t: repeat_kv(t, n_rep), [x], grad_output)
     mistakes = _repeat_kv_mistakes(x, n_rep)
 
     def check(result: dict) -> None:
-        actual = result["output"]
-        _check_repeat_shape(actual, x, n_rep)
-        expect(actual, expected, mistakes=mistakes)
+        _check_repeat_shape(result["output"], x, n_rep)
+        expect(result["output"], expected, mistakes=mistakes)
         if grad:
-            expect_grads(result, {"inputs": [expected_grad]})
+            expect_grads(result, grads)
         expect_inputs_untouched(result, [x])
 
     call = function_call("repeat_kv", [x], [n_rep], grad_output=grad_output)
@@ -176,9 +171,7 @@ def _mask_case(name: str, T: int, window: int | None, args=None, kwargs=None,
 
 
 def sliding_window_mask_cases(gen: torch.Generator) -> list[Case]:
-    T1 = int(torch.randint(12, 40, (1,), generator=gen))
-    w1 = int(torch.randint(2, 8, (1,), generator=gen))
-    T2 = int(torch.randint(6, 20, (1,), generator=gen))
+    T1, w1, T2 = randint(gen, 12, 40), randint(gen, 2, 8), randint(gen, 6, 20)
     return [
         _mask_case("T = 5, window = 3: bool, 0 <= i - j < window", 5, 3, points=3),
         _mask_case(f"T = {T1}, window = {w1}", T1, w1, points=2),
@@ -209,13 +202,13 @@ def _attn_weights(gen, dim: int, n_heads: int, n_kv: int) -> dict[str, Tensor]:
 
 def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
                   window: int | None, theta: float = ROPE_THETA, rope: str = "qk",
-                  kv_map: str = "div", mask: str = "ok", scale: float | None = None) -> Tensor:
+                  kv_map: str = "div", allowed: Tensor | None = None,
+                  scale: float | None = None) -> Tensor:
     """One variant of GQA attention in float64: the reference and the known mistakes.
 
     ``rope``: which of q, k, v are rotated ("qk" is right; "wide" rotates the full projections
     before the heads are split; "interleaved" pairs (2i, 2i+1)); ``kv_map``: "div" (h // n_rep,
-    right) or "mod" (h % n_kv, tiled); ``mask``: "ok", "causal" (window ignored), "plus1"
-    (i - j <= w), "minus1" (i - j < w - 1), "none", "nocausal" (i - j < w only).
+    right) or "mod" (h % n_kv, tiled); ``allowed``: a wrong (T, T) mask instead of the window's.
     """
     w = {k: t.to(x.dtype).double() for k, t in w.items()}  # the weights as the learner has them
     x = x.double()
@@ -225,9 +218,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     q, k, v = (x @ w[f"{p}_proj.weight"].T for p in "qkv")  # (B, T, H*D), (B, T, H_kv*D)
     if rope == "wide":
         q, k = apply_rope(q, pos, theta), apply_rope(k, pos, theta)
-    q = q.view(B, T, n_heads, D).transpose(1, 2)
-    k = k.view(B, T, n_kv, D).transpose(1, 2)
-    v = v.view(B, T, n_kv, D).transpose(1, 2)
+    q, k, v = (t.view(B, T, -1, D).transpose(1, 2) for t in (q, k, v))  # (B, H or H_kv, T, D)
     rot = rope_interleaved if rope == "interleaved" else apply_rope
     if rope in ("qk", "q", "qkv", "interleaved"):
         q = rot(q, pos, theta)
@@ -238,11 +229,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
     heads = torch.arange(n_heads)
     idx = heads // (n_heads // n_kv) if kv_map == "div" else heads % n_kv
     k, v = k[:, idx], v[:, idx]
-    win = math.inf if window is None else window
-    allowed = {"ok": sliding_window_mask(T, window), "causal": _band(T, 0, math.inf),
-               "plus1": _band(T, 0, win + 1), "minus1": _band(T, 0, win - 1),
-               "none": _band(T, -math.inf, math.inf),
-               "nocausal": _band(T, -math.inf, win)}[mask]
+    allowed = sliding_window_mask(T, window) if allowed is None else allowed
     scores = q @ k.transpose(-2, -1) * (D**-0.5 if scale is None else scale)
     y = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v  # (B, H, T, D)
     return y.transpose(1, 2).reshape(B, T, n_heads * D) @ w["o_proj.weight"].T
@@ -250,7 +237,7 @@ def _attn_variant(x: Tensor, w: dict[str, Tensor], n_heads: int, n_kv: int,
 
 def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
     T, dim = x.shape[1], x.shape[2]
-    v = lambda **kw: _attn_variant(x, w, n_heads, n_kv, window, theta, **kw)  # noqa: E731
+    v = lambda **kw: _attn_variant(x, w, n_heads, n_kv, window, **{"theta": theta, **kw})
     mistakes = {
         "no RoPE: rotate q and k with apply_rope(..., positions=arange(T), rope_theta) before "
         "the scores, so attention knows where tokens are": v(rope="none"),
@@ -267,27 +254,20 @@ def _attn_mistakes(x, w, n_heads, n_kv, window, theta) -> dict[str, Tensor]:
         "(repeat_interleave), not h % n_kv_heads (what x.repeat(1, n_rep, 1, 1) tiles)":
             v(kv_map="mod"),
         "your attention is not causal: a token must not attend to later tokens (mask j > i)":
-            v(mask="none"),
+            v(allowed=torch.ones(T, T, dtype=torch.bool)),
         "the scores are not scaled: divide by sqrt(head_dim)": v(scale=1.0),
         "you scaled by 1/sqrt(dim); each head scales by 1/sqrt(head_dim)": v(scale=dim**-0.5),
     }
     if theta != ROPE_THETA:
-        mistakes["use the rope_theta given to the constructor, not 10000"] = \
-            _attn_variant(x, w, n_heads, n_kv, window, ROPE_THETA)
+        mistakes["use the rope_theta given to the constructor, not 10000"] = v(theta=ROPE_THETA)
     else:  # built without rope_theta: the default is graded
         for wrong in (500000.0, 1e6):
             mistakes[f"Attention(...) must default to rope_theta={ROPE_THETA}; yours behaves "
-                     f"like rope_theta={wrong:g}"] = _attn_variant(x, w, n_heads, n_kv, window,
-                                                                   wrong)
-    if window is not None:
-        mistakes |= {
-            OFF_BY_ONE: v(mask="plus1"),
-            NOT_CAUSAL_WINDOW: v(mask="nocausal"),
-        }
-        if window > 1:
-            mistakes[SHORT_BY_ONE] = v(mask="minus1")
-        if window < T:
-            mistakes[WINDOW_IGNORED] = v(mask="causal")
+                     f"like rope_theta={wrong:g}"] = v(theta=wrong)
+    if window is not None:  # the window's mistakes, as sliding_window_mask's grader has them
+        masks = _mask_mistakes(T, window)
+        mistakes |= {message: v(allowed=masks[message]) for message in (
+            OFF_BY_ONE, NOT_CAUSAL_WINDOW, SHORT_BY_ONE, WINDOW_IGNORED)}
     return mistakes
 
 
@@ -321,7 +301,7 @@ def _attn_state_case(gen, name, dim, n_heads, n_kv) -> Case:
 def _attn_future_case(gen) -> Case:
     """A property: changing tokens cut.. leaves every output before cut unchanged."""
     dim, n_heads, n_kv, window, T = 32, 4, 2, 4, 11
-    cut = int(torch.randint(3, T - 1, (1,), generator=gen))
+    cut = randint(gen, 3, T - 1)
     weights = _attn_weights(gen, dim, n_heads, n_kv)
     batch = future_batch(gen, T, dim, cut)
     kwargs = {"n_kv_heads": n_kv, "window": window}
@@ -451,9 +431,7 @@ def _kv_case(name, args=(), kwargs=None, points=1.0, n_heads=None) -> Case:
         if isinstance(got, bool) or not isinstance(got, int):
             raise Mismatch(f"kv_cache_bytes should return an int, got {describe(got)}")
         if got != expected:
-            for message, wrong in mistakes.items():
-                if got == wrong:
-                    raise Mismatch(message)
+            name_mistake(mistakes, lambda wrong: got == wrong)
             raise Mismatch(f"got {got:,} bytes, expected {expected:,}")
 
     call = function_call("kv_cache_bytes", args=args, kwargs=kwargs)
@@ -461,7 +439,7 @@ def _kv_case(name, args=(), kwargs=None, points=1.0, n_heads=None) -> Case:
 
 
 def kv_cache_bytes_cases(gen: torch.Generator) -> list[Case]:
-    r = lambda lo, hi: int(torch.randint(lo, hi, (1,), generator=gen))  # noqa: E731
+    r = lambda lo, hi: randint(gen, lo, hi)
     L, H_kv, D, T = r(2, 40), r(1, 9), 2 ** r(4, 8), r(100, 5000)
     batch = r(2, 9)
     return [

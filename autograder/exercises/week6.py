@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,13 +15,14 @@ from autograder.exercises.common import (
     expect_inputs_untouched,
     expect_property,
     function_call,
+    function_reference,
     module_call,
     module_case,
+    name_mistake,
     randn,
     reference_run,
     state_case,
     swiglu_state,
-    well_formed,
 )
 from autograder.grading import Case
 from solutions import MoE, SwiGLU, load_balancing_loss
@@ -55,24 +58,22 @@ def _expect_grads(result: dict, grads: dict) -> None:
     params = grads.get("params", {})
     for name in sorted(params, key=lambda n: n != "gate.weight"):  # the router first
         expected, got = params[name], result.get("param_grads", {}).get(name)
+        router = name == "gate.weight"
         if got is None:
             if expected is None or not expected.any():
                 continue
             hint = (" (the routing weights must come from the router's softmax, so the router "
-                    "learns)") if name == "gate.weight" else ""
+                    "learns)") if router else ""
             raise Mismatch(f"`{name}` received no gradient: is it used in forward?{hint}")
-        if expected is None:
-            expected = torch.zeros_like(got)
-        message = None
-        if name == "gate.weight":
-            message = ("the gradient of the router `gate.weight` differs: the weights of the "
-                       "chosen experts must be differentiable functions of the router logits "
-                       "(softmax, top-k, renormalise), not constants")
         try:
-            expect(got, expected, f"gradient of `{name}`")
+            expect(got, torch.zeros_like(got) if expected is None else expected,
+                   f"gradient of `{name}`")
         except Mismatch:
-            if message:
-                raise Mismatch(message) from None
+            if router:
+                raise Mismatch("the gradient of the router `gate.weight` differs: the weights "
+                               "of the chosen experts must be differentiable functions of the "
+                               "router logits (softmax, top-k, renormalise), not constants") \
+                    from None
             raise
     # after the parameters: a detached router shows first as a missing router gradient
     for i, expected in enumerate(grads.get("inputs", [])):
@@ -94,26 +95,13 @@ def _moe_state(gen, dim: int, hidden: int, n_experts: int, same_experts: bool = 
     return state
 
 
-def _moe_state_shapes(dim: int, hidden: int, n_experts: int) -> dict[str, tuple[int, ...]]:
-    shapes = {"gate.weight": (n_experts, dim)}
-    for e in range(n_experts):
-        shapes[f"experts.{e}.gate_proj.weight"] = (hidden, dim)
-        shapes[f"experts.{e}.up_proj.weight"] = (hidden, dim)
-        shapes[f"experts.{e}.down_proj.weight"] = (dim, hidden)
-    return shapes
-
-
 def _moe_input(gen, shape, state: dict, top_k: int, dtype, zero: bool = False) -> Tensor:
-    dim = shape[-1]
-    tokens = 1
-    for s in shape[:-1]:
-        tokens *= s
     if zero:
         return torch.zeros(shape, dtype=dtype)
     w = state["gate.weight"].to(dtype).double()
     margin = 0.1 if dtype == torch.bfloat16 else 0.02
     flat = _separate(gen, lambda x: x.to(dtype).double() @ w.T,
-                     lambda n: randn(gen, n, dim), tokens, top_k, margin)
+                     lambda n: randn(gen, n, shape[-1]), math.prod(shape[:-1]), top_k, margin)
     return flat.reshape(shape).to(dtype)
 
 
@@ -138,44 +126,41 @@ def _moe_mistakes(x: Tensor, state: dict, n_experts: int, top_k: int):
     def combine(dense_w: Tensor) -> Tensor:
         return (dense_w[..., None] * outs).sum(1).reshape(shape)
 
+    routed = lambda weights, chosen: combine(dense(weights, chosen))  # the k chosen, weighted
+    renormalised = lambda p: p / p.sum(-1, keepdim=True)
     probs = logits.softmax(-1)
     top_p, chosen = probs.topk(top_k, dim=-1)
-    renorm = top_p / top_p.sum(-1, keepdim=True)
+    renorm = renormalised(top_p)
     arg = probs.argmax(-1, keepdim=True)
-    over_tokens = logits.softmax(0)
-    tok_p, tok_chosen = over_tokens.topk(top_k, dim=-1)
-    on_inputs = sum(expert(e, dense(renorm, chosen)[:, e:e + 1] * xf)
-                    for e in range(n_experts)).reshape(shape)
+    tok_p, tok_chosen = logits.softmax(0).topk(top_k, dim=-1)  # softmax over the tokens
+    low_p, low = probs.topk(top_k, dim=-1, largest=False)
     y_mistakes = {}
     if top_k > 1:
         y_mistakes["only one expert per token is used: take the top_k best experts "
-                   "(torch.topk), not the argmax"] = combine(dense(torch.ones_like(arg.double()),
-                                                                   arg))
+                   "(torch.topk), not the argmax"] = routed(torch.ones_like(arg.double()), arg)
         y_mistakes["only one expert per token is used (the argmax, weighted by its "
-                   "probability): take the top_k best experts with torch.topk"] = combine(
-            dense(probs.gather(1, arg), arg))
+                   "probability): take the top_k best experts with torch.topk"] = routed(
+            probs.gather(1, arg), arg)
     if top_k < n_experts:
         y_mistakes["the k chosen weights are not renormalised: divide the top-k "
-                   "probabilities by their sum so that they add up to 1"] = combine(
-            dense(top_p, chosen))
+                   "probabilities by their sum so that they add up to 1"] = routed(top_p, chosen)
         y_mistakes["every expert is used, weighted by its probability: keep only the top_k "
                    "best experts of each token"] = combine(probs)
-        low_p, low = probs.topk(top_k, dim=-1, largest=False)
         y_mistakes["you chose the k LEAST likely experts: take the top_k largest "
-                    "probabilities (torch.topk's default)"] = combine(
-            dense(low_p / low_p.sum(-1, keepdim=True), low))
+                    "probabilities (torch.topk's default)"] = routed(renormalised(low_p), low)
     if top_k > 1:
         y_mistakes["the chosen experts' outputs are summed without their routing weights: "
-                   "weight each by its renormalised probability"] = combine(
-            dense(torch.ones_like(renorm), chosen))
+                   "weight each by its renormalised probability"] = routed(
+            torch.ones_like(renorm), chosen)
     y_mistakes.update({
-        "the routing weights must multiply the experts' outputs, not their inputs":
-            on_inputs,
+        "the routing weights must multiply the experts' outputs, not their inputs": sum(
+            expert(e, dense(renorm, chosen)[:, e:e + 1] * xf)
+            for e in range(n_experts)).reshape(shape),
         "the softmax must run over the experts (the last dimension of the router logits), "
-        "not over the tokens": combine(dense(tok_p / tok_p.sum(-1, keepdim=True), tok_chosen)),
+        "not over the tokens": routed(renormalised(tok_p), tok_chosen),
         "the routing weights must be probabilities: take a softmax of the router logits "
-        "(over all experts, in float32) before choosing and renormalising": combine(
-            dense(logits.gather(1, chosen), chosen)),
+        "(over all experts, in float32) before choosing and renormalising": routed(
+            logits.gather(1, chosen), chosen),
     })
     logit_mistakes = {
         "return the raw router logits, gate(x), not their softmax: the load-balancing loss "
@@ -216,80 +201,75 @@ def _moe_case(gen, name, shape, hidden, n_experts, top_k, dtype=torch.float32, g
                            result, expected, y_mistakes, logit_mistakes, shape[:-1]))
 
 
+SMALL = (16, 24, 4, 2)  # dim, hidden_dim, n_experts, top_k of the property cases
+
+
+def _moe_property_case(name: str, holds: str, state: dict, x: Tensor, prop) -> Case:
+    """A property of the SMALL MoE's output ``y`` on ``x``: ``prop(y, y_mistakes)`` (see
+    ``expect_property``), then the values of ``y`` and the router logits."""
+    expected, _ = reference_run(MoE(*SMALL), state, x)
+    y_mistakes, logit_mistakes = _moe_mistakes(x, state, *SMALL[2:])
+
+    def check(result: dict) -> None:
+        out = result["output"]
+        y = out[0] if isinstance(out, tuple | list) and out else out
+        expect_property(holds, lambda y: prop(y, y_mistakes), lambda: _check_moe_output(
+            result, expected, y_mistakes, logit_mistakes, x.shape[:-1]), y, x.shape)
+
+    return Case(name, module_call("MoE", SMALL, None, state, [x]), check)
+
+
 def _moe_same_experts_case(gen) -> Case:
-    """A property: when every expert is the same SwiGLU, the MoE is that SwiGLU, whatever the
-    routing, because each token's k weights sum to 1."""
-    dim, hidden, n_experts, top_k = 16, 24, 4, 2
-    shape = (2, 6, dim)
+    """When every expert is the same SwiGLU, the MoE is that SwiGLU, whatever the routing,
+    because each token's k weights sum to 1."""
+    dim, hidden, n_experts, top_k = SMALL
     state = _moe_state(gen, dim, hidden, n_experts, same_experts=True)
-    x = _moe_input(gen, shape, state, top_k, torch.float32)
+    x = _moe_input(gen, (2, 6, dim), state, top_k, torch.float32)
     ffn = SwiGLU(dim, hidden)
     ffn.load_state_dict({k.removeprefix("experts.0."): v for k, v in state.items()
                          if k.startswith("experts.0.")})
     with torch.no_grad():
         single = ffn(x)
-    expected, _ = reference_run(MoE(dim, hidden, n_experts, top_k), state, x)
-    y_mistakes, logit_mistakes = _moe_mistakes(x, state, n_experts, top_k)
 
-    def check(result: dict) -> None:
-        out = result["output"]
-        y = out[0] if isinstance(out, tuple | list) and out else out
+    def prop(y: Tensor, y_mistakes: dict) -> bool:
+        if y.dtype != single.dtype:
+            return False
+        if not close(y, single):
+            for message, wrong in y_mistakes.items():
+                if "renormalised" in message and close(y, wrong.to(y.dtype)):
+                    raise Mismatch("with all experts identical the MoE should equal one "
+                                   "expert, but yours scales it: " + message)
+            raise Mismatch("with all experts identical your MoE should equal that one "
+                           "expert (each token's k routing weights sum to 1); it does not")
+        return True
 
-        def prop() -> bool:
-            if not well_formed(y, single.shape) or y.dtype != single.dtype:
-                return False
-            if not close(y, single):
-                for message, wrong in y_mistakes.items():
-                    if "renormalised" in message and close(y, wrong.to(y.dtype)):
-                        raise Mismatch("with all experts identical the MoE should equal one "
-                                       "expert, but yours scales it: " + message)
-                raise Mismatch("with all experts identical your MoE should equal that one "
-                               "expert (each token's k routing weights sum to 1); it does not")
-            return True
-
-        expect_property("with identical experts your MoE equals one expert", prop, lambda:
-                        _check_moe_output(result, expected, y_mistakes, logit_mistakes,
-                                          shape[:-1]))
-
-    call = module_call("MoE", (dim, hidden, n_experts, top_k), None, state, [x])
-    return Case("property: with identical experts the MoE equals one expert (weights sum to 1)",
-                call, check)
+    return _moe_property_case("property: with identical experts the MoE equals one expert "
+                              "(weights sum to 1)",
+                              "with identical experts your MoE equals one expert", state, x, prop)
 
 
 def _moe_permutation_case(gen) -> Case:
-    """A property: routing is per token, so shuffling the tokens shuffles the output."""
-    dim, hidden, n_experts, top_k = 16, 24, 4, 2
+    """Routing is per token, so shuffling the tokens shuffles the output."""
+    dim, hidden, n_experts, top_k = SMALL
     state = _moe_state(gen, dim, hidden, n_experts)
     first = _moe_input(gen, (1, 8, dim), state, top_k, torch.float32)
     perm = torch.randperm(8, generator=gen)
-    x = torch.cat([first, first[:, perm]])  # (2, 8, dim)
-    expected, _ = reference_run(MoE(dim, hidden, n_experts, top_k), state, x)
-    y_mistakes, logit_mistakes = _moe_mistakes(x, state, n_experts, top_k)
 
-    def check(result: dict) -> None:
-        out = result["output"]
-        y = out[0] if isinstance(out, tuple | list) and out else out
+    def prop(y: Tensor, y_mistakes: dict) -> None:
+        if not close(y[1], y[0][perm], rtol=1e-4, atol=1e-5):
+            raise Mismatch("shuffling the tokens changed what each token gets: every token "
+                           "must be routed on its own (softmax over experts, not over tokens)")
 
-        def prop(y) -> None:
-            if not close(y[1], y[0][perm], rtol=1e-4, atol=1e-5):
-                raise Mismatch("shuffling the tokens changed what each token gets: every token "
-                               "must be routed on its own (softmax over experts, not over "
-                               "tokens)")
-
-        expect_property("shuffling the tokens shuffled the output", prop, lambda:
-                        _check_moe_output(result, expected, y_mistakes, logit_mistakes,
-                                          x.shape[:-1]), y, x.shape)
-
-    call = module_call("MoE", (dim, hidden, n_experts, top_k), None, state, [x])
-    return Case("property: each token is routed on its own (shuffled tokens, shuffled output)",
-                call, check)
+    return _moe_property_case("property: each token is routed on its own (shuffled tokens, "
+                              "shuffled output)", "shuffling the tokens shuffled the output",
+                              state, torch.cat([first, first[:, perm]]), prop)
 
 
 def moe_cases(gen: torch.Generator) -> list[Case]:
     return [
         state_case("parameters: gate.weight (n_experts, dim) and experts.{e}.gate_proj / "
                    "up_proj / down_proj, no biases", "MoE", (12, 20, 3, 2),
-                   _moe_state_shapes(12, 20, 3)),
+                   {k: tuple(v.shape) for k, v in MoE(12, 20, 3, 2).state_dict().items()}),
         _moe_case(gen, "float32, 8 experts, top-2, (batch, seq, dim)", (2, 5, 16), 24, 8, 2,
                   points=2),
         _moe_case(gen, "top-1 routing (Switch style), 4 experts", (3, 4, 16), 20, 4, 1),
@@ -352,21 +332,6 @@ def _lbl_mistakes(logits: Tensor, n_experts: int, top_k: int) -> dict[str, Tenso
     return mistakes
 
 
-def _lbl_call(logits: Tensor, n_experts: int, top_k: int, grad_output=None) -> dict:
-    return function_call("load_balancing_loss", [logits], [n_experts, top_k],
-                         grad_output=grad_output)
-
-
-def _lbl_reference(logits: Tensor, n_experts: int, top_k: int, grad: bool):
-    z = logits.clone().requires_grad_(grad)
-    loss = load_balancing_loss(z, n_experts, top_k)
-    grad_output = None
-    if grad:
-        grad_output = torch.tensor(1.0)
-        loss.backward(grad_output)
-    return loss.detach(), (z.grad if grad else None), grad_output
-
-
 def _check_scalar(actual, expected: Tensor, mistakes: dict, loose: bool) -> None:
     if isinstance(actual, Tensor) and actual.numel() == 1 and actual.dim() > 0:
         raise Mismatch(f"return a 0-dimensional tensor (a scalar), not shape "
@@ -377,28 +342,37 @@ def _check_scalar(actual, expected: Tensor, mistakes: dict, loose: bool) -> None
         try:
             check_tensor(actual, expected, "loss", rtol=2e-2, atol=2e-3, check_dtype=False)
         except Mismatch:
-            for message, wrong in mistakes.items():
-                if isinstance(actual, Tensor) and close(actual, wrong, rtol=2e-2, atol=2e-3):
-                    raise Mismatch(message) from None
+            name_mistake(mistakes, lambda wrong: isinstance(actual, Tensor) and close(
+                actual, wrong, rtol=2e-2, atol=2e-3))
             raise
     else:
         expect(actual, expected, "loss", mistakes=mistakes)
 
 
-def _lbl_case(gen, name, n_tokens, n_experts, top_k, dtype=torch.float32, grad=False,
-              zero=False, points=1.0) -> Case:
-    if zero:
-        logits = torch.zeros(n_tokens, n_experts, dtype=dtype)
-    else:
-        logits = _router_logits(gen, n_tokens, n_experts, top_k, dtype)
-    expected, expected_grad, grad_output = _lbl_reference(logits, n_experts, top_k, grad)
+def _lbl_case(name: str, logits: Tensor, top_k: int, grad: bool = False, points: float = 1.0,
+              balanced: bool = False, untouched: bool = True) -> Case:
+    """``load_balancing_loss(logits, n_experts, top_k)`` against the reference; ``balanced``:
+    the logits route perfectly evenly, so the loss must be exactly top_k."""
+    n_experts = logits.shape[1]
+    grad_output = torch.tensor(1.0) if grad else None
+    expected, grads = function_reference(lambda z: load_balancing_loss(z, n_experts, top_k),
+                                         [logits], grad_output)
     mistakes = _lbl_mistakes(logits, n_experts, top_k)
-    loose = dtype != torch.float32
+    loose = logits.dtype != torch.float32
 
     def check(result: dict) -> None:
-        _check_scalar(result["output"], expected, mistakes, loose)
-        if zero and not torch.isclose(result["output"].double(), torch.tensor(float(top_k),
-                                      dtype=torch.float64)):
+        y = result["output"]
+        try:
+            _check_scalar(y, expected, mistakes, loose)
+        except Mismatch as exc:
+            if balanced and str(exc).startswith("your loss differs") and isinstance(
+                    y, Tensor) and y.numel() == 1:
+                raise Mismatch(f"perfectly balanced routing (every expert picked equally "
+                               f"often, equal mean probabilities) should give exactly top_k = "
+                               f"{top_k}; yours gives {float(y):.4g}") from None
+            raise
+        if not logits.any() and not torch.isclose(y.double(), torch.tensor(
+                float(top_k), dtype=torch.float64)):
             raise Mismatch(f"all-equal logits should give exactly top_k = {top_k}")
         if grad:
             if result.get("no_graph"):
@@ -407,65 +381,39 @@ def _lbl_case(gen, name, n_tokens, n_experts, top_k, dtype=torch.float32, grad=F
             got = (result.get("input_grads") or [None])[0]
             if got is None:
                 raise Mismatch("the router logits received no gradient")
-            expect(got, expected_grad, "gradient with respect to the router logits")
-        expect_inputs_untouched(result, [logits])
+            expect(got, grads["inputs"][0], "gradient with respect to the router logits")
+        if untouched:
+            expect_inputs_untouched(result, [logits])
 
-    return Case(name, _lbl_call(logits, n_experts, top_k, grad_output), check, points)
-
-
-def _lbl_balanced_case(gen) -> Case:
-    """A property: when every expert is picked equally often and the mean probabilities are
-    equal (the rows are the cyclic shifts of one vector), the loss is exactly top_k."""
-    n_experts, top_k = 8, 2
-    row = _router_logits(gen, 1, n_experts, top_k, torch.float32)[0]
-    logits = torch.stack([row.roll(s) for s in range(n_experts)] * 3)  # (24, E)
-    expected, _, _ = _lbl_reference(logits, n_experts, top_k, False)
-    mistakes = _lbl_mistakes(logits, n_experts, top_k)
-
-    def check(result: dict) -> None:
-        try:
-            _check_scalar(result["output"], expected, mistakes, False)
-        except Mismatch as exc:
-            y = result["output"]
-            if str(exc).startswith("your loss differs") and isinstance(y, Tensor) \
-                    and y.numel() == 1:
-                raise Mismatch(f"perfectly balanced routing (every expert picked equally "
-                               f"often, equal mean probabilities) should give exactly top_k = "
-                               f"{top_k}; yours gives {float(y):.4g}") from None
-            raise
-        expect_inputs_untouched(result, [logits])
-
-    return Case("property: perfectly balanced routing gives exactly top_k",
-                _lbl_call(logits, n_experts, top_k), check)
-
-
-def _lbl_collapsed_case(gen) -> Case:
-    """Every token sends most of its probability to expert 0: the loss approaches n_experts."""
-    n_experts, top_k, n_tokens = 4, 2, 32
-    logits = _separate(gen, lambda t: t.double(), lambda n: torch.cat(
-        [8.0 + randn(gen, n, 1, scale=0.5), randn(gen, n, n_experts - 1, scale=0.5)], 1),
-        n_tokens, top_k, 1e-3)
-    expected, _, _ = _lbl_reference(logits, n_experts, top_k, False)
-    mistakes = _lbl_mistakes(logits, n_experts, top_k)
-
-    def check(result: dict) -> None:
-        _check_scalar(result["output"], expected, mistakes, False)
-
-    return Case("collapsed routing (one expert takes nearly everything) is penalised",
-                _lbl_call(logits, n_experts, top_k), check)
+    call = function_call("load_balancing_loss", [logits], [n_experts, top_k],
+                         grad_output=grad_output)
+    return Case(name, call, check, points)
 
 
 def load_balancing_loss_cases(gen: torch.Generator) -> list[Case]:
-    return [
-        _lbl_case(gen, "float32, 64 tokens, 8 experts, top-2", 64, 8, 2, points=2),
-        _lbl_case(gen, "top-1 (Switch Transformer), 4 experts", 40, 4, 1),
-        _lbl_case(gen, "top-3 of 16 experts", 50, 16, 3),
-        _lbl_case(gen, "top_k = n_experts gives n_experts", 10, 4, 4),
-        _lbl_case(gen, "gradient with respect to the router logits", 32, 8, 2, grad=True,
+    logits = lambda n_tokens, n_experts, top_k, dtype=torch.float32: _router_logits(
+        gen, n_tokens, n_experts, top_k, dtype)
+    cases = [
+        _lbl_case("float32, 64 tokens, 8 experts, top-2", logits(64, 8, 2), 2, points=2),
+        _lbl_case("top-1 (Switch Transformer), 4 experts", logits(40, 4, 1), 1),
+        _lbl_case("top-3 of 16 experts", logits(50, 16, 3), 3),
+        _lbl_case("top_k = n_experts gives n_experts", logits(10, 4, 4), 4),
+        _lbl_case("gradient with respect to the router logits", logits(32, 8, 2), 2, grad=True,
                   points=2),
-        _lbl_case(gen, "bfloat16 router logits", 48, 8, 2, dtype=torch.bfloat16),
-        _lbl_case(gen, "all-zero logits (uniform router) give top_k, not NaN", 12, 8, 2,
-                  zero=True),
-        _lbl_balanced_case(gen),
-        _lbl_collapsed_case(gen),
+        _lbl_case("bfloat16 router logits", logits(48, 8, 2, torch.bfloat16), 2),
+        _lbl_case("all-zero logits (uniform router) give top_k, not NaN", torch.zeros(12, 8),
+                  2),
+    ]
+    # every expert picked equally often, with equal mean probabilities: the rows are the
+    # cyclic shifts of one vector
+    row = logits(1, 8, 2)[0]
+    balanced = torch.stack([row.roll(s) for s in range(8)] * 3)  # (24, E)
+    # every token sends most of its probability to expert 0: the loss approaches n_experts
+    collapsed = _separate(gen, lambda t: t.double(), lambda n: torch.cat(
+        [8.0 + randn(gen, n, 1, scale=0.5), randn(gen, n, 3, scale=0.5)], 1), 32, 2, 1e-3)
+    return cases + [
+        _lbl_case("property: perfectly balanced routing gives exactly top_k", balanced, 2,
+                  balanced=True),
+        _lbl_case("collapsed routing (one expert takes nearly everything) is penalised",
+                  collapsed, 2, untouched=False),
     ]

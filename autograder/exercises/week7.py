@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autograder.compare import Mismatch, describe
-from autograder.exercises.common import expect, randn, script_call
+from autograder.exercises.common import expect, name_mistake, randint, randn, script_call
 from autograder.grading import Case, given_code
 from solutions.model import GPTConfig, MiniGPT, filter_logits, generate
 
@@ -146,10 +146,9 @@ def _logit_mistakes(model: MiniGPT, idx: Tensor) -> dict[str, Tensor]:
         }
         if model.config.mlp == "gelu":
             other = "none" if model.config.gelu_approximate == "tanh" else "tanh"
-            swapped = MiniGPT(GPTConfig(**{**vars(model.config), "gelu_approximate": other}))
-            swapped.load_state_dict(model.state_dict())
             mistakes[f"the GELU: pass cfg.gelu_approximate (here {model.config.gelu_approximate!r})"
-                     " to GeluMLP; yours computes the other GELU"] = swapped.eval()(idx)[0]
+                     " to GeluMLP; yours computes the other GELU"] = _swapped(
+                         model, idx, gelu_approximate=other)
         if model.config.pos == "learned":
             mistakes["the learned positions are not added: x = embed_tokens(idx) + "
                      "embed_positions(positions)"] = _forward_variant(model, idx,
@@ -193,15 +192,13 @@ def _check_forward(name: str, cfg: dict, model: MiniGPT, idx: Tensor, targets: T
         logits, loss = model(idx, targets)
         router = list(model.router_logits)
     mistakes = _logit_mistakes(model, idx)
-    valid = targets != -100
-    counted_all = F.cross_entropy(logits.flatten(0, 1), targets.clamp(min=0).flatten())
     loss_mistakes = {
         "targets of -100 must be ignored in the loss (F.cross_entropy does it by default: "
-        "ignore_index=-100)": counted_all,
+        "ignore_index=-100)": F.cross_entropy(logits.flatten(0, 1),
+                                              targets.clamp(min=0).flatten()),
         "the loss should be the mean over the counted tokens, not their sum":
             F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"),
     }
-    assert valid.any()
 
     def check(result: dict) -> None:
         out = result["output"]
@@ -286,26 +283,16 @@ def _forward_case(gen: torch.Generator, name: str, T: int, with_grads: bool = Fa
             "SiLU ALiBi": f"mlp='silu', pos='alibi', window {cfg.get('window')}"}[name]
     call = script_call(FORWARD, cfg=cfg, state=state, idx=idx, targets=targets,
                        with_grads=with_grads)
-    title = f"tiny {name} ({what}): state dict, logits, loss" + (", gradients"
-                                                                 if with_grads else "")
+    title = f"tiny {name} ({what}): state dict, logits, loss" + ", gradients" * with_grads
     return Case(title, call, _check_forward(f"tiny {name}", cfg, model, idx, targets, grads),
                 points=2.0 if with_grads else 1.5)
 
 
-def _cached_variant(model: MiniGPT, idx: Tensor, cuts, restart: bool) -> Tensor:
-    """Cached forward in pieces; ``restart``: learned positions counted from 0 in each piece."""
-    cache = model.new_cache()
-    pieces = []
+def _pieces(model: MiniGPT, idx: Tensor, cuts) -> Tensor:
+    """The logits of a cached forward of ``idx`` in pieces (``cuts``), as CACHED runs it."""
     with torch.no_grad():
-        for a, b in cuts:
-            start = 0 if restart else a
-            x = model.embed_tokens(idx[:, a:b])
-            if model.config.pos == "learned":
-                x = x + model.embed_positions(torch.arange(start, start + b - a))
-            for i, layer in enumerate(model.layers):
-                x, _ = layer(x, cache[i])
-            pieces.append(model.lm_head(model.norm(x)))
-    return torch.cat(pieces, dim=1)
+        cache = model.new_cache()
+        return torch.cat([model(idx[:, a:b], cache=cache)[0] for a, b in cuts], dim=1)
 
 
 def _cached_case(gen: torch.Generator, name: str) -> Case:
@@ -317,9 +304,11 @@ def _cached_case(gen: torch.Generator, name: str) -> Case:
     with torch.no_grad():
         full, _ = model(idx)
     mistakes = {}
-    if cfg.get("pos") == "learned":
+    if cfg.get("pos") == "learned":  # the learned positions of each piece counted from 0
+        table = model.embed_positions
+        table.forward = lambda positions, lookup=table.forward: lookup(positions - positions[0])
         mistakes["with a cache, the positions of the new tokens continue from cache[0].pos; "
-                 "yours restart at 0"] = _cached_variant(model, idx, cuts, restart=True)
+                 "yours restart at 0"] = _pieces(model, idx, cuts)
 
     def check(result: dict) -> None:
         expect(result["output"]["logits"], full, "logits of the cached forward in pieces",
@@ -358,16 +347,10 @@ def _long_case(gen: torch.Generator) -> Case:
     expected = {pos: _reference(cfg, states[pos])(idx)[0].detach() for pos, cfg in cfgs.items()}
     # RoPE's positions taken modulo max_seq_len, as if read from a table of angles
     model = _reference(cfgs["rope"], states["rope"])
-    with torch.no_grad():
-        x = model.embed_tokens(idx)
-        cut = torch.arange(T) % SMALL["max_seq_len"]
-        for layer in model.layers:
-            attn = layer.self_attn
-            rotate = attn.rotate
-            attn.rotate = lambda q, k, positions, rotate=rotate: rotate(q, k, cut)
-            x, _ = layer(x)
-            attn.rotate = rotate
-        wrapped = model.lm_head(model.norm(x))
+    for attn in (layer.self_attn for layer in model.layers):
+        attn.rotate = lambda q, k, positions, rotate=attn.rotate: rotate(
+            q, k, positions % SMALL["max_seq_len"])
+    wrapped = model(idx)[0].detach()
 
     def check(result: dict) -> None:
         out = result["output"]
@@ -451,7 +434,7 @@ def _init_case(gen: torch.Generator) -> Case:
             elif "norm" in name and name.endswith("weight") and (mean != 1 or top != 1):
                 raise Mismatch(f"`{name}` should start at one (a norm's weight)")
 
-    call = script_call(INIT, cfg=cfg, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+    call = script_call(INIT, cfg=cfg, seed=randint(gen, 0, 2**31))
     return Case("initialised as GPT-2: weights normal(0, 0.02), biases zero, norms one", call,
                 check, points=0.5)
 
@@ -579,7 +562,7 @@ def _greedy_case(gen: torch.Generator, title: str, kwargs: dict, hint: str,
                            f"{step} on{hint}")
 
     call = script_call(GENERATE_LONG, cfg=cfg, state=state, idx=prompt, max_new_tokens=new,
-                       kwargs=kwargs, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+                       kwargs=kwargs, seed=randint(gen, 0, 2**31))
     return Case(title, call, check)
 
 
@@ -592,22 +575,15 @@ def _step_logits(model: MiniGPT, tokens: Tensor, T: int, temperature: float) -> 
     return logits[inverse, T - 1:].float() / temperature  # (B, new, V)
 
 
-TOP_P_WITHOUT_TOP_K = (
-    "with top_k and top_p together, apply top_k first, then the nucleus of the renormalised "
-    "top-k probabilities; yours took the nucleus of the whole vocabulary (top_k ignored, or "
-    "applied after top_p)")
-TOP_P_BEFORE_TEMPERATURE = (
-    "with a temperature and top_p, divide the logits by the temperature first, then take the "
-    "nucleus of softmax(logits / temperature); yours cut the nucleus before the temperature")
-
-
 def _sampling_case(gen: torch.Generator, kind: str) -> Case:
     """Many rows of one prompt, three new tokens each: every token is allowed by the filter
     (checked against the reference logits of its own prefix), and the first tokens' frequencies
     match the filtered softmax within a bound a correct sampler exceeds with probability
     below 1e-6 per token (5 standard deviations plus a margin)."""
     B, T, new = 3000, 4, 3
-    wrong = None  # (message, the filter of a known mistake on the raw logits)
+    # the known mistake of these kinds: the nucleus of the raw logits (before top_k, before the
+    # temperature), a filter that keeps tokens the right one drops
+    raw_nucleus = kind in ("top_k_top_p", "temperature_top_p")
     for _ in range(50):  # weights for which the usual mistakes are far from the truth
         state, model = _gen_model(gen, sharpen=1.5)
         prompt = torch.randint(0, GEN_CFG["vocab_size"], (1, T), generator=gen)
@@ -637,22 +613,22 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
             kept = p_sorted[:top_k] / p_sorted[:top_k].sum()
             top_p = float(kept[:2].sum() + 0.5 * kept[2])
             kwargs = {"temperature": 1.0, "top_k": top_k, "top_p": top_p}
-            # the nucleus of the whole vocabulary (top_k ignored, or applied after top_p)
-            wrong = (TOP_P_WITHOUT_TOP_K,
-                     lambda raw, top_p=top_p: filter_logits(raw, top_p=top_p))
-            alternatives = {TOP_P_WITHOUT_TOP_K: filter_logits(filter_logits(
-                first[None], top_p=top_p), top_k)[0].softmax(-1)}
+            alternatives = {  # the nucleus of the whole vocabulary
+                "with top_k and top_p together, apply top_k first, then the nucleus of the "
+                "renormalised top-k probabilities; yours took the nucleus of the whole "
+                "vocabulary (top_k ignored, or applied after top_p)": filter_logits(
+                    filter_logits(first[None], top_p=top_p), top_k)[0].softmax(-1)}
         elif kind == "temperature_top_p":
             # a threshold halfway through the third token of softmax(logits / T)
             temperature = 0.6
             p_t = (first / temperature).softmax(-1).sort(descending=True).values
             top_p = float(p_t[:2].sum() + 0.5 * p_t[2])
             kwargs = {"temperature": temperature, "top_p": top_p}
-            # the nucleus cut on the logits before they are divided by the temperature
-            wrong = (TOP_P_BEFORE_TEMPERATURE,
-                     lambda raw, top_p=top_p: filter_logits(raw, top_p=top_p))
-            alternatives = {TOP_P_BEFORE_TEMPERATURE: (filter_logits(
-                first[None], top_p=top_p)[0] / temperature).softmax(-1)}
+            alternatives = {  # the nucleus cut before the logits are divided by temperature
+                "with a temperature and top_p, divide the logits by the temperature first, "
+                "then take the nucleus of softmax(logits / temperature); yours cut the nucleus "
+                "before the temperature": (filter_logits(first[None], top_p=top_p)[0]
+                                           / temperature).softmax(-1)}
         else:
             temperature = 1.0
             # a threshold halfway through the third token: the nucleus is the top three
@@ -671,7 +647,7 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
         # a known wrong filter keeps tokens the right one drops, and draws them often
         outside = all(float(alt[want == 0].sum()) > 0.05 for alt in alternatives.values())
         if far and p_sorted[2] > 0.08 and (kind != "top_k" or p_sorted[3] > 0.05) and (
-                wrong is None or outside):
+                not raw_nucleus or outside):
             break
     else:
         raise RuntimeError("could not draw a model that tells the sampling mistakes apart")
@@ -684,28 +660,25 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
         drawn = tokens[:, T:].flatten()
         ok = allowed.gather(1, drawn[:, None])[:, 0]
         if not ok.all():
+            flat = logits.flatten(0, 1)
+            ranks = (flat > flat.gather(1, drawn[:, None])).sum(-1)[~ok]  # of the outsiders
             if kind == "top_k":
-                rank = (logits.flatten(0, 1) > logits.flatten(0, 1).gather(1, drawn[:, None]))
-                ranks = rank.sum(-1)[~ok]
                 if (ranks == kwargs["top_k"]).all():
                     raise Mismatch("a sampled token was the (k+1)-th most likely: top_k "
                                    "keeps exactly the k largest logits")
                 raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were "
                                "outside the top_k most likely")
             if kind == "top_p":
-                flat = logits.flatten(0, 1)
-                ranks = (flat > flat.gather(1, drawn[:, None])).sum(-1)[~ok]
                 if (ranks == allowed.sum(-1)[~ok]).all():
                     raise Mismatch("your nucleus keeps one token too many: stop at the first "
                                    "token with which the sorted probabilities reach top_p")
                 raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were outside "
                                "the nucleus (sort the probabilities in decreasing order before "
                                "the cumulative sum)")
-            if wrong is not None:
-                message, keeps = wrong
-                kept = torch.isfinite(keeps(logits.flatten(0, 1) * temperature))
+            if raw_nucleus:
+                kept = torch.isfinite(filter_logits(flat * temperature, top_p=kwargs["top_p"]))
                 if kept.gather(1, drawn[:, None])[:, 0][~ok].all():
-                    raise Mismatch(message)
+                    raise Mismatch(next(iter(alternatives)))
             given = ", ".join(f"{k}={v:.4g}" for k, v in kwargs.items())
             raise Mismatch(f"{int((~ok).sum())} of {B * new} sampled tokens were outside the "
                            f"tokens that {given} keep: divide by the temperature, then top_k, "
@@ -715,9 +688,7 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
             raise Mismatch("every row drew the same first token: sample with "
                            "torch.multinomial(probs, 1), not argmax, when temperature > 0")
         if ((counts - want).abs() > bound).any():
-            for message, alt in alternatives.items():
-                if ((counts - alt).abs() <= bound + 0.01).all():
-                    raise Mismatch(message)
+            name_mistake(alternatives, lambda alt: ((counts - alt).abs() <= bound + 0.01).all())
             worst = int((counts - want).abs().argmax())
             raise Mismatch(f"the first sampled token has frequency {counts[worst]:.3f} for "
                            f"token {worst}, expected {want[worst]:.3f} (+- {bound[worst]:.3f})"
@@ -732,7 +703,7 @@ def _sampling_case(gen: torch.Generator, kind: str) -> Case:
     use_cache = kind != "top_k"  # one path each way
     call = script_call(GENERATE, cfg=GEN_CFG, state=state, idx=prompt.expand(B, T).clone(),
                        max_new_tokens=new, kwargs={**kwargs, "use_cache": use_cache},
-                       seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+                       seed=randint(gen, 0, 2**31))
     return Case(titles[kind] + ("" if use_cache else " (use_cache=False)"), call, check,
                 points=1.5)
 
@@ -793,7 +764,7 @@ def _defaults_case(gen: torch.Generator) -> Case:
 
     call = script_call(GENERATE_COUNTING, cfg=DEFAULTS_CFG, state=state,
                        idx=prompt.expand(B, T).clone(), max_new_tokens=new,
-                       seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+                       seed=randint(gen, 0, 2**31))
     return Case("defaults: temperature 1 over the whole vocabulary (no top-k, no top-p), with "
                 "the KV cache", call, check, points=1.5)
 

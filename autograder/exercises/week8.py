@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch
 
 from autograder.compare import Mismatch
-from autograder.exercises.common import script_call
+from autograder.exercises.common import name_mistake, randint, script_call
 from autograder.grading import Case, given_code
 from solutions.model import PRESETS, GPTConfig
 from solutions.scaling import (
@@ -25,9 +25,19 @@ from solutions.scaling import (
     parameter_breakdown,
 )
 
+# what came back from a learner's function, in a script: its type's name and its value as a
+# number (an int stays an int; None when it is no number)
+AS_NUMBER = """
+def _as_number(out):
+    try:
+        return {"type": type(out).__name__, "value": out if type(out) is int else float(out)}
+    except Exception:
+        return {"type": type(out).__name__, "value": None}
+"""
+
 # ---------------------------------------------------------------- count_parameters
 
-COUNT_SCRIPT = """
+COUNT_SCRIPT = AS_NUMBER + """
 _ns = {}
 exec(config_source, _ns)  # the reference GPTConfig, whatever the submission defines
 _config = _ns["GPTConfig"](**fields)
@@ -38,15 +48,8 @@ if "parameter_breakdown" in count_parameters.__globals__:
     count_parameters.__globals__["parameter_breakdown"] = _refuse
 result = {}
 for _active in actives:  # "default": count_parameters(config), the default of `active`
-    if _active == "default":
-        _n = count_parameters(_config)
-    else:
-        _n = count_parameters(_config, active=_active)
-    try:
-        _value = _n if type(_n) is int else float(_n)
-    except Exception:
-        _value = None
-    result[str(_active)] = {"type": type(_n).__name__, "value": _value}
+    _kwargs = {} if _active == "default" else {"active": _active}
+    result[str(_active)] = _as_number(count_parameters(_config, **_kwargs))
 """
 
 
@@ -114,12 +117,9 @@ def _count_case(name: str, fields: dict, actives=("default",), points: float = 1
     mistakes = {str(a): _count_mistakes(config, a is True) for a in actives}
 
     def check(result: dict) -> None:
-        out = result["output"]
         for key, want in expected.items():
-            got = out[key]
-            what = {"True": "count_parameters(config, active=True)",
-                    "False": "count_parameters(config, active=False)"}.get(
-                key, "count_parameters(config)")
+            got = result["output"][key]
+            what = f"count_parameters(config{'' if key == 'default' else ', active=' + key})"
             if got["type"] != "int":
                 if got["value"] == want:
                     raise Mismatch(f"{what} should return a Python int (an exact count), "
@@ -127,9 +127,7 @@ def _count_case(name: str, fields: dict, actives=("default",), points: float = 1
                 raise Mismatch(f"{what} returned a {got['type']} ({got['value']}), expected "
                                f"the int {want:,}")
             if got["value"] != want:
-                for message, wrong in mistakes[key].items():
-                    if got["value"] == wrong:
-                        raise Mismatch(message)
+                name_mistake(mistakes[key], lambda wrong, got=got: got["value"] == wrong)
                 raise Mismatch(f"{what} gave {got['value']:,}, expected {want:,}")
 
     config_source = given_code("solutions.positions:ROPE_THETA") + given_code(
@@ -140,7 +138,7 @@ def _count_case(name: str, fields: dict, actives=("default",), points: float = 1
 
 
 def count_parameters_cases(gen: torch.Generator) -> list[Case]:
-    r = lambda lo, hi: int(torch.randint(lo, hi, (1,), generator=gen))  # noqa: E731
+    r = lambda lo, hi: randint(gen, lo, hi)
     heads = r(2, 9)
     kv = [h for h in range(1, heads) if heads % h == 0][-1]  # fewer kv heads than heads
     hd = 2 * r(2, 17)
@@ -185,7 +183,7 @@ def count_parameters_cases(gen: torch.Generator) -> list[Case]:
 
 # ---------------------------------------------------------------- chinchilla_loss
 
-LOSS_SCRIPT = """
+LOSS_SCRIPT = AS_NUMBER + """
 import torch
 
 if kind == "numpy":
@@ -198,11 +196,7 @@ else:
 if isinstance(_out, torch.Tensor) and _out.dim() > 0:
     result = {"type": "tensor", "value": _out}
 else:
-    try:
-        _value = float(_out)
-    except Exception:
-        _value = None
-    result = {"type": type(_out).__name__, "value": _value}
+    result = _as_number(_out)
 """
 
 FIT = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
@@ -296,10 +290,8 @@ def _same(a, b, rel: float) -> bool:
 
 
 def _loss_case(name: str, N, D, kind: str = "float", points: float = 1.0) -> Case:
-    expected = chinchilla_loss(N, D) if kind != "float32" else chinchilla_loss(
-        N.double(), D.double())
-    mistakes = _loss_mistakes(N.double() if kind == "float32" else N,
-                              D.double() if kind == "float32" else D)
+    N64, D64 = (N.double(), D.double()) if kind == "float32" else (N, D)
+    expected, mistakes = chinchilla_loss(N64, D64), _loss_mistakes(N64, D64)
     rel = 1e-5 if kind == "float32" else 1e-6
     array = isinstance(N, torch.Tensor)
 
@@ -317,9 +309,7 @@ def _loss_case(name: str, N, D, kind: str = "float", points: float = 1.0) -> Cas
                            f"{tuple(got.shape)}")
         if _same(got, expected, rel):
             return
-        for message, wrong in mistakes.items():
-            if _same(got, wrong, rel):
-                raise Mismatch(message)
+        name_mistake(mistakes, lambda wrong: _same(got, wrong, rel))
         shown = f"{got:.6f}" if not array else "different values"
         want = f"{expected:.6f}" if not array else "E + A / N^alpha + B / D^beta elementwise"
         raise Mismatch(f"got {shown}, expected {want}")
@@ -329,7 +319,7 @@ def _loss_case(name: str, N, D, kind: str = "float", points: float = 1.0) -> Cas
 
 
 def chinchilla_loss_cases(gen: torch.Generator) -> list[Case]:
-    u = lambda lo, hi: 10 ** (lo + (hi - lo) * float(torch.rand((), generator=gen)))  # noqa: E731
+    u = lambda lo, hi: 10 ** (lo + (hi - lo) * float(torch.rand((), generator=gen)))
     logs_n = 6 + 6 * torch.rand(5, generator=gen, dtype=torch.float64)
     logs_d = 8 + 6 * torch.rand(5, generator=gen, dtype=torch.float64)
     grid_n = 10 ** (6 + 6 * torch.rand(3, 1, generator=gen, dtype=torch.float64))
@@ -352,41 +342,34 @@ def chinchilla_loss_cases(gen: torch.Generator) -> list[Case]:
 
 # ---------------------------------------------------------------- compute_optimal
 
-OPTIMAL_SCRIPT = """
+OPTIMAL_SCRIPT = AS_NUMBER + """
 _out = compute_optimal(C)
-_items = None
-if isinstance(_out, (tuple, list)) and len(_out) == 2:
-    _items = []
-    for _v in _out:
-        try:
-            _items.append(float(_v))
-        except Exception:
-            _items.append(None)
-result = {"type": type(_out).__name__, "items": _items}
+_pair = isinstance(_out, (tuple, list)) and len(_out) == 2
+result = {"type": type(_out).__name__,
+          "items": [_as_number(v)["value"] for v in _out] if _pair else None}
 """
 
 
 def _optimal_mistakes(C: float) -> dict[str, tuple[float, float]]:
-    a, b, A, B = FIT["alpha"], FIT["beta"], FIT["A"], FIT["B"]
-    G = (a * A / (b * B)) ** (1 / (a + b))
-    n = lambda budget, exp=b / (a + b), g=G: g * (budget / 6) ** exp  # noqa: E731
+    """Each mistake's (N, D), mostly from the reference with changed arguments: N = G (C /
+    6)^(beta / (alpha + beta)) with alpha and beta swapped, 3 C (so C / 2) or 6 C (so C)."""
+    a, b = FIT["alpha"], FIT["beta"]
+    spend = lambda n, flops=6: (n, C / (flops * n))  # an N and the D that spends C
     rule = math.sqrt(C / 120)
-    n2 = G * (C / 2) ** (b / (a + b))
-    n_swapped = ((b * A / (a * B)) ** (1 / (a + b))) * (C / 6) ** (a / (a + b))
     N, D = compute_optimal(C)
     return {
         "that is the 20-tokens-per-parameter rule of thumb (D = 20 N), not the minimiser of "
         "this fit: minimise chinchilla_loss(N, C / (6 N)) over N": (rule, 20 * rule),
         "the exponents are swapped: N grows as C^(beta / (alpha + beta)) when D = C / (6 N)":
-            (n_swapped, C / (6 * n_swapped)),
+            spend(compute_optimal(C, alpha=b, beta=a)[0]),
         "training costs C = 6 N D FLOPs (2 forward, 4 backward per parameter and token), "
-        "not 2 N D": (n2, C / (2 * n2)),
+        "not 2 N D": spend(compute_optimal(3 * C)[0], flops=2),
         "the constant factor G = (alpha A / (beta B))^(1 / (alpha + beta)) is missing":
-            (n(C, g=1.0), C / (6 * n(C, g=1.0))),
+            spend((C / 6) ** (b / (a + b))),
         "return (N, D) in that order: parameters first, then tokens": (D, N),
         "D = C / (6 N): you left out the 6": (N, C / N),
         "N = G (C / 6)^(beta / (alpha + beta)): you used C instead of C / 6":
-            (n(C * 6), C / (6 * n(C * 6))),
+            spend(compute_optimal(6 * C)[0]),
     }
 
 
@@ -402,11 +385,11 @@ def _optimal_case(name: str, C: float, points: float = 1.0) -> Case:
         if None in items:
             raise Mismatch("N and D should be numbers (floats)")
         n, d = items
-        if math.isclose(n, N, rel_tol=1e-3) and math.isclose(d, D, rel_tol=1e-3):
+        near = lambda pair: math.isclose(n, pair[0], rel_tol=1e-3) and math.isclose(
+            d, pair[1], rel_tol=1e-3)
+        if near((N, D)):
             return
-        for message, (wn, wd) in mistakes.items():
-            if math.isclose(n, wn, rel_tol=1e-3) and math.isclose(d, wd, rel_tol=1e-3):
-                raise Mismatch(message)
+        name_mistake(mistakes, near)
         if not math.isfinite(n) or not math.isfinite(d) or n <= 0 or d <= 0:
             raise Mismatch(f"got N = {n}, D = {d}: both should be positive and finite")
         if not math.isclose(6 * n * d, C, rel_tol=1e-3):

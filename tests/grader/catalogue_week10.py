@@ -113,6 +113,11 @@ WRONG = {
     "logprobs_softmax_over_positions": ("sequence_logprobs", logprobs("""
     lp = F.log_softmax(logits.float(), dim=1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     return (lp * mask).sum(-1)"""), "the last dimension"),
+    "logprobs_log_softmax_without_dim": ("sequence_logprobs", logprobs("""
+    lp = F.log_softmax(logits.float()).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return (lp * mask).sum(-1)"""), "not over the batch"),
+    "logprobs_mean_over_the_sequence": ("sequence_logprobs", logprobs(TOKEN_LOGPROBS + """
+    return (lp * mask).mean(-1)"""), "divides the sum by its length"),
     "logprobs_summed_over_batch": ("sequence_logprobs", logprobs(TOKEN_LOGPROBS + """
     return (lp * mask).sum()"""), "one log-probability per sequence"),
     "logprobs_probability": ("sequence_logprobs", logprobs(TOKEN_LOGPROBS + """
@@ -202,6 +207,12 @@ WRONG = {
         "alpha / r", "alpha // r")), "integer division"),
     "lora_forward_unscaled": ("lora_linear", lora(forward=LORA_FORWARD.replace(
         "self.scaling * ", "")), "not scaled"),
+    "lora_forward_without_the_update": ("lora_linear", lora(forward="""
+    def forward(self, x):
+        update = self.lora_B(self.lora_A(self.dropout(x)))
+        return self.base(x)"""), "the LoRA path is missing"),
+    "lora_merge_without_the_base_weight": ("lora_linear", lora(merge=LORA_MERGE.replace(
+        "self.base.weight + ", "")), "add the base weight"),
     "lora_merge_forgets_scaling": ("lora_linear", lora(merge=LORA_MERGE.replace(
         "self.scaling * ", "")), "forgets the scaling"),
     "lora_merge_drops_bias": ("lora_linear", lora(merge="""
