@@ -140,15 +140,22 @@ def trained_char_model(n_experts: int = 0, aux_loss_coef: float = 0.01):
                            n_heads=4, n_kv_heads=4, max_seq_len=64, n_experts=n_experts,
                            top_k=2)
     steps = 4 if QUICK else 600
+    # quick: evaluate at the start and the end only, on one batch
     train = TrainConfig(batch_size=16, block_size=64, max_iters=steps, lr=3e-3, min_lr=3e-4,
-                        warmup_iters=max(1, steps // 20), eval_interval=max(1, steps // 10),
-                        eval_iters=2 if QUICK else 10, fast=False, device="cpu",
+                        warmup_iters=max(1, steps // 20),
+                        eval_interval=steps if QUICK else max(1, steps // 10),
+                        eval_iters=1 if QUICK else 10, fast=False, device="cpu",
                         aux_loss_coef=aux_loss_coef)
     trainer = Trainer(MiniGPT(cfg), data, train)
     torch.manual_seed(0)
-    before = trainer.sample("\n", 120, temperature=0.8, top_k=20)
+    before = trainer.sample("\n", sample_length(), temperature=0.8, top_k=20)
     history = trainer.fit(progress=False)
     return trainer, before, history
+
+
+def sample_length() -> int:
+    """Characters sampled from the trained model for the figures (one forward pass each)."""
+    return 24 if QUICK else 120
 
 
 @functools.cache
@@ -656,7 +663,7 @@ def loss_curves() -> plt.Figure:
     """The week-7 trainer on tiny Shakespeare: loss curves and samples before and after."""
     trainer, before, history = trained_char_model()
     torch.manual_seed(0)
-    after = trainer.sample("\n", 120, temperature=0.8, top_k=20)
+    after = trainer.sample("\n", sample_length(), temperature=0.8, top_k=20)
     fig = plt.figure(figsize=(10, 4.2))
     ax = fig.add_axes((0.07, 0.14, 0.42, 0.74))
     steps = [r["step"] for r in history]
@@ -920,7 +927,7 @@ def context_flops() -> plt.Figure:
     """Training FLOPs per token: the weights' 6N against attention's term, over context."""
     c = GPTConfig.preset("llama2_7b")
     n = count_parameters(c)
-    contexts = torch.logspace(2, 6, 60).tolist()
+    contexts = torch.logspace(2, 6, 9 if QUICK else 60).tolist()
     attention = [training_flops(0, 1, c.n_layers, c.dim, int(t)) for t in contexts]
     fig, ax = plt.subplots(figsize=(6.8, 3.6))
     ax.plot(contexts, [6 * n] * len(contexts), label="6N (weights)")
@@ -1091,6 +1098,12 @@ def prompt_mask() -> plt.Figure:
 LORA_RANKS = [1, 2, 4, 8, 16, 32, 64]
 
 
+def lora_ranks() -> list[int]:
+    """The ranks drawn: quick mode counts three of them (each copies the 7B model), with 8
+    among them for the annotation."""
+    return [1, 8, 64] if QUICK else LORA_RANKS
+
+
 @functools.cache
 def lora_counts() -> dict[str, list[int]]:
     """Trainable parameters of Llama-2 7B per rank, counted by add_lora on the meta device."""
@@ -1099,16 +1112,16 @@ def lora_counts() -> dict[str, list[int]]:
     targets = {"q_proj, v_proj": ("q_proj", "v_proj"),
                "every projection": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                     "up_proj", "down_proj")}
-    with torch.device("meta"):
+    with torch.device("meta"):  # the adapters too: LoRALinear would draw them on the CPU
         base = MiniGPT(GPTConfig.preset("llama2_7b"))
-    return {label: [add_lora(copy.deepcopy(base), r, 2 * r, names) for r in LORA_RANKS]
-            for label, names in targets.items()}
+        return {label: [add_lora(copy.deepcopy(base), r, 2 * r, names) for r in lora_ranks()]
+                for label, names in targets.items()}
 
 
 @figure("week10/lora_params")
 def lora_params() -> plt.Figure:
     """Trainable parameters of Llama-2 7B under LoRA against full fine-tuning."""
-    ranks, counts = LORA_RANKS, lora_counts()
+    ranks, counts = lora_ranks(), lora_counts()
     total = count_parameters(GPTConfig.preset("llama2_7b"))
     fig, ax = plt.subplots(figsize=(6.8, 3.8))
     ax.axhline(total, color=fg(), ls="--", lw=1)
