@@ -489,6 +489,10 @@ JUSTIFIED: dict[tuple[str, int, str], str] = {
         "the learned-position limit checked less or not at all: nn.Embedding then refuses the "
         "positions past its table with an IndexError instead of the reference's ValueError; "
         "the grader asks for an error, of any type"),
+    **dict.fromkeys([("attention", 174, change) for change in ("0 -> 1", "0 -> -1")],
+        "every position shifted by the same constant without a cache: RoPE's scores depend only "
+        "on the distance between query and key, so the output is the same up to rounding (the "
+        "cached path, where a shift would matter, is not among week 5's cases)"),
     ("compute_optimal", 105, "/ -> //"):
         "D rounded down to a whole number of tokens: less than one token off (relative 1e-10)",
     **dict.fromkeys([("sequence_logprobs", 40, change) for change in (
