@@ -78,8 +78,9 @@ def script_call(source: str, **inputs) -> dict:
     return {"kind": "script", "source": source, "inputs": dict(inputs)}
 
 
-def run_reference(module: nn.Module, inputs: list[Tensor], grad_output: Tensor | None = None):
-    """Run the reference the way the worker runs the learner's module: output and grads."""
+def run_reference(module: Callable, inputs: list[Tensor], grad_output: Tensor | None = None):
+    """Run the reference (a module or a function) the way the worker runs the learner's:
+    output and grads (of the inputs, and of a module's parameters)."""
     inputs = [t.clone().requires_grad_(grad_output is not None) for t in inputs]
     out = module(*inputs)
     first = out[0] if isinstance(out, tuple) else out
@@ -87,7 +88,8 @@ def run_reference(module: nn.Module, inputs: list[Tensor], grad_output: Tensor |
     if grad_output is not None:
         first.backward(grad_output.to(first.dtype))
         grads["inputs"] = [t.grad for t in inputs]
-        grads["params"] = {n: p.grad for n, p in module.named_parameters()}
+        if isinstance(module, nn.Module):
+            grads["params"] = {n: p.grad for n, p in module.named_parameters()}
     detach = lambda t: t.detach() if isinstance(t, Tensor) else t
     out = tuple(detach(o) for o in out) if isinstance(out, tuple) else detach(out)
     return out, grads
@@ -343,19 +345,9 @@ def expect_answer(got, expected, mistakes: dict, otherwise: str | None = None) -
     first known mistake it equals, else ``otherwise`` (when given)."""
     if got == expected:
         return
-    for message, wrong in mistakes.items():
-        if got == wrong:
-            raise Mismatch(message)
+    name_mistake(mistakes, lambda wrong: got == wrong)
     if otherwise is not None:
         raise Mismatch(otherwise)
-
-
-# ---------------------------------------------------------------- weeks 5 to 9
-
-
-def randint(gen: torch.Generator, lo: int, hi: int) -> int:
-    """A hidden integer in ``[lo, hi)``."""
-    return int(torch.randint(lo, hi, (1,), generator=gen))
 
 
 def name_mistake(mistakes: dict, matches: Callable[[object], bool]) -> None:
@@ -366,12 +358,6 @@ def name_mistake(mistakes: dict, matches: Callable[[object], bool]) -> None:
             raise Mismatch(message)
 
 
-def function_reference(function: Callable, inputs: list[Tensor], grad_output=None):
-    """The reference ``function(*inputs)`` run as the worker runs the learner's: its output
-    and, backpropagating ``grad_output``, ``{"inputs": [their gradients]}`` (else ``{}``)."""
-    inputs = [t.clone().requires_grad_(grad_output is not None) for t in inputs]
-    out = function(*inputs)
-    if grad_output is None:
-        return out.detach(), {}
-    out.backward(grad_output)
-    return out.detach(), {"inputs": [t.grad for t in inputs]}
+def randint(gen: torch.Generator, lo: int, hi: int) -> int:
+    """A hidden integer in ``[lo, hi)``."""
+    return int(torch.randint(lo, hi, (1,), generator=gen))

@@ -15,7 +15,6 @@ from autograder.exercises.common import (
     expect_mask,
     function_call,
     function_case,
-    function_reference,
     future_batch,
     future_case,
     hidden_input,
@@ -25,6 +24,7 @@ from autograder.exercises.common import (
     randint,
     randn,
     reference_run,
+    run_reference,
     same_as,
     state_case,
     tolerance,
@@ -79,7 +79,7 @@ def _repeat_kv_case(gen, name, shape, n_rep, dtype=torch.float32, grad=False,
     else:
         x = randn(gen, *shape, dtype=dtype)
     grad_output = randn(gen, B, H * n_rep, T, D, dtype=dtype) if grad else None
-    expected, grads = function_reference(lambda t: repeat_kv(t, n_rep), [x], grad_output)
+    expected, grads = run_reference(lambda t: repeat_kv(t, n_rep), [x], grad_output)
     mistakes = _repeat_kv_mistakes(x, n_rep)
 
     def check_output(result: dict) -> None:

@@ -15,12 +15,12 @@ from autograder.exercises.common import (
     expect_inputs_untouched,
     expect_property,
     function_call,
-    function_reference,
     module_call,
     module_case,
     name_mistake,
     randn,
     reference_run,
+    run_reference,
     state_case,
     swiglu_state,
 )
@@ -355,8 +355,8 @@ def _lbl_case(name: str, logits: Tensor, top_k: int, grad: bool = False, points:
     the logits route perfectly evenly, so the loss must be exactly top_k."""
     n_experts = logits.shape[1]
     grad_output = torch.tensor(1.0) if grad else None
-    expected, grads = function_reference(lambda z: load_balancing_loss(z, n_experts, top_k),
-                                         [logits], grad_output)
+    expected, grads = run_reference(lambda z: load_balancing_loss(z, n_experts, top_k),
+                                    [logits], grad_output)
     mistakes = _lbl_mistakes(logits, n_experts, top_k)
     loose = logits.dtype != torch.float32
 
