@@ -1,11 +1,11 @@
 """Shared by every test: one pytest marker per exercise of the registry, so ``pytest -m
 rmsnorm`` runs just that exercise's tests (``--strict-markers`` rejects any other name), and
-``ahead`` (see tests/ahead.py)."""
+the work done ahead in the background (see tests/ahead.py)."""
 
 import pytest
 
 from autograder.registry import EXERCISES
-from tests.ahead import Ahead
+from tests.ahead import Ahead, has_work_ahead
 
 
 def pytest_configure(config):
@@ -14,8 +14,22 @@ def pytest_configure(config):
                                            f"{exercise.title}")
 
 
+def pytest_collection_modifyitems(items):
+    # the tests that wait for background work come last, so that it has time to get done
+    items.sort(key=has_work_ahead)
+
+
 @pytest.fixture(scope="session")
 def ahead():
     runner = Ahead()
     yield runner
     runner.pool.shutdown(cancel_futures=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def work_ahead(request, ahead):
+    """Queue, as the session starts, the background work of every module that has some."""
+    modules = dict.fromkeys(item.module for item in request.session.items
+                            if has_work_ahead(item))
+    for module in modules:
+        module.ahead_of_session(request, ahead)

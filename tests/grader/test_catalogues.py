@@ -4,6 +4,7 @@ variant and the reference itself get full marks."""
 
 import importlib
 import pkgutil
+import sys
 
 import pytest
 
@@ -58,14 +59,18 @@ TESTS = ("test_known_wrong_submission_loses_points", "test_correct_variant_gets_
          "test_handing_the_work_to_a_forbidden_function_scores_zero")
 
 
-@pytest.fixture(scope="module")
-def graded(request, grader, ahead):
-    """``graded(test, key)``: the results of what a test grades. Every submission this
-    session's tests grade is started at once, and graded one per core ahead of its test."""
+def ahead_of_session(request, ahead) -> None:
+    """Queue every submission this session's tests grade (see tests/ahead.py)."""
+    grader = request.getfixturevalue("grader")
     for test in TESTS:
-        for params in selected(request, test):
+        for params in selected(request.session, sys.modules[__name__], test):
             for label, submission in submissions(test, params["key"]).items():
                 ahead.start(("catalogue", label), grader.grade, *submission)
+
+
+@pytest.fixture(scope="module")
+def graded(grader, ahead):
+    """``graded(test, key)``: the results of what a test grades, graded in the background."""
 
     def results(test: str, key: str) -> dict:
         return {label: ahead.result(("catalogue", label), grader.grade, *submission)

@@ -213,10 +213,14 @@ def read_csv(path: Path, key: str) -> dict[str, dict]:
         return {row[key]: row for row in csv.DictReader(f)}
 
 
-@pytest.mark.nbgrader
-def test_a_first_class_runs_exactly_as_the_instructor_guide_says(tmp_path):
-    if sys.prefix == sys.base_prefix:
-        pytest.skip("needs the course's virtual environment (make test)")
+def in_a_venv() -> bool:
+    return sys.prefix != sys.base_prefix
+
+
+def first_class(tmp_path: Path) -> tuple[Path, dict[str, str], Terminal, str]:
+    """Run the guide's commands in a fresh copy of the repository under ``tmp_path``, the
+    learners handing in between ``release_assignment`` and ``collect``; returns the copy, the
+    hashes of its files before, the terminal and the log of ``nbgrader autograde``."""
     commands = guide_commands()
     assert commands[:2] == ["source .venv/bin/activate", "cd course"], commands
     collect = next(i for i, c in enumerate(commands) if c.startswith("nbgrader collect"))
@@ -246,6 +250,22 @@ def test_a_first_class_runs_exactly_as_the_instructor_guide_says(tmp_path):
             autograde_log = proc.stderr
         else:
             assert proc.returncode == 0, f"{command}:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+    return repo, hashes, terminal, autograde_log
+
+
+def ahead_of_session(request, ahead) -> None:
+    """The first class takes minutes of mostly one core: run it in the background."""
+    if in_a_venv():
+        folder = request.getfixturevalue("tmp_path_factory").mktemp("first_class")
+        ahead.start("first class", first_class, folder)
+
+
+@pytest.mark.nbgrader
+def test_a_first_class_runs_exactly_as_the_instructor_guide_says(ahead, tmp_path):
+    if not in_a_venv():
+        pytest.skip("needs the course's virtual environment (make test)")
+    repo, hashes, terminal, autograde_log = ahead.result("first class", first_class, tmp_path)
+    course = repo / "course"
     names = sorted(learners(course))
 
     # generate: nbgrader's own release folder, and the assignment in the gradebook

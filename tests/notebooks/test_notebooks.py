@@ -91,15 +91,19 @@ RUNS = {"test_source_notebook_passes_nbval": nbval,
         "test_learner_notebook_runs_up_to_its_first_exercise": run_until_first_exercise}
 
 
-@pytest.fixture(scope="module")
-def executed(request, ahead):
-    """``executed(test, path)``: what a test runs on ``path``. Every run this session's
-    tests need starts at once, one per core (each in processes of its own), the largest
-    notebooks first."""
+def ahead_of_session(request, ahead) -> None:
+    """Queue every run this session's tests need (see tests/ahead.py), each in processes of its
+    own, the largest notebooks first."""
     for test, run in RUNS.items():
-        paths = [params.get("path", COURSE) for params in selected(request, test)]
+        paths = [params.get("path", COURSE)
+                 for params in selected(request.session, sys.modules[__name__], test)]
         for path in sorted(paths, key=lambda p: -p.stat().st_size if p.is_file() else 0):
             ahead.start((test, path), run, path)
+
+
+@pytest.fixture(scope="module")
+def executed(ahead):
+    """``executed(test, path)``: what a test runs on ``path``, run in the background."""
     return lambda test, path: ahead.result((test, path), RUNS[test], path)
 
 
