@@ -15,6 +15,8 @@ It judges nothing: every verdict is made by the grading process from these resul
 Only the standard library and torch may be imported at module level.
 """
 
+import gc
+import io
 import json
 import os
 import resource
@@ -420,6 +422,19 @@ def _stop(pid: int, level: str) -> None:
         pass
 
 
+def _warm_up(torch) -> None:
+    """Do once, in the server, what every job would otherwise pay for: torch imports some
+    modules on first use (the first backward pulls in sympy, about 0.3 s), and the garbage
+    collector of a child walking the inherited objects copies their memory pages."""
+    x = torch.ones(2, requires_grad=True)
+    (x * 2).backward(torch.ones(2))  # a given gradient, as the jobs pass one
+    buffer = io.BytesIO()
+    torch.save({"x": x.detach()}, buffer)
+    buffer.seek(0)
+    torch.load(buffer, weights_only=True)
+    gc.freeze()
+
+
 def serve(config: dict) -> None:
     """Fork server loop: jobs arrive on stdin; pids and exit codes go back on stdout.
 
@@ -438,7 +453,9 @@ def serve(config: dict) -> None:
             _become_subreaper()
         if level != "basic":
             _probe_job(config, ns)
-        import torch  # noqa: F401  (imported once here, inherited by every child)
+        import torch  # imported once here, inherited by every child
+
+        _warm_up(torch)
     except BaseException as exc:
         send({"error": f"{type(exc).__name__}: {exc}"})
         os._exit(1)
