@@ -2,10 +2,17 @@
 rmsnorm`` runs just that exercise's tests (``--strict-markers`` rejects any other name), and
 the work done ahead in the background (see tests/ahead.py)."""
 
-import pytest
+import os
 
-from autograder.registry import EXERCISES
-from tests.ahead import Ahead, has_work_ahead
+# The suite keeps the cores busy with two lanes of work (tests/ahead.py). A torch process that
+# also spreads each operation over every core (OpenMP) then spins waiting for the core the
+# other lane holds: one thread per process, set before anything imports torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+from autograder.registry import EXERCISES  # noqa: E402
+from tests.ahead import Ahead, has_work_ahead  # noqa: E402
 
 
 def pytest_configure(config):
