@@ -1,6 +1,7 @@
 """Shared by every test: one pytest marker per exercise of the registry, so ``pytest -m
-rmsnorm`` runs just that exercise's tests (``--strict-markers`` rejects any other name), and
-the work done ahead in the background (see tests/ahead.py)."""
+rmsnorm`` runs just that exercise's tests (``--strict-markers`` rejects any other name), the
+grader the tests share (tests/grading.py), and the work done ahead in the background (see
+tests/ahead.py)."""
 
 import os
 
@@ -13,6 +14,7 @@ import pytest  # noqa: E402
 
 from autograder.registry import EXERCISES  # noqa: E402
 from tests.ahead import Ahead, has_work_ahead  # noqa: E402
+from tests.grading import Grader  # noqa: E402
 
 
 def pytest_configure(config):
@@ -24,6 +26,11 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(items):
     # the tests that wait for background work come last, so that it has time to get done
     items.sort(key=has_work_ahead)
+
+
+@pytest.fixture(scope="session")
+def grader(tmp_path_factory) -> Grader:
+    return Grader(tmp_path_factory.mktemp("submissions"))
 
 
 @pytest.fixture(scope="session")
