@@ -2,7 +2,9 @@
 
 - ``check(exercise, notebook)`` is the hidden part of every graded test cell. Run by hand or by
   nbval on a source notebook, it grades the saved notebook in a separate process and fails
-  the cell unless every case passes.
+  the cell unless every case passes. The first check grades every exercise of the notebook in
+  that one process and keeps the results in the kernel; the later test cells print theirs from
+  it while the saved file is unchanged (a notebook saved again, after an edit, is graded again).
 - ``IsolatedGrades``, ``ResilientExecute`` and ``CsvWithProblems``, the nbgrader plugins that
   ``course/nbgrader_config.py`` names, are defined in ``autograder.nbgrader_plugins`` and handed
   out here on first use: a test cell's kernel needs none of them, and importing them (nbgrader,
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -19,6 +22,9 @@ import tempfile
 
 PLUGINS = {"IsolatedGrades", "ResilientExecute", "CsvWithProblems", "submission_problem",
            "TEST_PREFIX"}
+
+# notebook's absolute path -> (sha256 of the saved file, {exercise: its result from --json})
+_graded: dict[str, tuple[str, dict[str, dict]]] = {}
 
 
 def __getattr__(name: str):
@@ -45,12 +51,35 @@ def grade_saved(notebook: str, exercise: str | None = None) -> dict[str, dict]:
             return {result["name"]: result for result in json.load(f)["exercises"]}
 
 
+def saved_result(notebook: str, exercise: str) -> dict:
+    """``exercise``'s result in the saved ``notebook``: graded with all of the notebook's
+    exercises the first time this content is seen, then from memory."""
+    path = os.path.abspath(notebook)
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except OSError as exc:
+        raise RuntimeError(f"the autograder could not run: cannot read {notebook} ({exc})"
+                           ) from None
+    known = _graded.get(path)
+    if known is None or known[0] != digest:  # first seen, or saved again since
+        try:
+            known = _graded[path] = (digest, grade_saved(notebook))
+        except RuntimeError:  # e.g. a notebook that declares no week: one exercise at a time
+            known = _graded[path] = (digest, {})
+    graded = known[1]
+    if exercise not in graded:
+        graded.update(grade_saved(notebook, exercise))
+    return graded[exercise]
+
+
 def check(exercise: str, notebook: str) -> None:
-    """Grade ``exercise`` in the saved ``notebook`` in a fresh process; raise unless all passes."""
+    """Grade ``exercise`` in the saved ``notebook`` in a fresh process (or take its result from
+    the process an earlier check of the same saved file ran); raise unless all passes."""
     if os.environ.get("NBGRADER_EXECUTION") == "autograde":
         print("This cell is graded by the isolated autograder after the notebook has run.")
         return
-    result = grade_saved(notebook, exercise)[exercise]
+    result = saved_result(notebook, exercise)
     lines = [f"{'ok' if c['passed'] else 'FAILED'}  {c['name']}"
              + (f": {c['message']}" if c["message"] else "") for c in result["cases"]]
     print(f"{exercise}: {result['score']:g} / {result['max_score']:g}", *lines, sep="\n")
