@@ -1,14 +1,13 @@
-"""Where nbgrader meets the isolated grader.
+"""The hidden part of every graded test cell: ``check(exercise, notebook)``.
 
-- ``check(exercise, notebook)`` is the hidden part of every graded test cell. Run by hand or by
-  nbval on a source notebook, it grades the saved notebook in a separate process and fails
-  the cell unless every case passes. The first check grades every exercise of the notebook in
-  that one process and keeps the results in the kernel; the later test cells print theirs from
-  it while the saved file is unchanged (a notebook saved again, after an edit, is graded again).
-- ``IsolatedGrades``, ``ResilientExecute`` and ``CsvWithProblems``, the nbgrader plugins that
-  ``course/nbgrader_config.py`` names, are defined in ``autograder.nbgrader_plugins`` and handed
-  out here on first use: a test cell's kernel needs none of them, and importing them (nbgrader,
-  nbformat) costs about 2 CPU-seconds.
+Run by hand or by nbval on a source notebook, it grades the saved notebook in a separate
+process and fails the cell unless every case passes. The first check grades every exercise of
+the notebook in that one process and keeps the results in the kernel; the later test cells
+print theirs from it while the saved file is unchanged (a notebook saved again, after an edit,
+is graded again; a grader edited since is seen once the kernel restarts).
+
+The nbgrader plugins are in ``autograder.nbgrader_plugins``: a test cell's kernel imports only
+this module, and importing nbgrader and nbformat would cost it about 2 CPU-seconds.
 """
 
 from __future__ import annotations
@@ -20,19 +19,8 @@ import subprocess
 import sys
 import tempfile
 
-PLUGINS = {"IsolatedGrades", "ResilientExecute", "CsvWithProblems", "submission_problem",
-           "TEST_PREFIX"}
-
 # notebook's absolute path -> (sha256 of the saved file, {exercise: its result from --json})
 _graded: dict[str, tuple[str, dict[str, dict]]] = {}
-
-
-def __getattr__(name: str):
-    if name in PLUGINS:
-        from autograder import nbgrader_plugins
-
-        return getattr(nbgrader_plugins, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def grade_saved(notebook: str, exercise: str | None = None) -> dict[str, dict]:

@@ -1,7 +1,7 @@
 """nbgrader's side of the isolated grader: plugins named in ``course/nbgrader_config.py``.
 
 They import nbgrader and nbformat, so they live apart from ``autograder.nbgrader_hook.check``,
-which runs in every graded test cell's kernel (that module still hands them out by name).
+which runs in every graded test cell's kernel.
 
 - ``IsolatedGrades`` is an nbgrader preprocessor (enabled in ``course/nbgrader_config.py``) that
   runs during ``nbgrader autograde`` after the kernel has executed the notebook. It grades the

@@ -12,7 +12,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from autograder.nbgrader_hook import IsolatedGrades, ResilientExecute
+from autograder.nbgrader_plugins import IsolatedGrades, ResilientExecute
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,7 +32,7 @@ c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE", os.path.join(HERE, "exchan
 c.CourseDirectory.release_directory = "generated"
 
 # The export adds a `problem` column: why a learner could not be graded, or what went wrong.
-c.ExportApp.plugin_class = "autograder.nbgrader_hook.CsvWithProblems"
+c.ExportApp.plugin_class = "autograder.nbgrader_plugins.CsvWithProblems"
 
 # Learners' stubs: the body of every solution region becomes this.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
@@ -43,7 +43,7 @@ c.Execute.interrupt_on_timeout = True
 
 # The learner's code runs in the kernel, so its test cells cannot be trusted. Before scores
 # are saved, IsolatedGrades regrades every exercise in a separate, limited worker and
-# replaces those cells' outputs with the verdict (see autograder/nbgrader_hook.py).
+# replaces those cells' outputs with the verdict (see autograder/nbgrader_plugins.py).
 # ResilientExecute is nbgrader's Execute, except that a learner's code that kills the kernel
 # (os._exit, a crash) no longer makes nbgrader drop the whole notebook.
 c.Autograde.autograde_preprocessors = [

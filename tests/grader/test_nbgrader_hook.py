@@ -26,19 +26,6 @@ def test_a_test_cell_imports_neither_nbgrader_nor_nbformat():
     assert proc.stdout.strip() == "[]"
 
 
-def test_the_nbgrader_plugins_are_still_found_under_the_hooks_name():
-    """Configurations name them ``autograder.nbgrader_hook.X``, as ``course/nbgrader_config.py``
-    does."""
-    from traitlets.utils.importstring import import_item
-
-    from autograder import nbgrader_plugins
-
-    for name in ("IsolatedGrades", "ResilientExecute", "CsvWithProblems"):
-        assert import_item(f"autograder.nbgrader_hook.{name}") is getattr(nbgrader_plugins, name)
-    with pytest.raises(AttributeError, match="no_such_thing"):
-        nbgrader_hook.no_such_thing  # noqa: B018
-
-
 def fake_grader(monkeypatch, failing=()) -> list[list[str]]:
     """Replace the grading process with one that writes a result for every exercise asked for
     (all of ``EXERCISES`` without ``--exercise``); returns the command lines it was given."""
