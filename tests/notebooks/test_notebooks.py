@@ -19,6 +19,17 @@ SOURCE = sorted((COURSE / "source").glob("week*/*.ipynb"))
 RELEASE = sorted((COURSE / "release").glob("week*/*.ipynb"))
 
 
+def test_notebooks_validate_without_the_iri_grammar():
+    """tests/no_iri_grammar.py keeps jsonschema's "iri" checker out of the test processes;
+    nbformat still rejects a notebook its schema does not allow."""
+    assert sys.modules["rfc3987_syntax"] is None
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.validate(nb)
+    nb.cells[0]["execution_count"] = "one"
+    with pytest.raises(nbformat.ValidationError, match="execution_count"):
+        nbformat.validate(nb)
+
+
 def test_every_text_notebook_is_built():
     assert TEXT_SOURCES, "no notebooks under course/notebooks"
     assert len(SOURCE) == len(TEXT_SOURCES) == len(RELEASE)
@@ -63,7 +74,7 @@ def errors_before_first_exercise(path: str) -> list[str]:
 
 def run_until_first_exercise(path: Path) -> list[str]:
     """``errors_before_first_exercise`` in a process of its own, so several run at once."""
-    code = ("import json; from tests.notebooks.test_notebooks import "
+    code = ("import json, tests.no_iri_grammar; from tests.notebooks.test_notebooks import "
             f"errors_before_first_exercise as run; print(json.dumps(run({str(path)!r})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
@@ -75,6 +86,7 @@ def nbval(path: Path) -> subprocess.CompletedProcess:
     """COURSE_QUICK=1 shrinks the experiments of weeks 3 and 4 to a few seconds."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval", str(path), "-q", "-p", "no:cacheprovider",
+         "-p", "tests.no_iri_grammar",
          "--rootdir", str(path.parent), "-o", "addopts=", "-o", "testpaths="],
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COURSE_QUICK": "1"},
     )
