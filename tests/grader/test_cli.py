@@ -329,7 +329,9 @@ def test_without_the_fork_server_every_job_starts_a_fresh_interpreter(tmp_path):
     """The fallback for platforms without fork grades the same way."""
     import os
 
-    hang = RMSNORM.replace("        x32 = x.float()", "        while True:\n            pass")
+    # a hang that waits (test_hang_crash_and_memory_blowup_cost_only_their_exercise spins)
+    hang = RMSNORM.replace("        x32 = x.float()",
+                           "        import time\n        while True:\n            time.sleep(1)")
     path = tmp_path / "hang.py"
     path.write_text(hang + SWIGLU)
     # a fresh interpreter per job imports torch each time: slow on a busy machine

@@ -49,6 +49,8 @@ class RMSNorm(nn.Module):
         return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
 '''
 
+# waits rather than spins: a hang is a hang to the time limits (tests/grader/test_attacks.py
+# has the spinning ones), and this one lasts the kernel's, autograde's and the command's limits
 HANGING_RMSNORM = '''
 class RMSNorm(nn.Module):
     def __init__(self, dim, eps=1e-6):
@@ -56,8 +58,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
+        import time
         while True:
-            pass
+            time.sleep(1)
 '''
 
 # wrong, and rigs the kernel so the visible asserts cannot fail
