@@ -185,3 +185,13 @@ def test_locked_cells_keep_literal_constants_a_definition_may_name(tmp_path):
     namespace: dict = {}
     exec(sub.chunks[0]["source"], namespace)
     assert namespace["rope"]() == 10000.0 and namespace["SIZES"] == (1, 2)
+
+
+def test_jobs_start_with_what_torch_imports_on_first_use():
+    """The fork server does once what each job paid for (worker._warm_up): a backward with a
+    given gradient imports sympy (about 0.3 s of every job that grades gradients)."""
+    script = ("import sys\nresult = {'warm': 'torch.fx.experimental.symbolic_shapes' in "
+              "sys.modules}")
+    result = run(script)
+    assert result["ok"], result
+    assert result["output"]["__dict__"]["warm"] is True
