@@ -12,7 +12,7 @@ import torch
 from autograder.compare import Mismatch
 from autograder.exercises.common import script_call
 from autograder.grading import Case, Exercise, given_code, given_note, grade_exercise
-from autograder.sandbox import run_job
+from autograder.sandbox import USE_FORK, run_job
 from autograder.submission import read_submission
 
 pytestmark = pytest.mark.grader
@@ -187,6 +187,7 @@ def test_locked_cells_keep_literal_constants_a_definition_may_name(tmp_path):
     assert namespace["rope"]() == 10000.0 and namespace["SIZES"] == (1, 2)
 
 
+@pytest.mark.skipif(not USE_FORK, reason="jobs start from the fork server only on Linux")
 def test_jobs_start_with_what_torch_imports_on_first_use():
     """The fork server does once what each job paid for (worker._warm_up): a backward with a
     given gradient imports sympy (about 0.3 s of every job that grades gradients)."""
