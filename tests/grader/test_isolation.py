@@ -178,6 +178,8 @@ def look():
         net = type(exc).__name__
     return json.dumps({
         "cwd": os.getcwd(), "root": sorted(os.listdir("/")), "uid": os.getuid(),
+        "under": {d: sorted(os.listdir("/" + d)) for d in ("home", "tmp")
+                  if os.path.isdir("/" + d)},
         "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
         "write_job": writable("/job/x"), "write_root": writable("/x"),
         "write_usr": writable("/usr/x"), "net": net,
@@ -189,7 +191,14 @@ def look():
                               [{"kind": "function", "symbol": "look", "inputs": []}])
     seen = json.loads(outcome.results[0]["output"])
     assert seen["cwd"] == "/job"
-    assert "job" in seen["root"] and "home" not in seen["root"] and "tmp" not in seen["root"]
+    assert "job" in seen["root"]
+    # the host's /home and /tmp stay hidden; one appears only on the way to the Python
+    # installation when that lies inside it (a checkout in /tmp, a virtual environment in $HOME)
+    shown = [Path(p).parts[1:3] for p in isolation.readonly_paths()]
+    for folder, entries in seen["under"].items():
+        needed = {rest[1] for rest in shown if rest[0] == folder and len(rest) > 1}
+        assert entries == sorted(needed), (folder, entries)
+    assert set(seen["under"]) == {d for d in ("home", "tmp") if d in seen["root"]}
     assert seen["uid"] != os.getuid() and seen["uid"] != 0
     assert seen["pids"] == [1], "a job sees processes other than its own"
     assert seen["write_job"] and not seen["write_root"] and not seen["write_usr"]
